@@ -1,0 +1,215 @@
+"""The ``auditkit`` command: everything the dashboard shows, headless.
+
+::
+
+    auditkit models                      list the model registry (hash verified)
+    auditkit datasets                    list the built-in datasets and where they are
+    auditkit audit --model NAME[@VER] --dataset NAME_OR_PATH --out DIR [--checks ...]
+    auditkit train NAME@VERSION          re-train a demo model from its recipe
+
+Bad input exits with code 2 and a message naming what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ._version import __version__
+from .exceptions import AuditKitError
+
+__all__ = ["main"]
+
+
+class _ProgressLine:
+    """A single updating progress line on stderr (a new line per stage)."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self.stage = ""
+        self.last = 0.0
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def __call__(self, done: int, total: int, message: str) -> None:
+        now = time.monotonic()
+        new_stage = message != self.stage
+        finished = done >= total
+        if not (new_stage or finished or now - self.last > (0.1 if self.tty else 2.0)):
+            return
+        if new_stage and self.stage and self.tty:
+            self.stream.write("\n")
+        self.stage, self.last = message, now
+        pct = 100.0 * done / total if total else 100.0
+        line = f"[auditkit] {message}: {done}/{total} ({pct:.0f}%)"
+        if self.tty:
+            self.stream.write("\r" + line + ("\n" if finished else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def default_audits_dir() -> Path:
+    """``$AUDITKIT_AUDITS`` or ``./audits``: where audits are written and listed."""
+    return Path(os.environ.get("AUDITKIT_AUDITS", "audits"))
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .models import list_models
+
+    models = list_models(args.registry)
+    if args.json:
+        print(json.dumps([{**m.card.to_dict(), "folder": str(m.folder), "verified": m.verify()}
+                          for m in models], indent=2))
+        return 0
+    if not models:
+        print("No models found.")
+        return 0
+    print(f"{'model':28} {'task':48} {'format':12} {'sha256':10} verified")
+    for m in models:
+        ok = "yes" if m.verify() else "NO - weights differ from card"
+        task = m.card.task if len(m.card.task) <= 46 else m.card.task[:45] + "…"
+        print(f"{m.card.ref:28} {task:48} {m.card.format:12} {m.card.sha256[:10]} {ok}")
+    return 0
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    from .data import builtin_dataset_names, find_dataset, load_dataset
+    from .exceptions import DatasetNotFoundError
+
+    for name in builtin_dataset_names():
+        try:
+            spec, root = find_dataset(name, data_root=args.data_root)
+        except DatasetNotFoundError as exc:
+            print(f"{name}: NOT FOUND\n  {exc}\n")
+            continue
+        ds = load_dataset(spec, root=root, check_images=False, on_invalid="drop")
+        summary = ds.summary()
+        print(f"{name}: {summary['n_images']} images at {root}")
+        print(f"  classes: {summary['class_counts']}")
+        for attr, counts in summary["group_counts"].items():
+            print(f"  {attr}: {counts}")
+    return 0
+
+
+def _parse_checks(text: str) -> list[str]:
+    return [c.strip() for c in text.split(",") if c.strip()]
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from .audit import AuditConfig, run_audit
+    from .data import load_dataset
+    from .models import load_model
+
+    checks = ["performance"] + [c for c in _parse_checks(args.checks) if c != "performance"]
+    intersections = [pair.split(":") for pair in args.intersection]
+    options: dict[str, dict[str, Any]] = {}
+    if args.options:
+        try:
+            options = json.loads(args.options)
+        except json.JSONDecodeError as exc:
+            raise SystemExit(f"--options must be a JSON object; got {args.options!r} ({exc})")
+    config = AuditConfig(
+        checks=checks, seed=args.seed, n_boot=args.n_boot, min_group_size=args.min_group_size,
+        device=args.device, batch_size=args.batch_size, precision=args.precision,
+        intersections=intersections, options=options,
+    )
+    progress = _ProgressLine()
+    model = load_model(args.model, registry=args.registry, device=args.device)
+    dataset = load_dataset(args.dataset, data_root=args.data_root,
+                           on_invalid="drop" if args.drop_invalid else "raise", progress=progress)
+    if dataset.problems:
+        print(f"[auditkit] went on without {dataset.n_rows_total - len(dataset)} invalid row(s) "
+              f"of {dataset.n_rows_total}; first problem: {dataset.problems[0]}", file=sys.stderr)
+    out = Path(args.out) if args.out else (
+        default_audits_dir() / f"{model.card.name}@{model.card.version}__{dataset.name}")
+    audit = run_audit(model=model, dataset=dataset, config=config, out_dir=out,
+                      cache_dir=args.cache_dir, progress=progress)
+    perf = audit["results"].get("performance", {}).get("metrics", {})
+    acc = perf.get("accuracy", {})
+    if acc.get("value") is not None:
+        lo, hi = acc.get("ci") or [None, None]
+        ci = f" (95% CI {lo:.3f}-{hi:.3f})" if lo is not None else ""
+        print(f"accuracy {acc['value']:.3f}{ci} on {audit['dataset']['n_images']} images")
+    print(f"wrote {out / 'audit.json'} and {out / 'predictions.csv'}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .training import train_recipe
+
+    train_recipe(args.recipe, out_root=args.out_root, data_root=args.data_root,
+                 device=args.device, epochs=args.epochs, progress=_ProgressLine())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="auditkit",
+        description="Audit trained medical-imaging models: accuracy, fairness across patient "
+                    "groups, explanations, robustness and privacy.",
+    )
+    parser.add_argument("--version", action="version", version=f"auditkit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("models", help="list the model registry")
+    p.add_argument("--registry", help="registry folder (default: the project's models/)")
+    p.add_argument("--json", action="store_true", help="print the cards as JSON")
+    p.set_defaults(func=_cmd_models)
+
+    p = sub.add_parser("datasets", help="list the built-in datasets and where they were found")
+    p.add_argument("--data-root", help="folder holding the dataset folders")
+    p.set_defaults(func=_cmd_datasets)
+
+    p = sub.add_parser("audit", help="audit a model on a dataset")
+    p.add_argument("--model", required=True, help="NAME[@VERSION] in the registry, or a path")
+    p.add_argument("--dataset", required=True,
+                   help="built-in name, a dataset .toml, or a folder with auditkit.toml")
+    p.add_argument("--out", help="output folder (default: audits/NAME@VERSION__DATASET)")
+    p.add_argument("--checks", default="performance",
+                   help="comma-separated: performance,fairness,explain,robustness,privacy")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--precision", default="auto", help="auto, float32, bf16 or fp16 (GPU)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0, help="seed of every random process")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--min-group-size", type=int, default=10,
+                   help="groups smaller than this are 'too few to judge'")
+    p.add_argument("--intersection", action="append", default=[], metavar="ATTR:ATTR",
+                   help="audit two attributes jointly, e.g. sex:age (repeatable)")
+    p.add_argument("--options", help='per-check settings as JSON, e.g. {"robustness": {...}}')
+    p.add_argument("--registry", help="model registry folder")
+    p.add_argument("--data-root", help="folder holding the dataset folders")
+    p.add_argument("--cache-dir", help="prediction cache folder (default ~/.cache/auditkit)")
+    p.add_argument("--drop-invalid", action="store_true",
+                   help="go on with the valid rows when some rows have problems")
+    p.set_defaults(func=_cmd_audit)
+
+    p = sub.add_parser("train", help="re-train a demo model from its recipe (seeded)")
+    p.add_argument("recipe", help="NAME@VERSION of a recipe, e.g. derm-lesion@v1")
+    p.add_argument("--out-root", help="registry folder to write into (default: models/)")
+    p.add_argument("--data-root", help="folder holding the dataset folders")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    p.set_defaults(func=_cmd_train)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code (2 for bad input)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except AuditKitError as exc:
+        print(f"auditkit: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,852 @@
+"""Datasets: images, labels, patient ids and patient attributes.
+
+A dataset is described once, in a small TOML file (see ``docs/datasets.md``): where
+the images are, which table column holds the image path, the label, the patient id
+and the mask, and which columns are patient attributes of which kind. Loading
+validates everything up front and reports *all* problems at once, with the line
+number in the table, and can then go on with the valid rows if the user chooses.
+
+Attribute kinds
+---------------
+``ethnicity``   race or ethnic group, free text (DICOM tag EthnicGroup).
+``sex``         female / male / other (DICOM tag PatientSex).
+``age``         years, continuous; shown in bands (DICOM tag PatientAge, e.g. ``045Y``).
+``skin_tone``   Fitzpatrick I-VI (``scale = "fitzpatrick"``) or Monk 1-10 (``"monk"``).
+``categorical`` anything else: site, view, scanner, hospital.
+
+Missing values become the group ``"unknown"``: it is kept and reported, never dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tomllib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .exceptions import ConfigError, DataError, DatasetNotFoundError
+
+__all__ = [
+    "ATTRIBUTE_KINDS",
+    "UNKNOWN",
+    "AttributeSpec",
+    "Dataset",
+    "DatasetProblem",
+    "DatasetSpec",
+    "builtin_dataset_names",
+    "dataset_search_paths",
+    "find_dataset",
+    "load_dataset",
+    "read_image",
+]
+
+ATTRIBUTE_KINDS = ("ethnicity", "sex", "age", "skin_tone", "categorical")
+UNKNOWN = "unknown"
+RESERVED_COLUMNS = frozenset({"image", "label", "pred", "patient_id", "mask", "split"})
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".dcm", ".dicom", ""})
+
+_DICOM_TAGS = {"sex": "PatientSex", "age": "PatientAge", "ethnicity": "EthnicGroup"}
+_SEX_VALUES = {
+    "f": "female", "female": "female", "woman": "female", "w": "female",
+    "m": "male", "male": "male", "man": "male",
+    "o": "other", "other": "other", "x": "other",
+}
+_ROMAN = ["I", "II", "III", "IV", "V", "VI"]
+_SCALES = {"fitzpatrick": 6, "monk": 10}
+_BUILTIN_DIR = Path(__file__).parent / "datasets"
+
+ProgressFn = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class AttributeSpec:
+    """One patient attribute of a dataset.
+
+    Parameters
+    ----------
+    name : str
+        Name used everywhere (CLI, JSON, pages), e.g. ``"skin_type"``.
+    column : str
+        Column of the table holding the raw values. For DICOM images the
+        ``ethnicity``, ``sex`` and ``age`` kinds fall back to the standard tags when
+        the column is absent or empty.
+    kind : str
+        One of :data:`ATTRIBUTE_KINDS`.
+    scale : str, optional
+        ``"fitzpatrick"`` (1-6) or ``"monk"`` (1-10), for ``skin_tone`` only.
+    bands : sequence of float, optional
+        For ``age``: band edges in years, default ``(40, 60)`` giving ``<40``,
+        ``40-59``, ``60+``. For ``skin_tone``: edges on the scale, e.g. ``(3, 5)``
+        giving ``I-II``, ``III-IV``, ``V-VI`` on the Fitzpatrick scale.
+    estimated : bool
+        True when the values were estimated (e.g. skin tone from pixels), not recorded.
+    description : str
+        A short plain-language description shown to reviewers.
+    """
+
+    name: str
+    column: str
+    kind: str
+    scale: str | None = None
+    bands: tuple[float, ...] | None = None
+    estimated: bool = False
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in ATTRIBUTE_KINDS:
+            raise ConfigError(
+                f"Attribute {self.name!r} has kind {self.kind!r}; expected one of "
+                f"{list(ATTRIBUTE_KINDS)}."
+            )
+        if not self.name.isidentifier() or self.name in RESERVED_COLUMNS or self.name.startswith(
+            "prob_"
+        ):
+            raise ConfigError(
+                f"Attribute name must be an identifier other than {sorted(RESERVED_COLUMNS)} "
+                f"and not start with 'prob_'; got {self.name!r} instead."
+            )
+        if self.kind == "skin_tone" and self.scale not in _SCALES:
+            raise ConfigError(
+                f"Skin-tone attribute {self.name!r} needs scale 'fitzpatrick' or 'monk'; "
+                f"got {self.scale!r} instead."
+            )
+        if self.bands is not None:
+            if self.kind not in ("age", "skin_tone"):
+                raise ConfigError(
+                    f"Attribute {self.name!r}: bands apply to 'age' and 'skin_tone' only; "
+                    f"got kind {self.kind!r}."
+                )
+            edges = tuple(float(b) for b in self.bands)
+            if list(edges) != sorted(set(edges)):
+                raise ConfigError(
+                    f"Attribute {self.name!r}: bands must be strictly increasing; got "
+                    f"{list(self.bands)} instead."
+                )
+            object.__setattr__(self, "bands", edges)
+
+    @property
+    def group_order(self) -> list[str]:
+        """The groups of this attribute in their natural order (``unknown`` last)."""
+        if self.kind == "age":
+            return [*_age_band_labels(self.bands or (40.0, 60.0)), UNKNOWN]
+        if self.kind == "skin_tone":
+            top = _SCALES[str(self.scale)]
+            names = _ROMAN if self.scale == "fitzpatrick" else [str(i) for i in range(1, 11)]
+            if not self.bands:
+                return [*names[:top], UNKNOWN]
+            return [*_scale_band_labels(self.bands, names[:top]), UNKNOWN]
+        if self.kind == "sex":
+            return ["female", "male", "other", UNKNOWN]
+        return []
+
+
+def _age_band_labels(edges: Sequence[float]) -> list[str]:
+    labels = [f"<{edges[0]:g}"]
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        labels.append(f"{lo:g}-{hi - 1:g}")
+    labels.append(f"{edges[-1]:g}+")
+    return labels
+
+
+def _scale_band_labels(edges: Sequence[float], names: Sequence[str]) -> list[str]:
+    cuts = [1, *[int(e) for e in edges], len(names) + 1]
+    labels = []
+    for lo, hi in zip(cuts[:-1], cuts[1:]):
+        labels.append(names[lo - 1] if hi - lo == 1 else f"{names[lo - 1]}-{names[hi - 2]}")
+    return labels
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset description: where things are and what the columns mean.
+
+    Parameters
+    ----------
+    name : str
+        Short name, e.g. ``"fitzpatrick17k"``.
+    table : str
+        CSV file, relative to the dataset root, one row per image.
+    image_column : str
+        Column with the image path, relative to the dataset root (or absolute).
+    label_column : str
+        Column with the ground-truth label.
+    classes : list of str
+        The class names in model-output order. Raw labels are mapped with
+        ``label_map`` first, when given.
+    label_map : dict, optional
+        Raw label value -> class name, e.g. several diagnoses -> ``"not_covid"``.
+    patient_column : str, optional
+        Column with the patient id; splits and bootstrap intervals resample patients.
+    group_column : str, optional
+        Column with a grouping used for splits when there is no patient id (e.g.
+        near-duplicate clusters).
+    mask_column : str, optional
+        Column with a segmentation mask path (for segmentation audits).
+    attributes : list of AttributeSpec
+        The patient attributes.
+    description, citation, license : str
+        Shown to reviewers.
+    """
+
+    name: str
+    table: str
+    image_column: str
+    label_column: str
+    classes: tuple[str, ...]
+    label_map: Mapping[str, str] | None = None
+    patient_column: str | None = None
+    group_column: str | None = None
+    mask_column: str | None = None
+    attributes: tuple[AttributeSpec, ...] = ()
+    description: str = ""
+    citation: str = ""
+    license: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "classes", tuple(self.classes))
+        object.__setattr__(self, "attributes", tuple(self.attributes))
+        if len(self.classes) < 2:
+            raise ConfigError(
+                f"Dataset {self.name!r} must list at least two classes; got "
+                f"{list(self.classes)} instead."
+            )
+        if self.label_map:
+            unknown = sorted(set(self.label_map.values()) - set(self.classes))
+            if unknown:
+                raise ConfigError(
+                    f"Dataset {self.name!r}: label_map maps to {unknown}, which are not in "
+                    f"classes {list(self.classes)}."
+                )
+        names = [a.name for a in self.attributes]
+        if len(names) != len(set(names)):
+            raise ConfigError(f"Dataset {self.name!r}: attribute names repeat: {names}.")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DatasetSpec:
+        """Build a spec from a parsed TOML/JSON mapping (``[[attributes]]`` tables)."""
+        data = dict(data)
+        known = {f for f in cls.__dataclass_fields__}
+        extra = sorted(set(data) - known)
+        if extra:
+            raise ConfigError(
+                f"Unknown keys in dataset description: {extra}; expected keys among "
+                f"{sorted(known)}."
+            )
+        missing = [k for k in ("name", "table", "image_column", "label_column", "classes")
+                   if k not in data]
+        if missing:
+            raise ConfigError(f"Dataset description lacks required keys {missing}.")
+        attrs = []
+        for raw in data.pop("attributes", []):
+            raw = dict(raw)
+            if "bands" in raw:
+                raw["bands"] = tuple(raw["bands"])
+            try:
+                attrs.append(AttributeSpec(**raw))
+            except TypeError as exc:
+                raise ConfigError(f"Attribute description {raw!r} is not valid: {exc}.") from exc
+        return cls(**data, attributes=tuple(attrs))
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str]) -> DatasetSpec:
+        """Read a dataset description from a TOML file."""
+        path = Path(path)
+        try:
+            with path.open("rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError as exc:
+            raise DatasetNotFoundError(f"Dataset description {path} does not exist.") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"Dataset description {path} is not valid TOML: {exc}.") from exc
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping (inverse of :meth:`from_dict`)."""
+        out = asdict(self)
+        out["classes"] = list(self.classes)
+        out["label_map"] = dict(self.label_map) if self.label_map else None
+        out["attributes"] = [
+            {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(a).items()}
+            for a in self.attributes
+        ]
+        return out
+
+    def attribute(self, name: str) -> AttributeSpec:
+        """The attribute called ``name``."""
+        for attr in self.attributes:
+            if attr.name == name:
+                return attr
+        raise ConfigError(
+            f"Dataset {self.name!r} has no attribute {name!r}; it has "
+            f"{[a.name for a in self.attributes]}."
+        )
+
+
+@dataclass(frozen=True)
+class DatasetProblem:
+    """One problem found while validating a dataset.
+
+    ``line`` is the line of the table file (the header is line 1), or None for
+    problems of the whole table such as a missing column.
+    """
+
+    kind: str
+    message: str
+    line: int | None = None
+    column: str | None = None
+
+    def __str__(self) -> str:
+        where = f"line {self.line}: " if self.line is not None else ""
+        return f"{where}{self.message}"
+
+
+@dataclass
+class Dataset:
+    """A validated dataset, ready to audit.
+
+    Attributes
+    ----------
+    spec : DatasetSpec
+    root : Path
+        Folder the relative paths are resolved against.
+    records : pandas.DataFrame
+        One row per valid image: ``image`` (as written in the table), ``path``
+        (absolute), ``label`` (class name), ``label_index``, ``patient_id`` (or None),
+        ``mask`` (or None), ``line`` (line in the table) and one column per attribute
+        holding its group (plus ``<name>_years`` for age attributes).
+    problems : list of DatasetProblem
+        Everything wrong with the rows that were left out (empty if none).
+    n_rows_total : int
+        Rows in the table before invalid ones were left out.
+    content_hash : str
+        sha256 over the description, the cleaned table and every image's bytes.
+    """
+
+    spec: DatasetSpec
+    root: Path
+    records: pd.DataFrame
+    problems: list[DatasetProblem] = field(default_factory=list)
+    n_rows_total: int = 0
+    content_hash: str = ""
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def attribute_names(self) -> list[str]:
+        return [a.name for a in self.spec.attributes]
+
+    @property
+    def has_patients(self) -> bool:
+        return bool(self.records["patient_id"].notna().any())
+
+    def group_counts(self) -> dict[str, dict[str, int]]:
+        """Images per group for every attribute, groups in their natural order."""
+        out: dict[str, dict[str, int]] = {}
+        for attr in self.spec.attributes:
+            counts = self.records[attr.name].value_counts()
+            order = [g for g in attr.group_order if g in counts.index]
+            order += sorted(g for g in counts.index if g not in order)
+            out[attr.name] = {g: int(counts[g]) for g in order}
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """Size, classes, attributes and group counts, for pages and ``audit.json``."""
+        return {
+            "name": self.name,
+            "root": str(self.root),
+            "hash": self.content_hash,
+            "n_images": len(self),
+            "n_rows_total": self.n_rows_total,
+            "n_invalid_rows": self.n_rows_total - len(self),
+            "n_patients": int(self.records["patient_id"].nunique()) if self.has_patients else None,
+            "classes": list(self.spec.classes),
+            "class_counts": {c: int((self.records["label"] == c).sum()) for c in self.spec.classes},
+            "attributes": {a.name: a.kind for a in self.spec.attributes},
+            "group_counts": self.group_counts(),
+        }
+
+    def subset(self, mask: np.ndarray | pd.Series) -> Dataset:
+        """A dataset holding the rows where ``mask`` is true (same hash lineage)."""
+        records = self.records[np.asarray(mask, dtype=bool)].reset_index(drop=True)
+        digest = hashlib.sha256(self.content_hash.encode())
+        digest.update(pd.util.hash_pandas_object(records["image"], index=False).values.tobytes())
+        return Dataset(
+            spec=self.spec,
+            root=self.root,
+            records=records,
+            problems=list(self.problems),
+            n_rows_total=self.n_rows_total,
+            content_hash=digest.hexdigest(),
+        )
+
+
+# --------------------------------------------------------------------------- images
+
+
+def _is_dicom(path: Path, head: bytes | None = None) -> bool:
+    if path.suffix.lower() in (".dcm", ".dicom"):
+        return True
+    if head is None:
+        with path.open("rb") as fh:
+            head = fh.read(132)
+    return len(head) >= 132 and head[128:132] == b"DICM"
+
+
+def _dicom_to_array(ds: Any) -> np.ndarray:
+    """Pixel data of a DICOM dataset as uint8 (H, W): modality and VOI LUTs applied."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    arr = ds.pixel_array
+    arr = apply_modality_lut(arr, ds)
+    if "WindowCenter" in ds or "VOILUTSequence" in ds:
+        arr = apply_voi_lut(arr, ds)
+    arr = arr.astype(np.float64)
+    if arr.ndim == 3 and arr.shape[-1] not in (3, 4):
+        arr = arr[arr.shape[0] // 2]  # multi-frame: the middle frame
+    lo, hi = float(arr.min()), float(arr.max())
+    arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+    if getattr(ds, "PhotometricInterpretation", "") == "MONOCHROME1":
+        arr = 255.0 - arr
+    return arr.round().astype(np.uint8)
+
+
+def read_image(path: str | os.PathLike[str], data: bytes | None = None) -> np.ndarray:
+    """Decode a PNG, JPEG or DICOM image.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint8`` array, ``(H, W)`` for grayscale or ``(H, W, 3)`` for colour.
+    """
+    from PIL import Image
+
+    path = Path(path)
+    if data is None:
+        data = path.read_bytes()
+    if _is_dicom(path, data[:132]):
+        import pydicom
+
+        return _dicom_to_array(pydicom.dcmread(io.BytesIO(data)))
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()
+        if img.mode in ("L", "RGB"):
+            return np.asarray(img)
+        if img.mode in ("I;16", "I", "F"):
+            arr = np.asarray(img, dtype=np.float64)
+            lo, hi = float(arr.min()), float(arr.max())
+            scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+            return scaled.round().astype(np.uint8)
+        return np.asarray(img.convert("RGB"))
+
+
+def _read_dicom_header(path: Path) -> dict[str, str]:
+    import pydicom
+
+    ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+    return {kind: str(ds.get(tag, "") or "") for kind, tag in _DICOM_TAGS.items()}
+
+
+# --------------------------------------------------------------------------- attributes
+
+
+def _parse_age(raw: str) -> float | None:
+    """Years from ``"54"``, ``"54.5"`` or a DICOM age string ``"054Y"``/``"006M"``."""
+    text = raw.strip().upper()
+    if len(text) == 4 and text[:3].isdigit() and text[3] in "DWMY":
+        return int(text[:3]) / {"D": 365.25, "W": 52.18, "M": 12.0, "Y": 1.0}[text[3]]
+    value = float(text)  # ValueError for anything else
+    return value
+
+
+def _band(value: float, edges: Sequence[float], labels: Sequence[str]) -> str:
+    idx = int(np.searchsorted(np.asarray(edges), value, side="right"))
+    return labels[idx]
+
+
+def _attribute_group(attr: AttributeSpec, raw: str) -> tuple[str, float | None]:
+    """(group label, numeric value) for one raw value; raises ValueError if invalid."""
+    if raw == "":
+        return UNKNOWN, None
+    if attr.kind == "sex":
+        key = raw.strip().lower()
+        if key not in _SEX_VALUES:
+            raise ValueError(f"expected F, M or O (or female/male/other); got {raw!r}")
+        return _SEX_VALUES[key], None
+    if attr.kind == "age":
+        try:
+            years = _parse_age(raw)
+        except ValueError:
+            raise ValueError(f"expected an age in years or a DICOM age like 045Y; got {raw!r}")
+        if years is None or not 0 <= years <= 130:
+            raise ValueError(f"expected an age between 0 and 130 years; got {raw!r}")
+        edges = attr.bands or (40.0, 60.0)
+        return _band(years, edges, _age_band_labels(edges)), years
+    if attr.kind == "skin_tone":
+        top = _SCALES[str(attr.scale)]
+        text = raw.strip().upper()
+        names = _ROMAN if attr.scale == "fitzpatrick" else [str(i) for i in range(1, 11)]
+        if text in names:
+            level = names.index(text) + 1
+        else:
+            try:
+                as_float = float(text)
+            except ValueError:
+                as_float = float("nan")
+            if not as_float.is_integer() or not 1 <= as_float <= top:
+                raise ValueError(
+                    f"expected a {attr.scale} skin type 1-{top}"
+                    + (" or I-VI" if attr.scale == "fitzpatrick" else "")
+                    + f"; got {raw!r}"
+                )
+            level = int(as_float)
+        if not attr.bands:
+            return names[level - 1], float(level)
+        return _band(level, attr.bands, _scale_band_labels(attr.bands, names[:top])), float(level)
+    return raw.strip(), None
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def dataset_search_paths() -> list[Path]:
+    """Folders searched, in order, for the built-in datasets.
+
+    1. ``$AUDITKIT_DATASETS`` (``os.pathsep``-separated),
+    2. ``shared/datasets`` beside the project checkout,
+    3. ``shared/datasets`` beside the current directory.
+    """
+    paths = [Path(p) for p in os.environ.get("AUDITKIT_DATASETS", "").split(os.pathsep) if p]
+    project = Path(__file__).resolve().parents[1]
+    paths += [project.parent / "shared" / "datasets", Path.cwd().parent / "shared" / "datasets"]
+    seen: list[Path] = []
+    for p in paths:
+        if p not in seen:
+            seen.append(p)
+    return seen
+
+
+def builtin_dataset_names() -> list[str]:
+    """Datasets that ship with a ready-made description."""
+    return sorted(p.stem for p in _BUILTIN_DIR.glob("*.toml"))
+
+
+def find_dataset(name_or_path: str | os.PathLike[str], *, data_root: str | os.PathLike[str] | None
+                 = None) -> tuple[DatasetSpec, Path]:
+    """Resolve a dataset name or path to its description and root folder.
+
+    Parameters
+    ----------
+    name_or_path : str or path
+        A built-in name (``fitzpatrick17k``, ``covid_cxr``, ``lgg_mri``), a TOML
+        description file, or a folder holding ``auditkit.toml`` or named like a
+        built-in dataset.
+    data_root : path, optional
+        Folder holding the built-in datasets, searched before the defaults.
+
+    Raises
+    ------
+    DatasetNotFoundError
+        With the places looked in and what to do.
+    """
+    text = str(name_or_path)
+    path = Path(text)
+    if path.suffix == ".toml":
+        spec = DatasetSpec.from_toml(path)
+        root = path.parent
+        return spec, root
+    if path.is_dir() and (path / "auditkit.toml").is_file():
+        return DatasetSpec.from_toml(path / "auditkit.toml"), path
+    name = path.name if path.is_dir() else text
+    if name not in builtin_dataset_names():
+        raise DatasetNotFoundError(
+            f"Unknown dataset {text!r}: expected a built-in name ({', '.join(builtin_dataset_names())}), "
+            "a .toml dataset description, or a folder holding auditkit.toml (see docs/datasets.md)."
+        )
+    spec = DatasetSpec.from_toml(_BUILTIN_DIR / f"{name}.toml")
+    if path.is_dir():
+        candidates = [path]
+    else:
+        roots = ([Path(data_root)] if data_root else []) + dataset_search_paths()
+        candidates = [r / name for r in roots]
+    for cand in candidates:
+        if (cand / spec.table).is_file():
+            return spec, cand
+    looked = "\n  ".join(str(c) for c in candidates)
+    raise DatasetNotFoundError(
+        f"Dataset {name!r} was not found. Looked for {spec.table} in:\n  {looked}\n"
+        f"To fix: put the {name} folder (with {spec.table} and its images) in one of those "
+        f"places, or pass --data-root DIR (the folder that holds {name}/), or set "
+        f"AUDITKIT_DATASETS=DIR. The folder's SOURCE.md says where the data comes from."
+    )
+
+
+def _as_text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    text = str(value).strip()
+    return "" if text.lower() in ("nan", "none") else text
+
+
+def load_dataset(
+    dataset: str | os.PathLike[str] | DatasetSpec,
+    *,
+    root: str | os.PathLike[str] | None = None,
+    data_root: str | os.PathLike[str] | None = None,
+    on_invalid: str = "raise",
+    check_images: bool = True,
+    progress: ProgressFn | None = None,
+) -> Dataset:
+    """Load and validate a dataset.
+
+    Every row is checked: the image exists and decodes, the label is known, the
+    patient attributes have valid values. All problems are collected before anything
+    is decided, so the user sees them at once.
+
+    Parameters
+    ----------
+    dataset : str, path or DatasetSpec
+        A name or path for :func:`find_dataset`, or a spec (then ``root`` is needed).
+    root : path, optional
+        Folder the spec's relative paths are resolved against.
+    data_root : path, optional
+        Where to look for built-in datasets first.
+    on_invalid : {"raise", "drop"}
+        ``"raise"``: any problem raises :class:`DataError` listing all of them.
+        ``"drop"``: go on with the valid rows; the problems stay in ``.problems``.
+        Missing columns and an empty result always raise.
+    check_images : bool
+        Decode every image (and hash its bytes). Turn off only for a quick look at
+        the table; the content hash then covers the table alone.
+    progress : callable, optional
+        ``progress(done, total, message)``.
+
+    Returns
+    -------
+    Dataset
+    """
+    if on_invalid not in ("raise", "drop"):
+        raise ConfigError(f"on_invalid must be 'raise' or 'drop'; got {on_invalid!r} instead.")
+    if isinstance(dataset, DatasetSpec):
+        if root is None:
+            raise ConfigError("load_dataset needs root= when given a DatasetSpec.")
+        spec, base = dataset, Path(root)
+    else:
+        spec, base = find_dataset(dataset, data_root=data_root)
+        if root is not None:
+            base = Path(root)
+    table_path = base / spec.table
+    try:
+        table = pd.read_csv(table_path, dtype=str, keep_default_na=False)
+    except FileNotFoundError as exc:
+        raise DatasetNotFoundError(f"Dataset table {table_path} does not exist.") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(f"Dataset table {table_path} is not a readable CSV file: {exc}.") from exc
+
+    problems: list[DatasetProblem] = []
+    required = [spec.image_column, spec.label_column]
+    required += [c for c in (spec.patient_column, spec.group_column, spec.mask_column) if c]
+    for col in required:
+        if col not in table.columns:
+            problems.append(DatasetProblem(
+                "missing_column",
+                f"column {col!r} named in the description is not in {spec.table}; "
+                f"found columns {list(table.columns)}",
+                column=col,
+            ))
+    dicom_only = [a for a in spec.attributes if a.column not in table.columns]
+    for attr in dicom_only:
+        if attr.kind not in _DICOM_TAGS:
+            problems.append(DatasetProblem(
+                "missing_column",
+                f"attribute {attr.name!r} reads column {attr.column!r}, which is not in "
+                f"{spec.table}; found columns {list(table.columns)}",
+                column=attr.column,
+            ))
+    if problems:
+        raise DataError(_problem_message(spec, problems, len(table)), problems)
+
+    n = len(table)
+    if n == 0:
+        raise DataError(f"Dataset table {table_path} has no rows; expected one row per image.")
+    lines = np.arange(n) + 2
+    bad = np.zeros(n, dtype=bool)
+
+    def flag(i: int, kind: str, message: str, column: str | None) -> None:
+        bad[i] = True
+        problems.append(DatasetProblem(kind, message, line=int(lines[i]), column=column))
+
+    # images: existence, decoding, bytes for the content hash
+    paths: list[Path] = []
+    for i, rel in enumerate(table[spec.image_column]):
+        rel = _as_text(rel)
+        p = Path(rel) if os.path.isabs(rel) else base / rel
+        paths.append(p)
+        if not rel:
+            flag(i, "missing_image", "the image path is empty", spec.image_column)
+    file_digests = [""] * n
+    dicom_headers: dict[int, dict[str, str]] = {}
+
+    def check(i: int) -> tuple[int, str, str | None, dict[str, str] | None]:
+        p = paths[i]
+        try:
+            data = p.read_bytes()
+        except FileNotFoundError:
+            return i, "", f"image file {p} does not exist", None
+        except OSError as exc:
+            return i, "", f"image file {p} cannot be read: {exc}", None
+        digest = hashlib.sha256(data).hexdigest()
+        header = None
+        if check_images:
+            try:
+                arr = read_image(p, data)
+                if arr.ndim not in (2, 3) or arr.size == 0:
+                    raise ValueError(f"unexpected pixel array shape {arr.shape}")
+            except Exception as exc:  # any decoder failure is a data problem, reported
+                return i, digest, f"image file {p} cannot be decoded as PNG, JPEG or DICOM ({exc})", None
+        if dicom_only or any(a.kind in _DICOM_TAGS for a in spec.attributes):
+            if _is_dicom(p, data[:132]):
+                header = _read_dicom_header(p)
+        return i, digest, None, header
+
+    todo = [i for i in range(n) if not bad[i]]
+    done = 0
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        for i, digest, err, header in pool.map(check, todo, chunksize=32):
+            file_digests[i] = digest
+            if header is not None:
+                dicom_headers[i] = header
+            if err is not None:
+                kind = "missing_image" if "does not exist" in err else "unreadable_image"
+                flag(i, kind, err, spec.image_column)
+            done += 1
+            if progress and (done % 256 == 0 or done == len(todo)):
+                progress(done, len(todo), "checking images")
+
+    # labels
+    labels = [_as_text(v) for v in table[spec.label_column]]
+    classes: list[str | None] = []
+    for i, raw in enumerate(labels):
+        mapped = spec.label_map.get(raw) if spec.label_map else raw
+        if not raw:
+            flag(i, "missing_label", "the label is empty", spec.label_column)
+            classes.append(None)
+        elif mapped not in spec.classes:
+            known = sorted(spec.label_map) if spec.label_map else list(spec.classes)
+            flag(i, "unknown_label", f"label {raw!r} is not one of {known}", spec.label_column)
+            classes.append(None)
+        else:
+            classes.append(mapped)
+
+    # masks
+    masks: list[str | None] = [None] * n
+    if spec.mask_column:
+        for i, rel in enumerate(table[spec.mask_column]):
+            rel = _as_text(rel)
+            if not rel:
+                continue
+            p = Path(rel) if os.path.isabs(rel) else base / rel
+            if not p.is_file():
+                flag(i, "missing_mask", f"mask file {p} does not exist", spec.mask_column)
+            masks[i] = rel
+
+    # attributes
+    groups: dict[str, list[str]] = {}
+    numeric: dict[str, list[float | None]] = {}
+    for attr in spec.attributes:
+        col_values = (
+            [_as_text(v) for v in table[attr.column]] if attr.column in table.columns else [""] * n
+        )
+        g_list, v_list = [], []
+        for i, raw in enumerate(col_values):
+            if not raw and i in dicom_headers and attr.kind in _DICOM_TAGS:
+                raw = dicom_headers[i].get(attr.kind, "")
+            try:
+                group, value = _attribute_group(attr, raw)
+            except ValueError as exc:
+                flag(i, "bad_attribute", f"attribute {attr.name!r} ({attr.column}): {exc}",
+                     attr.column)
+                group, value = UNKNOWN, None
+            g_list.append(group)
+            v_list.append(value)
+        groups[attr.name] = g_list
+        numeric[attr.name] = v_list
+
+    records = pd.DataFrame({
+        "image": [_as_text(v) for v in table[spec.image_column]],
+        "path": [str(p) for p in paths],
+        "label": classes,
+        "patient_id": (
+            [(_as_text(v) or None) for v in table[spec.patient_column]]
+            if spec.patient_column else [None] * n
+        ),
+        "split_group": (
+            [(_as_text(v) or None) for v in table[spec.group_column]]
+            if spec.group_column else [None] * n
+        ),
+        "mask": masks,
+        "line": lines,
+    })
+    for attr in spec.attributes:
+        records[attr.name] = groups[attr.name]
+        if attr.kind == "age":
+            records[f"{attr.name}_years"] = pd.array(numeric[attr.name], dtype="Float64")
+
+    dup = records["image"].duplicated(keep="first") & (records["image"] != "")
+    for i in np.flatnonzero(dup.to_numpy()):
+        flag(int(i), "duplicate_image", f"image {records['image'][i]!r} is listed more than once",
+             spec.image_column)
+
+    problems.sort(key=lambda p: (p.line or 0, p.kind))
+    if problems and on_invalid == "raise":
+        raise DataError(_problem_message(spec, problems, n), problems)
+    keep = ~bad
+    if not keep.any():
+        raise DataError(
+            f"No valid rows are left in dataset {spec.name!r}: all {n} rows have problems.\n"
+            + _problem_message(spec, problems, n), problems)
+    records = records[keep].reset_index(drop=True)
+    records["label_index"] = [spec.classes.index(c) for c in records["label"]]
+
+    digest = hashlib.sha256()
+    digest.update(json.dumps(spec.to_dict(), sort_keys=True).encode())
+    digest.update(records.drop(columns=["path", "line"]).to_csv(index=False).encode())
+    for i in np.flatnonzero(keep):
+        digest.update(file_digests[i].encode())
+    return Dataset(
+        spec=spec, root=base, records=records, problems=problems, n_rows_total=n,
+        content_hash=digest.hexdigest(),
+    )
+
+
+def _problem_message(spec: DatasetSpec, problems: Iterable[DatasetProblem], n_rows: int,
+                     limit: int = 25) -> str:
+    problems = list(problems)
+    by_kind: dict[str, int] = {}
+    for p in problems:
+        by_kind[p.kind] = by_kind.get(p.kind, 0) + 1
+    rows = {p.line for p in problems if p.line is not None}
+    head = (
+        f"Dataset {spec.name!r} has {len(problems)} problem(s) in {len(rows)} of {n_rows} rows "
+        f"({', '.join(f'{k}: {v}' for k, v in sorted(by_kind.items()))}):"
+    )
+    lines = [f"  {p}" for p in problems[:limit]]
+    if len(problems) > limit:
+        lines.append(f"  ... and {len(problems) - limit} more.")
+    if rows and len(rows) < n_rows:
+        lines.append("To go on with the valid rows only, pass on_invalid='drop' "
+                     "(CLI: --drop-invalid).")
+    return "\n".join([head, *lines])

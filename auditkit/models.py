@@ -1,0 +1,557 @@
+"""Model cards, the model registry and safe model loading.
+
+A model is a weights file plus a model card: ``card.json`` (machine-readable) and
+``MODEL_CARD.md`` (for people) in the same folder. Three formats load:
+
+``torchscript``  ``torch.jit.save`` archive. TorchScript code can only call
+                 TorchScript operators, and its constants are read by torch's own
+                 restricted unpickler, so loading runs no arbitrary Python.
+``export``       ``torch.export.save`` archive (``.pt2``).
+``state_dict``   plain tensors in ``.safetensors`` (no pickle at all) or ``.pt``/``.pth``,
+                 with the architecture named in the card (:mod:`auditkit.architectures`).
+
+A ``.pt`` state dict is a pickle. Before anything is unpickled, auditkit walks its
+opcodes (:func:`scan_pickle`) and refuses any global that is not a tensor-rebuilding
+function of torch; ``torch.load(weights_only=True)`` is the second line of defence.
+The sha256 written in the card is checked before either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickletools
+import zipfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .exceptions import (
+    ConfigError,
+    IntegrityError,
+    ModelError,
+    ModelNotFoundError,
+    UnsafeModelError,
+)
+
+__all__ = [
+    "FORMATS",
+    "OUTPUT_KINDS",
+    "LoadedModel",
+    "ModelCard",
+    "default_registry",
+    "list_models",
+    "load_model",
+    "resolve_model",
+    "scan_pickle",
+    "select_device",
+    "sha256_file",
+]
+
+OUTPUT_KINDS = ("softmax", "binary_logit", "multilabel_sigmoid")
+FORMATS = ("torchscript", "export", "state_dict")
+CARD_FILE = "card.json"
+
+
+@dataclass
+class ModelCard:
+    """The machine-readable model card (``card.json``).
+
+    Parameters
+    ----------
+    name, version : str
+        ``name@version`` identifies the model in the registry.
+    task : str
+        What the model does, in one plain sentence.
+    class_names : list of str
+        Classes in output order. For ``binary_logit`` exactly two: negative, positive.
+    positive_class : str
+        The clinically positive class (disease present); sensitivity is about it.
+    output : str
+        ``softmax`` (multiclass logits), ``binary_logit`` (one logit, sigmoid is the
+        probability of ``class_names[1]``) or ``multilabel_sigmoid``.
+    input_size : [int, int]
+        Height and width the image is resized to.
+    channels : int
+        1 (grayscale) or 3 (RGB).
+    normalization : dict
+        ``{"mean": [...], "std": [...]}`` per channel, applied to pixels in [0, 1].
+    format : str
+        One of :data:`FORMATS`.
+    weights : str
+        Weights file name, relative to the card.
+    sha256 : str
+        sha256 of the weights file.
+    architecture, architecture_kwargs
+        For ``state_dict`` weights: name in :data:`auditkit.architectures.ARCHITECTURES`.
+    dataset : str
+        Name of the dataset description it was trained and evaluated on.
+    training_data, intended_use, out_of_scope_use, limitations : str
+    metrics : dict
+        Headline test metrics (with sample sizes), as measured when it was trained.
+    """
+
+    name: str
+    version: str
+    task: str
+    class_names: list[str]
+    positive_class: str
+    output: str
+    input_size: list[int]
+    channels: int
+    normalization: dict[str, list[float]]
+    format: str
+    weights: str
+    sha256: str
+    architecture: str | None = None
+    architecture_kwargs: dict[str, Any] = field(default_factory=dict)
+    dataset: str | None = None
+    training_data: str = ""
+    intended_use: str = ""
+    out_of_scope_use: str = ""
+    limitations: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    subgroups_evaluated: list[str] = field(default_factory=list)
+    family_note: str = ""
+    license: str = ""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.output not in OUTPUT_KINDS:
+            problems.append(f"output must be one of {list(OUTPUT_KINDS)}; got {self.output!r}")
+        if self.format not in FORMATS:
+            problems.append(f"format must be one of {list(FORMATS)}; got {self.format!r}")
+        if len(self.class_names) < (1 if self.output == "multilabel_sigmoid" else 2):
+            problems.append(f"class_names must list the classes; got {self.class_names!r}")
+        if self.output == "binary_logit" and len(self.class_names) != 2:
+            problems.append(
+                f"a binary_logit model has exactly two class_names (negative, positive); "
+                f"got {self.class_names!r}"
+            )
+        if self.positive_class not in self.class_names:
+            problems.append(
+                f"positive_class must be one of class_names {self.class_names}; "
+                f"got {self.positive_class!r}"
+            )
+        if self.channels not in (1, 3):
+            problems.append(f"channels must be 1 or 3; got {self.channels!r}")
+        if len(self.input_size) != 2 or min(self.input_size) < 8:
+            problems.append(f"input_size must be [height, width] >= 8; got {self.input_size!r}")
+        for key in ("mean", "std"):
+            vals = self.normalization.get(key)
+            if not isinstance(vals, list) or len(vals) != self.channels:
+                problems.append(
+                    f"normalization.{key} must list {self.channels} value(s); got {vals!r}"
+                )
+        if any(s <= 0 for s in self.normalization.get("std", [1.0])):
+            problems.append("normalization.std values must be > 0")
+        if self.format == "state_dict" and not self.architecture:
+            problems.append("a state_dict model card must name its architecture")
+        if len(self.sha256) != 64:
+            problems.append(f"sha256 must be 64 hex digits; got {self.sha256!r}")
+        if problems:
+            raise ModelError(
+                f"Model card {self.name}@{self.version} is not valid: " + "; ".join(problems) + "."
+            )
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def positive_index(self) -> int:
+        return self.class_names.index(self.positive_class)
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        """Everything that decides the tensor the model sees (part of the cache key)."""
+        return {
+            "input_size": list(self.input_size),
+            "channels": self.channels,
+            "normalization": self.normalization,
+            "resize": "bilinear",
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelCard:
+        known = {f.name for f in fields(cls)}
+        required = [
+            "name", "version", "task", "class_names", "positive_class", "output",
+            "input_size", "channels", "normalization", "format", "weights", "sha256",
+        ]
+        missing = [k for k in required if k not in data]
+        if missing:
+            raise ModelError(f"Model card lacks required fields {missing}.")
+        extra = sorted(set(data) - known)
+        if extra:
+            raise ModelError(f"Model card has unknown fields {extra}; expected among {sorted(known)}.")
+        return cls(**data)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> ModelCard:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ModelNotFoundError(f"Model card {path} does not exist.") from exc
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"Model card {path} is not valid JSON: {exc}.") from exc
+        if not isinstance(data, dict):
+            raise ModelError(f"Model card {path} must hold a JSON object; got {type(data).__name__}.")
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, folder: str | os.PathLike[str]) -> Path:
+        path = Path(folder) / CARD_FILE
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        return path
+
+
+@dataclass
+class RegisteredModel:
+    """A card found in a registry folder, with where it lives."""
+
+    card: ModelCard
+    folder: Path
+
+    @property
+    def weights_path(self) -> Path:
+        return self.folder / self.card.weights
+
+    def verify(self) -> bool:
+        """True when the weights file exists and has the card's sha256."""
+        return self.weights_path.is_file() and sha256_file(self.weights_path) == self.card.sha256
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """sha256 hex digest of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def default_registry() -> Path:
+    """``$AUDITKIT_MODELS`` or the project's own ``models/`` folder."""
+    env = os.environ.get("AUDITKIT_MODELS")
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "models"
+
+
+def _iter_cards(root: Path) -> Iterator[Path]:
+    if root.is_file() and root.name == CARD_FILE:
+        yield root
+        return
+    if (root / CARD_FILE).is_file():
+        yield root / CARD_FILE
+        return
+    for depth in ("*", "*/*", "*/*/*"):
+        yield from sorted(root.glob(f"{depth}/{CARD_FILE}"))
+
+
+def list_models(registry: str | os.PathLike[str] | None = None) -> list[RegisteredModel]:
+    """Every model card under ``registry`` (default :func:`default_registry`).
+
+    Cards that do not parse raise :class:`ModelError` naming the file, so a broken
+    card is never silently skipped.
+    """
+    root = Path(registry) if registry else default_registry()
+    if not root.exists():
+        raise ModelNotFoundError(f"Model registry {root} does not exist; expected a folder of "
+                                 "model folders each holding card.json.")
+    found = []
+    for card_path in _iter_cards(root):
+        try:
+            card = ModelCard.from_file(card_path)
+        except ModelError as exc:
+            raise ModelError(f"{card_path}: {exc}") from exc
+        found.append(RegisteredModel(card=card, folder=card_path.parent))
+    found.sort(key=lambda m: (m.card.name, _version_key(m.card.version)))
+    return found
+
+
+def _version_key(version: str) -> tuple:
+    digits = "".join(ch if ch.isdigit() else " " for ch in version).split()
+    return tuple(int(d) for d in digits) or (0,)
+
+
+def resolve_model(ref: str | os.PathLike[str], registry: str | os.PathLike[str] | None = None
+                  ) -> RegisteredModel:
+    """Find ``NAME[@VERSION]`` in the registry, or load a card from a path.
+
+    Without ``@VERSION`` the highest version is taken.
+    """
+    path = Path(ref)
+    if path.exists():
+        cards = list(_iter_cards(path))
+        if len(cards) != 1:
+            raise ModelNotFoundError(
+                f"{path} should hold exactly one card.json; found {len(cards)}."
+            )
+        return RegisteredModel(card=ModelCard.from_file(cards[0]), folder=cards[0].parent)
+    text = str(ref)
+    name, _, version = text.partition("@")
+    models = list_models(registry)
+    matches = [m for m in models if m.card.name == name and (not version or m.card.version == version)]
+    if not matches:
+        available = ", ".join(m.card.ref for m in models) or "none"
+        raise ModelNotFoundError(
+            f"No model {text!r} in registry {Path(registry) if registry else default_registry()}; "
+            f"expected NAME[@VERSION] of one of: {available}, or a path to a model folder."
+        )
+    return matches[-1]
+
+
+def select_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"Device {str(device)!r} was asked for, but this machine has no CUDA GPU visible "
+            "to torch; use --device cpu or auto."
+        )
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"Device must be auto, cpu or cuda[:N]; got {str(device)!r} instead.")
+    return dev
+
+
+# --------------------------------------------------------------------------- safe pickle
+
+# Globals a tensor-only torch checkpoint legitimately refers to.
+_SAFE_GLOBALS = {
+    ("collections", "OrderedDict"),
+    ("torch._utils", "_rebuild_tensor_v2"),
+    ("torch._utils", "_rebuild_tensor_v3"),
+    ("torch._utils", "_rebuild_parameter"),
+    ("torch._utils", "_rebuild_parameter_with_state"),
+    ("torch", "Size"),
+    ("torch", "device"),
+    ("builtins", "set"),
+    *{("torch", f"{kind}Storage") for kind in (
+        "Float", "Double", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte", "Bool",
+    )},
+    ("torch", "float32"), ("torch", "float16"), ("torch", "bfloat16"), ("torch", "int64"),
+}
+
+
+def _pickle_globals(data: bytes) -> list[tuple[str, str]]:
+    """Module/name pairs a pickle would import, found by walking its opcodes (no execution)."""
+    found: list[tuple[str, str]] = []
+    strings: list[str] = []
+    for op, arg, _pos in pickletools.genops(io.BytesIO(data)):
+        if op.name in ("GLOBAL", "INST"):
+            module, _, name = str(arg).partition(" ")
+            found.append((module, name))
+        elif op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+            strings.append(str(arg))
+        elif op.name == "STACK_GLOBAL":
+            if len(strings) >= 2:
+                found.append((strings[-2], strings[-1]))
+            else:
+                found.append(("?", "?"))
+    return found
+
+
+def scan_pickle(path: str | os.PathLike[str]) -> None:
+    """Refuse a ``.pt`` file whose pickle imports anything but tensor rebuilders.
+
+    Walks the pickle opcodes with :mod:`pickletools` (nothing is executed) in a
+    legacy pickle file or in every ``*.pkl`` member of a torch zip archive.
+
+    Raises
+    ------
+    UnsafeModelError
+        Naming the offending ``module.name`` globals.
+    """
+    path = Path(path)
+    blobs: list[tuple[str, bytes]] = []
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if info.filename.endswith(".pkl"):
+                    blobs.append((info.filename, zf.read(info)))
+    else:
+        blobs.append((path.name, path.read_bytes()))
+    bad: list[str] = []
+    for member, blob in blobs:
+        try:
+            pairs = _pickle_globals(blob)
+        except Exception as exc:  # a malformed stream is refused, not half-read
+            raise UnsafeModelError(
+                f"{path} ({member}) is not a pickle auditkit can inspect ({exc}); it was not loaded."
+            ) from exc
+        for module, name in pairs:
+            if (module, name) not in _SAFE_GLOBALS and not (
+                module == "torch" and name.endswith("Storage")
+            ):
+                bad.append(f"{module}.{name}")
+    if bad:
+        raise UnsafeModelError(
+            f"Refused to load {path}: its pickle would import {sorted(set(bad))}, which can run "
+            "arbitrary code. Expected only tensors (a state dict). Nothing from the file was "
+            "executed. Save the weights with safetensors or torch.save(model.state_dict())."
+        )
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to run, with its card.
+
+    ``module`` maps a normalized ``(N, C, H, W)`` float tensor to raw outputs
+    ``(N, K)``; :meth:`probabilities` turns those into class probabilities.
+    """
+
+    card: ModelCard
+    module: nn.Module
+    device: torch.device
+    folder: Path | None = None
+
+    @property
+    def sha256(self) -> str:
+        return self.card.sha256
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.card.class_names)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Apply the card's normalization to images in [0, 1], ``(N, C, H, W)``."""
+        mean = torch.tensor(self.card.normalization["mean"], device=images.device,
+                            dtype=images.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(self.card.normalization["std"], device=images.device,
+                           dtype=images.dtype).view(1, -1, 1, 1)
+        return (images - mean) / std
+
+    def logits(self, images01: torch.Tensor) -> torch.Tensor:
+        """Class logits ``(N, n_classes)`` for images in [0, 1], differentiable.
+
+        A single-logit binary model is presented as two logits ``[0, z]`` so that a
+        softmax over them equals ``[1 - sigmoid(z), sigmoid(z)]``.
+        """
+        out = self.module(self.normalize(images01))
+        if self.card.output == "binary_logit":
+            out = out.reshape(-1, 1)
+            out = torch.cat([torch.zeros_like(out), out], dim=1)
+        return out
+
+    @staticmethod
+    def outputs_to_probabilities(outputs: np.ndarray, output_kind: str) -> np.ndarray:
+        """Raw outputs ``(N, K)`` -> probabilities ``(N, n_classes)``, float64."""
+        out = np.asarray(outputs, dtype=np.float64)
+        if output_kind == "softmax":
+            out = out - out.max(axis=1, keepdims=True)
+            e = np.exp(out)
+            return e / e.sum(axis=1, keepdims=True)
+        if output_kind == "binary_logit":
+            p = 1.0 / (1.0 + np.exp(-out.reshape(-1)))
+            return np.stack([1.0 - p, p], axis=1)
+        return 1.0 / (1.0 + np.exp(-out))
+
+    def probabilities(self, outputs: np.ndarray) -> np.ndarray:
+        return self.outputs_to_probabilities(outputs, self.card.output)
+
+
+def load_model(
+    model: str | os.PathLike[str] | RegisteredModel,
+    *,
+    registry: str | os.PathLike[str] | None = None,
+    device: str | torch.device | None = "auto",
+) -> LoadedModel:
+    """Load a model safely: verify the sha256, refuse code-running pickles, eval mode.
+
+    Parameters
+    ----------
+    model : str, path or RegisteredModel
+        ``NAME[@VERSION]`` in the registry, or a folder / ``card.json`` path.
+    registry : path, optional
+        Registry folder (default :func:`default_registry`).
+    device : {"auto", "cpu", "cuda", "cuda:N"}
+        ``auto`` uses CUDA when present, else the CPU.
+
+    Raises
+    ------
+    ModelNotFoundError, IntegrityError, UnsafeModelError, ModelError
+    """
+    entry = model if isinstance(model, RegisteredModel) else resolve_model(model, registry)
+    card, path = entry.card, entry.weights_path
+    dev = select_device(device)
+    if not path.is_file():
+        raise ModelNotFoundError(f"Weights file {path} named in {card.ref}'s card does not exist.")
+    actual = sha256_file(path)
+    if actual != card.sha256:
+        raise IntegrityError(
+            f"Weights {path} do not match the model card: expected sha256 {card.sha256}, "
+            f"found {actual}. The file was changed or replaced; it was not loaded."
+        )
+    if card.format == "torchscript":
+        if not zipfile.is_zipfile(path):
+            raise ModelError(f"{path} is not a TorchScript archive (expected a zip file).")
+        try:
+            module = torch.jit.load(str(path), map_location=dev)
+        except RuntimeError as exc:
+            raise ModelError(f"{path} could not be loaded as TorchScript: {exc}") from exc
+    elif card.format == "export":
+        if not zipfile.is_zipfile(path):
+            raise ModelError(f"{path} is not a torch.export archive (expected a .pt2 zip file).")
+        try:
+            module = torch.export.load(str(path)).module().to(dev)
+        except Exception as exc:  # torch raises many types for a broken archive
+            raise ModelError(f"{path} could not be loaded as a torch.export archive: {exc}") from exc
+    else:
+        state = _load_state_dict(path)
+        from .architectures import build_architecture
+
+        module = build_architecture(str(card.architecture), **card.architecture_kwargs)
+        try:
+            module.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ModelError(
+                f"Weights {path} do not fit architecture {card.architecture!r} with "
+                f"{card.architecture_kwargs}: {exc}"
+            ) from exc
+        module = module.to(dev)
+    if hasattr(module, "eval"):
+        try:
+            module.eval()
+        except NotImplementedError:  # exported programs' modules have no train/eval switch
+            pass
+    return LoadedModel(card=card, module=module, device=dev, folder=entry.folder)
+
+
+def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise ModelError(f"{path} is not a readable safetensors file: {exc}") from exc
+    if path.suffix not in (".pt", ".pth"):
+        raise ModelError(
+            f"State dict {path} must end in .safetensors, .pt or .pth; got {path.suffix!r}."
+        )
+    scan_pickle(path)
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UnsafeModelError(
+            f"torch refused {path} in weights-only mode ({exc}); it was not loaded."
+        ) from exc
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"{path} must hold a dict of tensors (a state dict); it does not.")
+    return state

@@ -1,0 +1,307 @@
+"""Running a model over a dataset: the execution seam and the prediction cache.
+
+Every check that needs the model's answers on a whole dataset gets them from
+:func:`predict`, which asks an :class:`Executor` for raw outputs. The default
+:class:`LocalExecutor` runs batches through a DataLoader in this process (CPU, or
+one GPU with pinned memory and mixed precision); a distributed executor (a Ray
+cluster, say) only has to implement :meth:`Executor.outputs` the same way.
+
+Results are cached on disk by (model sha256, dataset content hash, preprocessing,
+precision), so the same audit never runs the model twice. The cache holds plain
+arrays in ``.npz`` files read with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
+
+from .data import Dataset, read_image
+from .exceptions import ConfigError, ModelError
+from .models import LoadedModel
+
+__all__ = [
+    "Executor",
+    "ImageTensors",
+    "LocalExecutor",
+    "Predictions",
+    "default_cache_dir",
+    "load_image_tensor",
+    "predict",
+]
+
+CACHE_SCHEMA = 1
+ProgressFn = Callable[[int, int, str], None]
+
+
+def default_cache_dir() -> Path:
+    """``$AUDITKIT_CACHE`` or ``~/.cache/auditkit``."""
+    env = os.environ.get("AUDITKIT_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "auditkit"
+
+
+def load_image_tensor(path: str | os.PathLike[str], *, input_size: tuple[int, int] | list[int],
+                      channels: int) -> torch.Tensor:
+    """Read an image and return ``uint8 (channels, H, W)`` at ``input_size``.
+
+    Resizing is bilinear (PIL, with antialiasing); grayscale images are repeated to
+    three channels and colour images converted to luminance for one channel.
+    """
+    from PIL import Image
+
+    arr = read_image(path)
+    img = Image.fromarray(arr)
+    img = img.convert("L" if channels == 1 else "RGB")
+    height, width = int(input_size[0]), int(input_size[1])
+    if img.size != (width, height):
+        img = img.resize((width, height), Image.Resampling.BILINEAR)
+    out = np.asarray(img)
+    if out.ndim == 2:
+        out = out[:, :, None]
+    return torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1)))
+
+
+class ImageTensors(TorchDataset):
+    """A torch Dataset of ``(uint8 image (C, H, W), index)`` for a list of paths."""
+
+    def __init__(self, paths: list[str], *, input_size: list[int], channels: int) -> None:
+        self.paths = list(paths)
+        self.input_size = list(input_size)
+        self.channels = channels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return load_image_tensor(self.paths[i], input_size=self.input_size,
+                                 channels=self.channels), i
+
+
+class Executor(Protocol):
+    """Where model execution happens: the one seam a distributed runner replaces."""
+
+    def describe(self) -> dict[str, Any]:
+        """Settings that may change the numbers (precision), for the cache key and audit.json."""
+
+    def outputs(self, model: LoadedModel, dataset: Dataset, *,
+                progress: ProgressFn | None = None) -> np.ndarray:
+        """Raw model outputs ``(N, K)`` float32, in ``dataset.records`` order."""
+
+
+class LocalExecutor:
+    """Batched inference in this process.
+
+    Parameters
+    ----------
+    batch_size : int
+        Images per forward pass.
+    num_workers : int, optional
+        DataLoader worker processes decoding images. Default: 0 on the CPU (the
+        model needs the cores), ``min(8, cores - 1)`` with a GPU.
+    precision : {"auto", "float32", "bf16", "fp16"}
+        ``auto`` is float32 on the CPU and mixed precision on a GPU (bf16 where the
+        GPU supports it, else fp16).
+    """
+
+    def __init__(self, *, batch_size: int = 64, num_workers: int | None = None,
+                 precision: str = "auto") -> None:
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1; got {batch_size} instead.")
+        if precision not in ("auto", "float32", "bf16", "fp16"):
+            raise ConfigError(
+                f"precision must be auto, float32, bf16 or fp16; got {precision!r} instead."
+            )
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.precision = precision
+
+    def resolved_precision(self, device: torch.device) -> str:
+        if self.precision != "auto":
+            if device.type == "cpu" and self.precision != "float32":
+                raise ConfigError(
+                    f"precision {self.precision!r} needs a GPU; on the CPU use float32 or auto."
+                )
+            return self.precision
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "float32"
+
+    def describe(self, device: torch.device | None = None) -> dict[str, Any]:
+        info: dict[str, Any] = {"executor": "local", "batch_size": self.batch_size,
+                                "precision": self.precision}
+        if device is not None:
+            info["precision"] = self.resolved_precision(device)
+            info["device"] = str(device)
+        return info
+
+    def outputs(self, model: LoadedModel, dataset: Dataset, *,
+                progress: ProgressFn | None = None) -> np.ndarray:
+        device = model.device
+        precision = self.resolved_precision(device)
+        on_gpu = device.type == "cuda"
+        workers = self.num_workers
+        if workers is None:
+            workers = min(8, max(0, (os.cpu_count() or 1) - 1)) if on_gpu else 0
+        card = model.card
+        loader = DataLoader(
+            ImageTensors(dataset.records["path"].tolist(), input_size=card.input_size,
+                         channels=card.channels),
+            batch_size=self.batch_size,
+            shuffle=False,
+            num_workers=workers,
+            pin_memory=on_gpu,
+            persistent_workers=False,
+        )
+        n = len(dataset)
+        chunks: list[np.ndarray] = []
+        done = 0
+        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        with torch.inference_mode():
+            for batch, _idx in loader:
+                x = batch.to(device, non_blocking=on_gpu).float().div_(255.0)
+                x = model.normalize(x)
+                if amp_dtype is not None:
+                    with torch.autocast(device_type="cuda", dtype=amp_dtype):
+                        out = model.module(x)
+                else:
+                    out = model.module(x)
+                out = out.float().reshape(out.shape[0], -1)
+                chunks.append(out.cpu().numpy())
+                done += out.shape[0]
+                if progress:
+                    progress(done, n, f"running {card.ref}")
+        if not chunks:
+            raise ModelError(f"{card.ref} produced no outputs for dataset {dataset.name!r}.")
+        outputs = np.concatenate(chunks).astype(np.float32)
+        expected = 1 if card.output == "binary_logit" else len(card.class_names)
+        if outputs.shape[1] != expected:
+            raise ModelError(
+                f"{card.ref} returned {outputs.shape[1]} output(s) per image; its card "
+                f"({card.output}, classes {card.class_names}) says {expected}."
+            )
+        return outputs
+
+
+@dataclass
+class Predictions:
+    """A model's answers on a dataset.
+
+    Attributes
+    ----------
+    outputs : numpy.ndarray
+        Raw outputs ``(N, K)``, float32.
+    probabilities : numpy.ndarray
+        ``(N, n_classes)`` in [0, 1], float64.
+    images : list of str
+        Image ids in ``dataset.records`` order.
+    from_cache : bool
+        True when nothing was run because the cache held the answer.
+    cache_key : str
+    settings : dict
+        Executor settings that produced them (precision, device).
+    """
+
+    outputs: np.ndarray
+    probabilities: np.ndarray
+    images: list[str]
+    from_cache: bool
+    cache_key: str
+    settings: dict[str, Any]
+
+    def predicted_index(self, output_kind: str) -> np.ndarray:
+        """Predicted class index ``(N,)`` (argmax; sigmoid >= 0.5 for binary)."""
+        if output_kind == "binary_logit":
+            return (self.probabilities[:, 1] >= 0.5).astype(int)
+        return self.probabilities.argmax(axis=1)
+
+    def to_frame(self, model: LoadedModel, dataset: Dataset) -> pd.DataFrame:
+        """The ``predictions.csv`` table: image, label, pred, prob_<class>, attributes."""
+        card = model.card
+        classes = card.class_names
+        frame = pd.DataFrame({"image": self.images, "label": dataset.records["label"].to_numpy()})
+        if card.output == "multilabel_sigmoid":
+            frame["pred"] = ["|".join(c for c, p in zip(classes, row) if p >= 0.5)
+                             for row in self.probabilities]
+        else:
+            frame["pred"] = [classes[i] for i in self.predicted_index(card.output)]
+        for k, name in enumerate(classes):
+            frame[f"prob_{name}"] = self.probabilities[:, k]
+        for attr in dataset.spec.attributes:
+            frame[attr.name] = dataset.records[attr.name].to_numpy()
+            if attr.kind == "age":
+                frame[f"{attr.name}_years"] = dataset.records[f"{attr.name}_years"].to_numpy()
+        return frame
+
+
+def _cache_key(model: LoadedModel, dataset: Dataset, settings: dict[str, Any]) -> str:
+    payload = {
+        "schema": CACHE_SCHEMA,
+        "model_sha256": model.sha256,
+        "output": model.card.output,
+        "dataset_hash": dataset.content_hash,
+        "preprocessing": model.card.preprocessing,
+        "precision": settings.get("precision"),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def predict(
+    model: LoadedModel,
+    dataset: Dataset,
+    *,
+    executor: Executor | None = None,
+    cache: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: ProgressFn | None = None,
+) -> Predictions:
+    """The model's outputs on every image of ``dataset``, from the cache when possible.
+
+    Parameters
+    ----------
+    model : LoadedModel
+    dataset : Dataset
+    executor : Executor, optional
+        Default :class:`LocalExecutor` with its defaults.
+    cache : bool
+        Read and write the on-disk cache.
+    cache_dir : path, optional
+        Default :func:`default_cache_dir`; predictions live in ``predictions/``.
+    progress : callable, optional
+        ``progress(done, total, message)``.
+    """
+    executor = executor or LocalExecutor()
+    settings = (executor.describe(model.device) if isinstance(executor, LocalExecutor)
+                else executor.describe())
+    key = _cache_key(model, dataset, settings)
+    images = dataset.records["image"].tolist()
+    path = Path(cache_dir or default_cache_dir()) / "predictions" / f"{key}.npz"
+    if cache and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                outputs, cached_images = npz["outputs"], npz["images"].tolist()
+        except (OSError, ValueError, KeyError):
+            cached_images, outputs = None, None  # a damaged entry is recomputed, not trusted
+        if cached_images == images and outputs is not None:
+            if progress:
+                progress(len(images), len(images), "predictions from cache")
+            return Predictions(outputs=outputs, probabilities=model.probabilities(outputs),
+                               images=images, from_cache=True, cache_key=key, settings=settings)
+    outputs = executor.outputs(model, dataset, progress=progress)
+    if cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{key}.{os.getpid()}.tmp.npz")
+        np.savez_compressed(tmp, outputs=outputs, images=np.asarray(images, dtype=str))
+        os.replace(tmp, path)
+    return Predictions(outputs=outputs, probabilities=model.probabilities(outputs), images=images,
+                       from_cache=False, cache_key=key, settings=settings)

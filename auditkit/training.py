@@ -1,0 +1,507 @@
+"""Training the demo models: seeded, CPU-feasible recipes with patient-level splits.
+
+``auditkit train derm-lesion@v1`` re-creates ``models/derm-lesion/v1`` from the
+recipe below: the same split (saved as ``split.csv``), the same seed, the same
+weights format and a model card with honest test metrics, per patient group, with
+bootstrap intervals that resample patients where the dataset has patient ids.
+
+Splits are made over *units* (patients, or near-duplicate clusters when there are
+no patient ids) so no patient or copy of a photo straddles train and test, and are
+stratified by the attributes a recipe names so the test set holds every group.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ._metrics import MetricInputs, compute_metrics, percentile_interval
+from .architectures import SmallResNet
+from .data import Dataset, load_dataset
+from .exceptions import ConfigError
+from .models import ModelCard, default_registry, sha256_file, select_device
+from .predict import load_image_tensor
+
+__all__ = ["RECIPES", "Recipe", "make_split", "train_recipe"]
+
+ProgressFn = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one demo model is trained. Cards copy the prose fields."""
+
+    name: str
+    version: str
+    dataset: str
+    task: str
+    class_names: tuple[str, ...]
+    positive_class: str
+    output: str
+    channels: int
+    input_size: int
+    fmt: str  # torchscript | export | state_dict:safetensors | state_dict:pt
+    epochs: int
+    strata: tuple[str, ...]
+    report_groups: tuple[str, ...]
+    train_filter: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    balance_by: str | None = None
+    lr: float = 3e-3
+    batch_size: int = 64
+    seed: int = 0
+    widths: tuple[int, ...] = (16, 32, 64, 128)
+    test_fraction: float = 0.2
+    val_fraction: float = 0.1
+    intended_use: str = ""
+    out_of_scope_use: str = ""
+    limitations: str = ""
+    training_note: str = ""
+    family_note: str = ""
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+_DERM_COMMON = dict(
+    dataset="fitzpatrick17k",
+    task="Classify a clinical skin photograph as benign, malignant or non-neoplastic.",
+    class_names=("benign", "malignant", "non-neoplastic"),
+    positive_class="malignant",
+    output="softmax",
+    channels=3,
+    input_size=64,
+    epochs=30,
+    strata=("skin_type_group", "label"),
+    report_groups=("skin_type_group", "skin_type", "source_site"),
+    intended_use=(
+        "Demonstration and teaching of model audits in auditkit. Triage research on "
+        "clinical photographs of the 21 conditions of the Fitzpatrick17k subset."
+    ),
+    out_of_scope_use=(
+        "Any clinical decision. Dermoscopic images, conditions outside the 21 trained, "
+        "children, or populations unlike two online atlases."
+    ),
+    family_note="derm-lesion v1 and v2 share task, classes and test set: compare them.",
+)
+
+RECIPES: dict[str, Recipe] = {
+    r.ref: r
+    for r in [
+        Recipe(
+            name="derm-lesion", version="v1", fmt="torchscript",
+            train_filter={"skin_type_group": ("I-II", "III-IV")},
+            training_note=(
+                "Trained only on photographs annotated Fitzpatrick I-IV (as many historical "
+                "dermatology datasets were); types V-VI and unknown were left out of "
+                "training, but are in the test set."
+            ),
+            limitations=(
+                "Never saw skin types V-VI in training: expect worse performance there. "
+                "64x64 input; small compact CNN; labels from atlases, not biopsies of a "
+                "clinic population; skin-type labels are noisy (annotators agree exactly on "
+                "under half the images)."
+            ),
+            **_DERM_COMMON,  # type: ignore[arg-type]
+        ),
+        Recipe(
+            name="derm-lesion", version="v2", fmt="state_dict:safetensors",
+            balance_by="skin_type_group",
+            training_note=(
+                "Trained on all skin types with skin-type-balanced sampling: each batch draws "
+                "images with probability inversely proportional to the size of their "
+                "Fitzpatrick group (I-II, III-IV, V-VI, unknown), so the rare dark-skin "
+                "photographs weigh as much as the common light-skin ones. Same split, seed, "
+                "architecture and epochs as v1; only the training set and the sampling changed."
+            ),
+            limitations=(
+                "Balanced sampling repeats the few V-VI photographs many times, which can "
+                "overfit them; the V-VI test group is small (see its interval). 64x64 input; "
+                "atlas labels; noisy skin-type labels."
+            ),
+            **_DERM_COMMON,  # type: ignore[arg-type]
+        ),
+        Recipe(
+            name="cxr-covid", version="v1", dataset="covid_cxr",
+            task="Tell COVID-19 from other findings (other pneumonia or no finding) on a chest X-ray.",
+            class_names=("not_covid", "covid"), positive_class="covid", output="binary_logit",
+            channels=1, input_size=64, fmt="state_dict:pt", epochs=40, lr=2e-3, batch_size=32,
+            strata=("label",), report_groups=("sex", "age", "view"),
+            intended_use="Demonstration of auditing a single-logit binary classifier in auditkit.",
+            out_of_scope_use=(
+                "Any diagnosis or triage of COVID-19. The data are 318 images from case "
+                "reports: views, hospitals and disease stages confound the label."
+            ),
+            limitations=(
+                "Tiny training set (about 110 patients); images from publications, not a "
+                "consecutive clinical series; view and source are shortcut candidates; only 12 "
+                "'No Finding' images exist, so specificity is measured mostly on other "
+                "pneumonias."
+            ),
+            training_note="Single-logit output trained with BCE; split by patient.",
+        ),
+        Recipe(
+            name="mri-tumor", version="v1", dataset="lgg_mri",
+            task="Tell whether an axial brain MRI slice (pre-contrast, FLAIR, post-contrast) shows a lower-grade glioma.",
+            class_names=("no_tumor", "tumor"), positive_class="tumor", output="softmax",
+            channels=3, input_size=64, fmt="export", epochs=15,
+            strata=("race", "ethnicity"), report_groups=("race", "ethnicity", "sex", "age"),
+            intended_use="Demonstration of auditing an MRI slice classifier in auditkit.",
+            out_of_scope_use=(
+                "Any clinical use; other tumour types, other sequences or scanners, children."
+            ),
+            limitations=(
+                "110 patients from 5 hospitals of the TCGA-LGG cohort. The whole dataset has "
+                "only 10 Black and 3 Hispanic patients: the test set holds 3 and 1 of them, so "
+                "any per-group number for these groups rests on a handful of patients and its "
+                "interval (resampling patients) is wide; no gap for them can be told from "
+                "noise. Slices of one patient are correlated."
+            ),
+            training_note="Split by patient, stratified by race and ethnicity so the test set holds Black and Hispanic patients.",
+        ),
+    ]
+}
+
+
+def make_split(dataset: Dataset, *, strata: tuple[str, ...], test_fraction: float,
+               val_fraction: float, seed: int) -> pd.Series:
+    """Assign every image to train / val / test by patient (or split group).
+
+    Units (patients, else ``split_group`` clusters, else images) are grouped by
+    their strata values (the most common value within the unit); within each
+    stratum, units are shuffled with ``seed`` and at least one unit of every stratum
+    with two or more units goes to test.
+    """
+    rec = dataset.records
+    unit = rec["patient_id"].where(rec["patient_id"].notna(), rec["split_group"])
+    unit = unit.where(unit.notna(), rec["image"]).astype(str)
+    keys = rec[list(strata)].astype(str).agg("|".join, axis=1)
+    unit_key = keys.groupby(unit).agg(lambda s: s.value_counts().index[0])
+    rng = np.random.default_rng(seed)
+    assign: dict[str, str] = {}
+    for _stratum, units in sorted(unit_key.groupby(unit_key).groups.items()):
+        members = sorted(units)
+        rng.shuffle(members)
+        k = len(members)
+        n_test = max(1, int(round(test_fraction * k))) if k >= 2 else 0
+        n_val = max(1, int(round(val_fraction * k))) if k >= 4 else 0
+        for i, u in enumerate(members):
+            assign[u] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+    return unit.map(assign).rename("split")
+
+
+def _load_tensors(dataset: Dataset, recipe: Recipe, progress: ProgressFn | None) -> torch.Tensor:
+    paths = dataset.records["path"].tolist()
+    out = torch.empty((len(paths), recipe.channels, recipe.input_size, recipe.input_size),
+                      dtype=torch.uint8)
+    for i, p in enumerate(paths):
+        out[i] = load_image_tensor(p, input_size=(recipe.input_size, recipe.input_size),
+                                   channels=recipe.channels)
+        if progress and (i % 512 == 0 or i == len(paths) - 1):
+            progress(i + 1, len(paths), "loading images")
+    return out
+
+
+def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random horizontal flip and +-4 px translation (reflect padding), seeded."""
+    flip = torch.rand(x.shape[0], generator=gen) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    pad = 4
+    padded = nn.functional.pad(x, (pad, pad, pad, pad), mode="reflect")
+    dx, dy = (int(v) for v in torch.randint(0, 2 * pad + 1, (2,), generator=gen))
+    return padded[:, :, dy:dy + x.shape[2], dx:dx + x.shape[3]]
+
+
+def _evaluate(model: nn.Module, x: torch.Tensor, recipe: Recipe, mean: torch.Tensor,
+              std: torch.Tensor, device: torch.device) -> np.ndarray:
+    model.eval()
+    outs = []
+    with torch.inference_mode():
+        for i in range(0, len(x), 256):
+            xb = (x[i:i + 256].to(device).float() / 255.0 - mean) / std
+            outs.append(model(xb).float().cpu())
+    out = torch.cat(outs).numpy()
+    from .models import LoadedModel
+
+    return LoadedModel.outputs_to_probabilities(out, recipe.output)
+
+
+def train_recipe(ref: str, *, out_root: str | os.PathLike[str] | None = None,
+                 data_root: str | os.PathLike[str] | None = None, device: str = "auto",
+                 epochs: int | None = None, progress: ProgressFn | None = None) -> Path:
+    """Train the recipe ``ref`` and write its model folder; returns the folder.
+
+    Deterministic for a given machine type: seeded data order, augmentation and
+    initialisation, and ``torch.use_deterministic_algorithms``.
+    """
+    if ref not in RECIPES:
+        raise ConfigError(f"No training recipe {ref!r}; expected one of {sorted(RECIPES)}.")
+    recipe = RECIPES[ref]
+    if epochs is not None:
+        recipe = Recipe(**{**recipe.__dict__, "epochs": epochs})
+    dev = select_device(device)
+    torch.manual_seed(recipe.seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    started = time.time()
+    dataset = load_dataset(recipe.dataset, data_root=data_root, progress=progress)
+    split = make_split(dataset, strata=recipe.strata, test_fraction=recipe.test_fraction,
+                       val_fraction=recipe.val_fraction, seed=recipe.seed)
+    rec = dataset.records
+    use = split.copy()
+    for attr, allowed in recipe.train_filter.items():
+        use[(split != "test") & ~rec[attr].isin(allowed)] = "unused"
+    x_all = _load_tensors(dataset, recipe, progress)
+    classes = list(recipe.class_names)
+    y_all = torch.tensor([classes.index(c) for c in rec["label"]])
+    tr = np.flatnonzero((use == "train").to_numpy())
+    va = np.flatnonzero((use == "val").to_numpy())
+    te = np.flatnonzero((use == "test").to_numpy())
+
+    # normalization from training pixels
+    xf = x_all[tr].float() / 255.0
+    mean = xf.mean(dim=(0, 2, 3))
+    std = xf.std(dim=(0, 2, 3)).clamp_min(1e-3)
+    del xf
+    mean_d, std_d = mean.view(1, -1, 1, 1).to(dev), std.view(1, -1, 1, 1).to(dev)
+
+    n_out = 1 if recipe.output == "binary_logit" else len(classes)
+    model = SmallResNet(in_channels=recipe.channels, num_outputs=n_out,
+                        widths=recipe.widths).to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=5e-4)
+    steps_per_epoch = int(np.ceil(len(tr) / recipe.batch_size))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, epochs=recipe.epochs,
+                                                steps_per_epoch=steps_per_epoch)
+    gen = torch.Generator().manual_seed(recipe.seed)
+    if recipe.balance_by:
+        groups = rec[recipe.balance_by].to_numpy()[tr]
+        counts = pd.Series(groups).value_counts()
+        sample_w = torch.tensor([1.0 / counts[g] for g in groups], dtype=torch.float64)
+    else:
+        sample_w = None
+    # class weights counter class imbalance (same for every recipe)
+    class_counts = np.bincount(y_all[tr].numpy(), minlength=len(classes)).astype(float)
+    if recipe.output == "binary_logit":
+        loss_fn: nn.Module = nn.BCEWithLogitsLoss(
+            pos_weight=torch.tensor(class_counts[0] / max(class_counts[1], 1.0), device=dev))
+    else:
+        cw = torch.tensor(class_counts.sum() / (len(classes) * np.maximum(class_counts, 1)),
+                          dtype=torch.float32, device=dev)
+        loss_fn = nn.CrossEntropyLoss(weight=cw)
+    best_state, best_score, log = None, -np.inf, []
+    y_np = y_all.numpy()
+    positive = classes.index(recipe.positive_class)
+    for epoch in range(recipe.epochs):
+        model.train()
+        if sample_w is not None:
+            order = tr[torch.multinomial(sample_w, len(tr), replacement=True, generator=gen).numpy()]
+        else:
+            order = tr[torch.randperm(len(tr), generator=gen).numpy()]
+        total = 0.0
+        for b in range(steps_per_epoch):
+            idx = order[b * recipe.batch_size:(b + 1) * recipe.batch_size]
+            xb = _augment(x_all[idx].float() / 255.0, gen).to(dev)
+            xb = (xb - mean_d) / std_d
+            yb = y_all[idx].to(dev)
+            out = model(xb)
+            loss = (loss_fn(out.squeeze(1), yb.float()) if recipe.output == "binary_logit"
+                    else loss_fn(out, yb))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(idx)
+        proba = _evaluate(model, x_all[va], recipe, mean_d, std_d, dev)
+        pred = proba.argmax(1)
+        point, _ = compute_metrics(MetricInputs(y=y_np[va], pred=pred, proba=proba,
+                                                positive=positive),
+                                   metrics=["balanced_accuracy", "auroc"])
+        score = point["balanced_accuracy"]
+        log.append({"epoch": epoch + 1, "train_loss": total / len(tr),
+                    "val_balanced_accuracy": point["balanced_accuracy"],
+                    "val_auroc": point["auroc"]})
+        if progress:
+            progress(epoch + 1, recipe.epochs,
+                     f"training {recipe.ref} (val balanced acc {score:.3f})")
+        if score > best_score:
+            best_score, best_state = score, copy.deepcopy(model.state_dict())
+    assert best_state is not None  # epochs >= 1 is guaranteed by the recipes
+    model.load_state_dict(best_state)
+    model.eval().cpu()
+
+    proba = _evaluate(model, x_all[te], recipe, mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1),
+                      torch.device("cpu"))
+    metrics = _test_metrics(recipe, dataset, te, y_np[te], proba, positive)
+
+    folder = Path(out_root or default_registry()) / recipe.name / recipe.version
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = _save_weights(model, recipe, folder)
+    pd.DataFrame({"image": rec["image"], "split": use}).to_csv(folder / "split.csv", index=False)
+    card = ModelCard(
+        name=recipe.name, version=recipe.version, task=recipe.task,
+        class_names=classes, positive_class=recipe.positive_class, output=recipe.output,
+        input_size=[recipe.input_size, recipe.input_size], channels=recipe.channels,
+        normalization={"mean": [round(float(v), 6) for v in mean],
+                       "std": [round(float(v), 6) for v in std]},
+        format=recipe.fmt.split(":")[0], weights=weights.name, sha256=sha256_file(weights),
+        architecture="small_resnet" if recipe.fmt.startswith("state_dict") else None,
+        architecture_kwargs=({"in_channels": recipe.channels, "num_outputs": n_out,
+                              "widths": list(recipe.widths)}
+                             if recipe.fmt.startswith("state_dict") else {}),
+        dataset=recipe.dataset,
+        training_data=(
+            f"{recipe.dataset}: {len(tr)} training, {len(va)} validation and {len(te)} test "
+            f"images (split.csv), split by "
+            f"{'patient' if dataset.has_patients else 'near-duplicate group'} with seed "
+            f"{recipe.seed}. {recipe.training_note}"
+        ),
+        intended_use=recipe.intended_use, out_of_scope_use=recipe.out_of_scope_use,
+        limitations=recipe.limitations, metrics=metrics,
+        subgroups_evaluated=list(recipe.report_groups), family_note=recipe.family_note,
+        license="Weights: Apache-2.0; trained on data under " + dataset.spec.license,
+    )
+    card.save(folder)
+    (folder / "training_log.json").write_text(json.dumps({
+        "recipe": {k: (list(v) if isinstance(v, tuple) else v)
+                   for k, v in recipe.__dict__.items()},
+        "device": str(dev), "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "seconds": round(time.time() - started, 1), "epochs": log,
+        "best_val_balanced_accuracy": best_score,
+    }, indent=2) + "\n")
+    (folder / "MODEL_CARD.md").write_text(render_model_card(card), encoding="utf-8")
+    return folder
+
+
+def _test_metrics(recipe: Recipe, dataset: Dataset, te: np.ndarray, y: np.ndarray,
+                  proba: np.ndarray, positive: int) -> dict[str, Any]:
+    pred = proba.argmax(1)
+    rec = dataset.records.iloc[te].reset_index(drop=True)
+    clusters = rec["patient_id"].to_numpy() if dataset.has_patients else None
+    rng = np.random.default_rng(recipe.seed)
+    names = ["accuracy", "balanced_accuracy", "sensitivity", "specificity", "auroc"]
+
+    def block(mask: np.ndarray) -> dict[str, Any]:
+        point, reps = compute_metrics(
+            MetricInputs(y=y[mask], pred=pred[mask], proba=proba[mask], positive=positive,
+                         clusters=None if clusters is None else clusters[mask]),
+            n_boot=1000, rng=rng, metrics=names)
+        entry: dict[str, Any] = {"n": int(mask.sum())}
+        if clusters is not None:
+            entry["n_patients"] = int(len(set(clusters[mask])))
+        for k in names:
+            v = point[k]
+            entry[k] = None if np.isnan(v) else round(v, 4)
+            ci = percentile_interval(reps[k])
+            entry[f"{k}_ci"] = [None if c is None else round(c, 4) for c in ci]
+        return entry
+
+    out: dict[str, Any] = {"split": "test", "overall": block(np.ones(len(y), dtype=bool)),
+                           "by_group": {}}
+    for attr in recipe.report_groups:
+        out["by_group"][attr] = {
+            str(g): block((rec[attr] == g).to_numpy())
+            for g in _ordered_groups(dataset, attr, rec[attr])
+        }
+    out["note"] = ("95% percentile-bootstrap intervals (1000 resamples, "
+                   f"{'patients' if clusters is not None else 'images'} resampled).")
+    return out
+
+
+def _ordered_groups(dataset: Dataset, attr: str, values: pd.Series) -> list[str]:
+    order = dataset.spec.attribute(attr).group_order
+    present = set(values)
+    return [g for g in order if g in present] + sorted(present - set(order))
+
+
+def _save_weights(model: nn.Module, recipe: Recipe, folder: Path) -> Path:
+    for old in folder.glob("weights.*"):
+        old.unlink()
+    example = torch.zeros(2, recipe.channels, recipe.input_size, recipe.input_size)
+    if recipe.fmt == "torchscript":
+        path = folder / "weights.torchscript.pt"
+        torch.jit.save(torch.jit.trace(model, example), str(path))
+    elif recipe.fmt == "export":
+        path = folder / "weights.pt2"
+        batch = torch.export.Dim("batch", min=1, max=4096)
+        program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+        torch.export.save(program, str(path))
+    elif recipe.fmt == "state_dict:safetensors":
+        from safetensors.torch import save_file
+
+        path = folder / "weights.safetensors"
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    else:
+        path = folder / "weights.pt"
+        torch.save(model.state_dict(), str(path))
+    return path
+
+
+def _fmt_metric(entry: dict[str, Any], key: str) -> str:
+    v = entry.get(key)
+    if v is None:
+        return "n/a"
+    lo, hi = entry.get(f"{key}_ci", [None, None])
+    return f"{v:.3f}" + (f" ({lo:.3f}-{hi:.3f})" if lo is not None else "")
+
+
+def render_model_card(card: ModelCard) -> str:
+    """The human-readable MODEL_CARD.md for a card."""
+    m = card.metrics
+    lines = [
+        f"# Model card: {card.name} {card.version}",
+        "",
+        f"**Task.** {card.task}",
+        "",
+        f"| field | value |\n|---|---|\n| classes | {', '.join(card.class_names)} |\n"
+        f"| clinically positive class | {card.positive_class} |\n| output | {card.output} |\n"
+        f"| input | {card.channels} channel(s), {card.input_size[0]}x{card.input_size[1]} px |\n"
+        f"| format | {card.format} (`{card.weights}`) |\n| sha256 | `{card.sha256}` |\n"
+        f"| architecture | {card.architecture or 'in the archive (compact residual CNN)'} |",
+        "",
+        f"**Intended use.** {card.intended_use}",
+        "",
+        f"**Out of scope.** {card.out_of_scope_use}",
+        "",
+        f"**Training data.** {card.training_data}",
+        "",
+        f"**Limitations.** {card.limitations}",
+        "",
+    ]
+    if card.family_note:
+        lines += [f"**Versions.** {card.family_note}", ""]
+    if m:
+        o = m["overall"]
+        lines += [
+            "## Test metrics",
+            "",
+            m.get("note", ""),
+            "",
+            f"Overall (n = {o['n']}" + (f", {o['n_patients']} patients" if "n_patients" in o else "")
+            + f"): accuracy {_fmt_metric(o, 'accuracy')}, balanced accuracy "
+            f"{_fmt_metric(o, 'balanced_accuracy')}, sensitivity for {card.positive_class} "
+            f"{_fmt_metric(o, 'sensitivity')}, specificity {_fmt_metric(o, 'specificity')}, "
+            f"AUROC {_fmt_metric(o, 'auroc')}.",
+            "",
+        ]
+        for attr, groups in m.get("by_group", {}).items():
+            lines += [f"### By {attr}", "",
+                      "| group | n | accuracy (95% CI) | sensitivity | specificity |",
+                      "|---|---|---|---|---|"]
+            for g, e in groups.items():
+                n = f"{e['n']}" + (f" ({e['n_patients']} patients)" if "n_patients" in e else "")
+                flag = " — too few to judge" if e.get("n_patients", e["n"]) < 10 else ""
+                lines.append(f"| {g}{flag} | {n} | {_fmt_metric(e, 'accuracy')} | "
+                             f"{_fmt_metric(e, 'sensitivity')} | {_fmt_metric(e, 'specificity')} |")
+            lines.append("")
+    lines += ["Reproduce: `auditkit train " + f"{card.name}@{card.version}` (seeded; writes this folder).", ""]
+    return "\n".join(lines)

@@ -1,0 +1,159 @@
+"""Shared fixtures: tiny models built in code, tiny image datasets on disk, real data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from auditkit.architectures import SmallResNet
+from auditkit.data import dataset_search_paths
+from auditkit.models import ModelCard, sha256_file
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Every test gets its own prediction cache and audits folder."""
+    monkeypatch.setenv("AUDITKIT_CACHE", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("AUDITKIT_AUDITS", str(tmp_path_factory.mktemp("audits")))
+    torch.manual_seed(0)
+
+
+def real_data_root() -> Path | None:
+    for root in dataset_search_paths():
+        if (root / "fitzpatrick17k" / "metadata.csv").is_file():
+            return root
+    return None
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = real_data_root()
+    if root is None:
+        pytest.skip("real datasets not found (expected ../shared/datasets or $AUDITKIT_DATASETS)")
+    return root
+
+
+def make_image_dataset(folder: Path, *, n: int = 24, seed: int = 0, size: int = 16,
+                       mode: str = "RGB") -> Path:
+    """A small dataset on disk: images whose brightness carries the label, with attributes.
+
+    Class ``malignant`` images are bright, ``benign`` dark; columns: image, label,
+    patient_id, sex, age, skin (Fitzpatrick 1-6), site. Returns the TOML description.
+    """
+    rng = np.random.default_rng(seed)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        label = "malignant" if i % 2 else "benign"
+        base = 190 if label == "malignant" else 60
+        shape = (size, size, 3) if mode == "RGB" else (size, size)
+        arr = np.clip(rng.normal(base, 25, size=shape), 0, 255).astype(np.uint8)
+        name = f"images/img_{i:03d}.png"
+        Image.fromarray(arr, mode=None).save(folder / name)
+        rows.append({
+            "image": name, "label": label, "patient_id": f"p{i // 2}",
+            "sex": "F" if (i // 2) % 2 else "M", "age": str(20 + 3 * i),
+            "skin": str(1 + i % 6), "site": "a" if i < n // 2 else "b",
+        })
+    pd.DataFrame(rows).to_csv(folder / "table.csv", index=False)
+    toml = folder / "auditkit.toml"
+    toml.write_text(
+        'name = "tiny"\ntable = "table.csv"\nimage_column = "image"\nlabel_column = "label"\n'
+        'classes = ["benign", "malignant"]\npatient_column = "patient_id"\n'
+        '[[attributes]]\nname = "sex"\ncolumn = "sex"\nkind = "sex"\n'
+        '[[attributes]]\nname = "age"\ncolumn = "age"\nkind = "age"\n'
+        '[[attributes]]\nname = "skin"\ncolumn = "skin"\nkind = "skin_tone"\nscale = "fitzpatrick"\n'
+        '[[attributes]]\nname = "site"\ncolumn = "site"\nkind = "categorical"\n'
+    )
+    return toml
+
+
+@pytest.fixture
+def tiny_dataset_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "tiny"
+    make_image_dataset(folder)
+    return folder
+
+
+class BrightnessNet(torch.nn.Module):
+    """Logits from mean brightness: a model whose answer is known in closed form."""
+
+    def __init__(self, n_out: int = 2, scale: float = 4.0) -> None:
+        super().__init__()
+        self.n_out = n_out
+        self.weight = torch.nn.Parameter(torch.linspace(-scale, scale, n_out) if n_out > 1
+                                         else torch.tensor([scale]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = x.mean(dim=(1, 2, 3)).unsqueeze(1)
+        return m * self.weight
+
+
+def write_model(folder: Path, module: torch.nn.Module, *, fmt: str, output: str = "softmax",
+                class_names: list[str] | None = None, channels: int = 3, size: int = 16,
+                architecture: str | None = None, architecture_kwargs: dict | None = None,
+                name: str = "tiny", version: str = "v1") -> Path:
+    """Save ``module`` in ``fmt`` with a valid card; returns the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    classes = class_names or ["benign", "malignant"]
+    example = torch.zeros(2, channels, size, size)
+    module.eval()
+    if fmt == "torchscript":
+        path = folder / "weights.torchscript.pt"
+        torch.jit.save(torch.jit.trace(module, example), str(path))
+    elif fmt == "export":
+        path = folder / "weights.pt2"
+        batch = torch.export.Dim("batch", min=1, max=1024)
+        torch.export.save(torch.export.export(module, (example,), dynamic_shapes=({0: batch},)),
+                          str(path))
+    elif fmt == "safetensors":
+        from safetensors.torch import save_file
+
+        path = folder / "weights.safetensors"
+        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(path))
+    elif fmt == "pt":
+        path = folder / "weights.pt"
+        torch.save(module.state_dict(), str(path))
+    else:
+        raise ValueError(fmt)
+    card = ModelCard(
+        name=name, version=version, task="tiny test model", class_names=classes,
+        positive_class=classes[-1], output=output, input_size=[size, size], channels=channels,
+        normalization={"mean": [0.5] * channels, "std": [0.25] * channels},
+        format="state_dict" if fmt in ("safetensors", "pt") else fmt,
+        weights=path.name, sha256=sha256_file(path), architecture=architecture,
+        architecture_kwargs=architecture_kwargs or {},
+    )
+    card.save(folder)
+    return folder
+
+
+@pytest.fixture
+def brightness_model_dir(tmp_path: Path) -> Path:
+    """A TorchScript binary softmax model that calls bright images malignant."""
+    return write_model(tmp_path / "registry" / "tiny" / "v1", BrightnessNet(2), fmt="torchscript")
+
+
+@pytest.fixture
+def small_resnet_dir(tmp_path: Path) -> Path:
+    """A randomly initialised SmallResNet saved as a safetensors state dict."""
+    kwargs = {"in_channels": 3, "num_outputs": 2, "widths": [4, 8, 8, 8]}
+    torch.manual_seed(0)
+    return write_model(tmp_path / "registry" / "resnet" / "v1", SmallResNet(**kwargs),
+                       fmt="safetensors", architecture="small_resnet", architecture_kwargs=kwargs,
+                       name="resnet")
+
+
+def demo_models_present() -> bool:
+    return (REPO / "models" / "derm-lesion" / "v1" / "card.json").is_file()
+
+
+os.environ.setdefault("PYTHONHASHSEED", "0")
