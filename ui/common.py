@@ -1,0 +1,126 @@
+"""Streamlit-only helpers shared by the pages: caching wrappers, pickers, progress.
+
+The library (:mod:`auditkit`) never imports streamlit; this module is the only glue.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+import auditkit
+from auditkit.cli import default_audits_dir
+from auditkit.models import RegisteredModel
+
+
+@st.cache_data(show_spinner=False)
+def registry_models(registry: str | None = None) -> list[dict[str, Any]]:
+    """Cards of the registry with a verified flag (cached: hashing is not free)."""
+    out = []
+    for m in auditkit.list_models(registry):
+        out.append({**m.card.to_dict(), "folder": str(m.folder), "verified": m.verify()})
+    return out
+
+
+@st.cache_resource(show_spinner=False)
+def loaded_model(ref: str, device: str = "auto") -> auditkit.LoadedModel:
+    return auditkit.load_model(ref, device=device)
+
+
+@st.cache_resource(show_spinner="Checking the dataset's images…")
+def loaded_dataset(name: str, data_root: str | None = None) -> auditkit.Dataset:
+    return auditkit.load_dataset(name, data_root=data_root, on_invalid="drop")
+
+
+@st.cache_data(show_spinner=False)
+def dataset_overview(name: str, data_root: str | None = None) -> dict[str, Any]:
+    """Table-only summary (no image decoding) for the landing page."""
+    spec, root = auditkit.find_dataset(name, data_root=data_root)
+    ds = auditkit.load_dataset(spec, root=root, check_images=False, on_invalid="drop")
+    return {**ds.summary(), "description": spec.description, "license": spec.license}
+
+
+def data_root() -> str | None:
+    return os.environ.get("AUDITKIT_DATA_ROOT") or None
+
+
+def pick_model_and_dataset(key: str) -> tuple[str, str]:
+    """Sidebar pickers for a model and a dataset; the dataset defaults to the card's."""
+    models = registry_models()
+    if not models:
+        st.info("No models in the registry. Add a folder with card.json under models/.")
+        st.stop()
+    refs = [f"{m['name']}@{m['version']}" for m in models]
+    ref = st.sidebar.selectbox("Model", refs, key=f"{key}_model")
+    card = models[refs.index(ref)]
+    names = auditkit.builtin_dataset_names()
+    default = names.index(card["dataset"]) if card.get("dataset") in names else 0
+    dataset = st.sidebar.selectbox("Dataset", names, index=default, key=f"{key}_dataset")
+    return ref, dataset
+
+
+def require_dataset(name: str) -> auditkit.Dataset:
+    """Load a dataset or explain, in plain words, what to do when it is missing."""
+    try:
+        return loaded_dataset(name, data_root())
+    except auditkit.DatasetNotFoundError as exc:
+        st.info(f"The dataset **{name}** is not on this computer.\n\n```\n{exc}\n```")
+        st.stop()
+    raise AssertionError("unreachable")
+
+
+def run_with_progress(*, ref: str, dataset_name: str, config: auditkit.AuditConfig,
+                      out_dir: Path | None = None) -> dict[str, Any]:
+    """Run an audit with a progress bar; returns the audit dict."""
+    model = loaded_model(ref, config.device)
+    dataset = require_dataset(dataset_name)
+    bar = st.progress(0.0, text="Starting…")
+
+    def progress(done: int, total: int, message: str) -> None:
+        bar.progress(min(1.0, done / total) if total else 1.0,
+                     text=f"{message}: {done} of {total}")
+
+    audit = auditkit.run_audit(model=model, dataset=dataset, config=config, out_dir=out_dir,
+                               progress=progress)
+    bar.empty()
+    return audit
+
+
+def stored_audits(root: Path | None = None) -> list[dict[str, Any]]:
+    """Audits already written under the audits folder (newest first)."""
+    base = root or default_audits_dir()
+    found = []
+    for path in sorted(base.glob("*/audit.json")):
+        try:
+            audit = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue  # a damaged file is listed nowhere rather than crashing the page
+        found.append({"path": str(path.parent), "audit": audit})
+    found.sort(key=lambda a: a["audit"].get("created_at", ""), reverse=True)
+    return found
+
+
+def stored_result(check: str, ref: str, dataset_name: str) -> dict[str, Any] | None:
+    """The newest stored audit of ``ref`` on ``dataset_name`` that ran ``check``."""
+    for entry in stored_audits():
+        a = entry["audit"]
+        if (f"{a['model']['name']}@{a['model']['version']}" == ref
+                and a["dataset"]["name"] == dataset_name and check in a.get("results", {})):
+            return a
+    return None
+
+
+def fmt_ci(value: float | None, ci: list[float | None] | None, pct: bool = True) -> str:
+    """``"81% (74-87%)"`` or ``"0.81 (0.74-0.87)"``; "n/a" for undefined values."""
+    if value is None:
+        return "n/a"
+    lo, hi = ci or [None, None]
+    if pct:
+        text = f"{100 * value:.0f}%"
+        return text + (f" ({100 * lo:.0f}–{100 * hi:.0f}%)" if lo is not None else "")
+    text = f"{value:.2f}"
+    return text + (f" ({lo:.2f}–{hi:.2f})" if lo is not None else "")
