@@ -22,11 +22,13 @@ def run_check(ctx: CheckContext) -> dict[str, Any]:
     if card.output == "multilabel_sigmoid":
         return {"status": "not_assessed",
                 "reason": "overall metrics for multi-label models are not supported yet"}
-    y = label_indices(ctx)
-    pred = ctx.predictions.predicted_index(card.output)
-    clusters = ctx.dataset.records["patient_id"].to_numpy() if ctx.dataset.has_patients else None
+    rows, described = ctx.evaluation_rows()
+    y = label_indices(ctx)[rows]
+    pred = ctx.predictions.predicted_index(card.output)[rows]
+    clusters = (ctx.dataset.records["patient_id"].to_numpy()[rows]
+                if ctx.dataset.has_patients else None)
     point, reps = compute_metrics(
-        MetricInputs(y=y, pred=pred, proba=ctx.predictions.probabilities,
+        MetricInputs(y=y, pred=pred, proba=ctx.predictions.probabilities[rows],
                      positive=card.positive_index, clusters=clusters),
         n_boot=ctx.config.n_boot, rng=ctx.rng(1),
     )
@@ -35,6 +37,7 @@ def run_check(ctx: CheckContext) -> dict[str, Any]:
     np.add.at(confusion, (y, pred), 1)
     return {
         "status": "assessed",
+        "evaluated_on": described,
         "n": int(len(y)),
         "n_patients": int(len(set(clusters))) if clusters is not None else None,
         "resampling_unit": "patient" if clusters is not None else "image",

@@ -86,6 +86,10 @@ class AuditConfig:
         ``auto``, ``float32``, ``bf16`` or ``fp16`` (GPU only).
     intersections : list of [str, str]
         Attribute pairs to audit jointly (fairness).
+    evaluate_on : {"auto", "test", "all"}
+        Rows that performance and fairness are measured on. ``auto``: the model's
+        held-out test split when its folder has ``split.csv`` naming this dataset's
+        images (training images would flatter the model), else all rows.
     small_cell_k : int
         Small-cell protection: counts and metrics of groups with fewer than k images
         are suppressed in every export (0 turns it off). See :mod:`auditkit.suppression`.
@@ -103,6 +107,7 @@ class AuditConfig:
     precision: str = "auto"
     intersections: list[list[str]] = field(default_factory=list)
     small_cell_k: int = 10
+    evaluate_on: str = "auto"
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -117,6 +122,10 @@ class AuditConfig:
             raise ConfigError(f"confidence must be in [0.5, 1); got {self.confidence} instead.")
         if self.min_group_size < 1:
             raise ConfigError(f"min_group_size must be >= 1; got {self.min_group_size} instead.")
+        if self.evaluate_on not in ("auto", "test", "all"):
+            raise ConfigError(
+                f"evaluate_on must be auto, test or all; got {self.evaluate_on!r} instead."
+            )
         self.intersections = [list(p) for p in self.intersections]
         for pair in self.intersections:
             if len(pair) != 2:
@@ -138,6 +147,27 @@ class CheckContext:
     out_dir: Path | None
     executor: Executor
     progress: ProgressFn | None = None
+
+    def evaluation_rows(self) -> tuple[np.ndarray, str]:
+        """Boolean mask of the rows to measure performance on, and a plain description."""
+        n = len(self.dataset)
+        split_path = self.model.folder / "split.csv" if self.model.folder else None
+        if self.config.evaluate_on == "all" or split_path is None or not split_path.is_file():
+            if self.config.evaluate_on == "test":
+                raise ConfigError(
+                    f"evaluate_on='test' needs {split_path or 'split.csv beside the model'}; "
+                    "it was not found."
+                )
+            return np.ones(n, dtype=bool), f"all {n} images of {self.dataset.name}"
+        split = pd.read_csv(split_path, dtype=str, keep_default_na=False)
+        lookup = dict(zip(split["image"], split["split"]))
+        known = self.dataset.records["image"].map(lookup)
+        if known.isna().all():
+            return np.ones(n, dtype=bool), (
+                f"all {n} images of {self.dataset.name} (none is named in the model's split.csv)")
+        mask = (known == "test").to_numpy()
+        return mask, (f"the model's held-out test split: {int(mask.sum())} of {n} images "
+                      f"of {self.dataset.name} (split.csv)")
 
     def options(self, check: str) -> dict[str, Any]:
         return dict(self.config.options.get(check, {}))

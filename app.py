@@ -1,0 +1,100 @@
+"""auditkit dashboard — landing page: the model zoo, the datasets and the audits on file."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+import auditkit
+from ui.common import dataset_overview, data_root, registry_models, stored_audits
+
+st.set_page_config(page_title="auditkit — model audit", page_icon="🩺", layout="wide")
+
+st.title("auditkit: is this model fit for our patients?")
+st.markdown(
+    "A survey-style review of a medical-imaging AI model: how well it works, whether it works "
+    "**equally well for every patient group**, why it decides what it decides, whether it can "
+    "be fooled, and whether it leaks who was in its training data. Every number comes with "
+    "the number of images behind it and a 95% interval; groups too small to judge are labelled."
+)
+
+# --------------------------------------------------------------------------- models
+st.header("Models")
+try:
+    models = registry_models()
+except auditkit.AuditKitError as exc:
+    st.error(f"The model registry could not be read: {exc}")
+    st.stop()
+if not models:
+    st.info("No models registered yet: add a folder with card.json and weights under models/.")
+
+families: dict[str, list[dict]] = {}
+for card in models:
+    families.setdefault(card["name"], []).append(card)
+
+for name, versions in families.items():
+    label = f"**{name}** — {len(versions)} version(s)" + (
+        " · versions to compare" if len(versions) > 1 else "")
+    with st.container(border=True):
+        st.markdown(label)
+        st.caption(versions[0]["task"])
+        cols = st.columns(len(versions))
+        for col, card in zip(cols, versions):
+            with col:
+                overall = (card.get("metrics") or {}).get("overall", {})
+                verified = "✅ weights match the card" if card["verified"] else \
+                    "❌ weights do NOT match the card's sha256"
+                st.markdown(f"##### {card['name']} {card['version']}")
+                st.caption(f"{card['format']} · {card['output']} · "
+                           f"sha256 {card['sha256'][:12]}… · {verified}")
+                if overall:
+                    acc, ci = overall.get("accuracy"), overall.get("accuracy_ci") or [None, None]
+                    n = overall.get("n")
+                    if acc is not None:
+                        interval = f" (95% CI {ci[0]:.0%}–{ci[1]:.0%})" if ci[0] is not None else ""
+                        st.metric("Test accuracy", f"{acc:.0%}", help=f"n = {n} test images")
+                        st.caption(f"accuracy {acc:.0%}{interval}, n = {n} test images; "
+                                   f"sensitivity for {card['positive_class']}: "
+                                   f"{overall.get('sensitivity', float('nan')):.0%}")
+                st.markdown(f"**Intended use.** {card['intended_use'] or 'not stated'}")
+                if card.get("family_note"):
+                    st.caption(card["family_note"])
+                with st.expander("Training data and limitations"):
+                    st.markdown(card["training_data"] or "not stated")
+                    st.markdown(f"**Limitations.** {card['limitations'] or 'not stated'}")
+                    st.markdown(f"**Out of scope.** {card['out_of_scope_use'] or 'not stated'}")
+
+# --------------------------------------------------------------------------- datasets
+st.header("Datasets")
+for name in auditkit.builtin_dataset_names():
+    try:
+        info = dataset_overview(name, data_root())
+    except auditkit.DatasetNotFoundError as exc:
+        st.warning(f"**{name}** is not on this computer.\n\n```\n{exc}\n```")
+        continue
+    with st.expander(f"**{name}** — {info['n_images']} images"
+                     + (f", {info['n_patients']} patients" if info["n_patients"] else ""),
+                     expanded=False):
+        st.markdown(info["description"])
+        st.caption(f"License: {info['license']}")
+        st.markdown("Classes: " + ", ".join(f"{k} ({v})" for k, v in info["class_counts"].items()))
+        rows = [{"attribute": attr, "group": g, "images": c}
+                for attr, counts in info["group_counts"].items() for g, c in counts.items()]
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+# --------------------------------------------------------------------------- audits
+st.header("Audits on file")
+audits = stored_audits()
+if not audits:
+    st.info("No audits written yet. Open a page on the left (e.g. **Fairness**) and press Run, "
+            "or run `auditkit audit --model derm-lesion@v1 --dataset fitzpatrick17k "
+            "--checks fairness` in a terminal.")
+else:
+    st.dataframe(pd.DataFrame([{
+        "model": f"{a['audit']['model']['name']}@{a['audit']['model']['version']}",
+        "dataset": a["audit"]["dataset"]["name"],
+        "images": a["audit"]["dataset"]["n_images"],
+        "checks": ", ".join(a["audit"]["results"]),
+        "created": a["audit"]["created_at"],
+        "folder": a["path"],
+    } for a in audits]), hide_index=True, width="stretch")

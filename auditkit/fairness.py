@@ -1,0 +1,605 @@
+"""Fairness: performance by patient group, with honest uncertainty.
+
+For every patient attribute (and the intersections the user picks) this computes,
+per group, n, prevalence, accuracy, balanced accuracy, sensitivity, specificity,
+PPV, NPV, AUROC (plus macro AUROC for multiclass), expected calibration error and
+selection rate, each with a 95% bootstrap interval that resamples *patients*
+within the group when patient ids are known (:mod:`auditkit._metrics`).
+
+Point estimates are the same as fairlearn's ``MetricFrame`` with scikit-learn's
+metrics (a test checks this); the intervals come from the vectorized bootstrap,
+which is what makes them cheap enough to be the default.
+
+Disparities: per attribute and metric, the best and worst judgeable group, their
+difference and ratio with intervals, plus the equalized-odds and demographic-parity
+differences (fairlearn's definitions). A gap is called real only when its interval
+excludes zero after a Bonferroni correction over every pairwise group comparison
+made in the audit; otherwise the text says the data cannot tell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ._metrics import LOWER_IS_BETTER, METRICS, MetricInputs, compute_metrics, percentile_interval
+from .data import UNKNOWN
+from .exceptions import ConfigError
+
+__all__ = [
+    "FairnessAudit",
+    "calibration_curves",
+    "describe_gap",
+    "estimate_skin_tone",
+    "groups_table",
+    "operating_points",
+    "operating_points_from_predictions",
+    "run_check",
+    "skin_tone_agreement",
+    "threshold_optimizer_mitigation",
+]
+
+GAP_METRICS = ("sensitivity", "specificity", "accuracy", "balanced_accuracy", "ppv", "npv",
+               "auroc", "ece")
+
+
+@dataclass
+class FairnessAudit:
+    """Subgroup metrics and disparities.
+
+    Settings in the constructor, data in :meth:`compute`.
+
+    Parameters
+    ----------
+    n_boot : int
+        Bootstrap resamples per group.
+    confidence : float
+        Interval level for metrics.
+    min_group_size : int
+        Groups with fewer images, or fewer patients when ids are known, are
+        "too few to judge": shown and exported, but never called best or worst.
+    metrics : sequence of str, optional
+        Subset of :data:`auditkit._metrics.METRICS`.
+    alpha : float
+        Family-wise error rate for calling a gap real (Bonferroni).
+    random_state : int
+    """
+
+    n_boot: int = 1000
+    confidence: float = 0.95
+    min_group_size: int = 10
+    metrics: Sequence[str] | None = None
+    alpha: float = 0.05
+    random_state: int = 0
+
+    def compute(
+        self,
+        *,
+        y: np.ndarray,
+        pred: np.ndarray,
+        proba: np.ndarray,
+        positive: int,
+        groups: pd.DataFrame,
+        patients: np.ndarray | None = None,
+        intersections: Sequence[Sequence[str]] = (),
+        group_order: dict[str, list[str]] | None = None,
+    ) -> dict[str, Any]:
+        """Per-group metrics, disparities and the comparison count.
+
+        Parameters
+        ----------
+        y, pred : ndarray of int, shape (n,)
+            True and predicted class indices.
+        proba : ndarray, shape (n, n_classes)
+        positive : int
+            Index of the clinically positive class.
+        groups : DataFrame
+            One column per attribute, holding each image's group label.
+        patients : ndarray, optional
+            Patient id per image; intervals then resample patients.
+        intersections : list of (str, str)
+            Attribute pairs to audit jointly, e.g. ``("sex", "age")``.
+        group_order : dict, optional
+            Natural order of each attribute's groups.
+        """
+        metrics = list(self.metrics or METRICS)
+        unknown_metrics = sorted(set(metrics) - set(METRICS))
+        if unknown_metrics:
+            raise ConfigError(f"Unknown metrics {unknown_metrics}; expected among {list(METRICS)}.")
+        columns = {c: groups[c].astype(str).to_numpy() for c in groups.columns}
+        for pair in intersections:
+            a, b = pair
+            for name in (a, b):
+                if name not in columns:
+                    raise ConfigError(
+                        f"Intersection {a}×{b}: expected attributes among {list(groups.columns)}; "
+                        f"got {name!r} instead."
+                    )
+            columns[f"{a}×{b}"] = np.char.add(np.char.add(columns[a].astype(str), " × "),
+                                              columns[b].astype(str))
+        rng = np.random.default_rng(self.random_state)
+        entries: list[dict[str, Any]] = []
+        replicates: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+        for attribute, values in columns.items():
+            order = list((group_order or {}).get(attribute, []))
+            present = list(dict.fromkeys(values.tolist()))
+            ordered = [g for g in order if g in present] + sorted(g for g in present if g not in order)
+            for group in ordered:
+                mask = values == group
+                clusters = None if patients is None else patients[mask]
+                point, reps = compute_metrics(
+                    MetricInputs(y=y[mask], pred=pred[mask], proba=proba[mask], positive=positive,
+                                 clusters=clusters),
+                    n_boot=self.n_boot, rng=rng, metrics=metrics,
+                )
+                n = int(mask.sum())
+                n_pat = int(len(set(clusters.tolist()))) if clusters is not None else None
+                too_few = n < self.min_group_size or (
+                    n_pat is not None and n_pat < self.min_group_size)
+                entry: dict[str, Any] = {
+                    "attribute": attribute, "group": group, "n": n, "n_patients": n_pat,
+                    "n_positive": int((y[mask] == positive).sum()),
+                    "too_few": bool(too_few),
+                    "is_unknown": UNKNOWN in group.split(" × "),
+                    "intersection": "×" in attribute,
+                }
+                for name in metrics:
+                    entry[name] = {"value": point[name],
+                                   "ci": percentile_interval(reps[name], self.confidence)}
+                entries.append(entry)
+                replicates[(attribute, group)] = reps
+        disparities, n_comparisons = self._disparities(entries, replicates, metrics)
+        return {"groups": entries, "disparities": disparities,
+                "n_comparisons": n_comparisons,
+                "correction": f"Bonferroni over {n_comparisons} pairwise group comparisons "
+                              f"(family-wise alpha {self.alpha})"}
+
+    def _disparities(self, entries: list[dict[str, Any]],
+                     replicates: dict[tuple[str, str], dict[str, np.ndarray]],
+                     metrics: list[str]) -> tuple[list[dict[str, Any]], int]:
+        by_attr: dict[str, list[dict[str, Any]]] = {}
+        for e in entries:
+            by_attr.setdefault(e["attribute"], []).append(e)
+        gap_metrics = [m for m in GAP_METRICS if m in metrics]
+        # every pairwise comparison of judgeable groups counts (best/worst are chosen
+        # after looking, so the correction must cover all pairs)
+        n_comp = 0
+        judgeable: dict[str, list[dict[str, Any]]] = {}
+        for attribute, group_entries in by_attr.items():
+            ok = [e for e in group_entries if not e["too_few"] and not e["is_unknown"]]
+            judgeable[attribute] = ok
+            n_comp += len(gap_metrics) * len(list(combinations(ok, 2)))
+        level = 1.0 - self.alpha / max(n_comp, 1)
+        out: list[dict[str, Any]] = []
+        for attribute, ok in judgeable.items():
+            excluded = [e["group"] for e in by_attr[attribute] if e not in ok]
+            for metric in gap_metrics:
+                valid = [e for e in ok if e[metric]["value"] is not None
+                         and not np.isnan(e[metric]["value"])]
+                if len(valid) < 2:
+                    out.append({"attribute": attribute, "metric": metric, "status": "not_assessed",
+                                "reason": "fewer than two groups large enough to judge",
+                                "excluded_groups": excluded})
+                    continue
+                lower_better = metric in LOWER_IS_BETTER
+                ranked = sorted(valid, key=lambda e: e[metric]["value"], reverse=not lower_better)
+                best, worst = ranked[0], ranked[-1]
+                rb = replicates[(attribute, best["group"])][metric]
+                rw = replicates[(attribute, worst["group"])][metric]
+                gap = abs(best[metric]["value"] - worst[metric]["value"])
+                diff_reps = np.abs(rb - rw) * np.sign(
+                    (rb - rw) if not lower_better else (rw - rb))
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    ratio = (worst[metric]["value"] / best[metric]["value"]
+                             if best[metric]["value"] else float("nan"))
+                    ratio_reps = rw / rb
+                ci = percentile_interval(diff_reps, 0.95)
+                ci_adj = percentile_interval(diff_reps, level)
+                real = ci_adj[0] is not None and ci_adj[0] > 0
+                out.append({
+                    "attribute": attribute, "metric": metric, "status": "assessed",
+                    "best_group": best["group"], "worst_group": worst["group"],
+                    "best": best[metric]["value"], "worst": worst[metric]["value"],
+                    "n_best": best["n"], "n_worst": worst["n"],
+                    "gap": gap, "gap_ci": ci, "gap_ci_adjusted": ci_adj,
+                    "adjusted_level": level,
+                    "ratio": ratio, "ratio_ci": percentile_interval(ratio_reps, 0.95),
+                    "real": bool(real), "excluded_groups": excluded,
+                })
+            for name, parts in (("demographic_parity_difference", ("selection_rate",)),
+                                ("equalized_odds_difference", ("sensitivity", "specificity"))):
+                if not all(p in metrics for p in parts) or len(ok) < 2:
+                    continue
+                point_parts, rep_parts = [], []
+                for p in parts:
+                    vals = np.array([e[p]["value"] for e in ok], dtype=float)
+                    reps = np.vstack([replicates[(attribute, e["group"])][p] for e in ok])
+                    with np.errstate(invalid="ignore"):
+                        point_parts.append(np.nanmax(vals) - np.nanmin(vals))
+                        rep_parts.append(_nanrange(reps))
+                # EO: max over TPR gap and FPR gap (= specificity gap)
+                point = float(max(point_parts))
+                reps = np.nanmax(np.vstack(rep_parts), axis=0) if len(rep_parts) > 1 else rep_parts[0]
+                out.append({"attribute": attribute, "metric": name, "status": "assessed",
+                            "value": point, "ci": percentile_interval(reps, 0.95),
+                            "groups": [e["group"] for e in ok], "excluded_groups": excluded})
+        return out, n_comp
+
+
+def _nanrange(reps: np.ndarray) -> np.ndarray:
+    valid = ~np.isnan(reps)
+    hi = np.where(valid, reps, -np.inf).max(axis=0)
+    lo = np.where(valid, reps, np.inf).min(axis=0)
+    return np.where(valid.sum(axis=0) >= 2, hi - lo, np.nan)
+
+
+# --------------------------------------------------------------------------- plain language
+
+_METRIC_WORDS = {
+    "sensitivity": ("misses", "positive cases"),
+    "specificity": ("raises a false alarm on", "negative cases"),
+}
+
+
+def _one_in(rate: float) -> str:
+    if rate <= 0:
+        return "none"
+    k = round(1 / rate)
+    return f"about 1 in {k}" if k >= 2 else "nearly all"
+
+
+def describe_gap(d: dict[str, Any], positive_class: str = "positive") -> str:
+    """One plain-language sentence about a disparity entry."""
+    attr = d["attribute"].replace("_", " ")
+    if d.get("status") != "assessed" or "best_group" not in d:
+        return f"{attr}: {d.get('reason', 'not assessed')}."
+    metric = d["metric"]
+    if metric == "sensitivity":
+        w, b = 1 - d["worst"], 1 - d["best"]
+        text = (f"For {attr} {d['worst_group']} the model misses {_one_in(w)} {positive_class} "
+                f"cases, for {d['best_group']} {_one_in(b)}")
+    elif metric == "specificity":
+        w, b = 1 - d["worst"], 1 - d["best"]
+        text = (f"For {attr} {d['worst_group']} the model raises a false alarm on {_one_in(w)} "
+                f"cases without {positive_class}, for {d['best_group']} {_one_in(b)}")
+    else:
+        text = (f"{metric.replace('_', ' ').capitalize()} for {attr}: {d['worst_group']} "
+                f"{d['worst']:.2f}, {d['best_group']} {d['best']:.2f}")
+    lo, hi = d["gap_ci"]
+    if lo is None:
+        return text + "; the groups are too small for an interval."
+    verdict = ("this difference is larger than chance (after correcting for the number of "
+               "comparisons)" if d["real"] else
+               "the data cannot tell whether this difference is real or chance")
+    return (f"{text} (gap {d['gap']:.2f}, 95% CI {lo:.2f} to {hi:.2f}, n = {d['n_worst']} and "
+            f"{d['n_best']}); {verdict}.")
+
+
+# --------------------------------------------------------------------------- calibration, thresholds
+
+
+def calibration_curves(*, proba: np.ndarray, y: np.ndarray, groups: np.ndarray,
+                       n_bins: int = 10) -> list[dict[str, Any]]:
+    """Reliability curve per group: per confidence bin, mean confidence, accuracy and count.
+
+    Confidence is the top-class probability; accuracy is whether the top class was right.
+    """
+    conf = proba.max(axis=1)
+    correct = proba.argmax(axis=1) == y
+    bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
+    out = []
+    for g in list(dict.fromkeys(groups.tolist())):
+        m = groups == g
+        rows = []
+        for b in range(n_bins):
+            sel = m & (bins == b)
+            if sel.any():
+                rows.append({"bin": b, "confidence": float(conf[sel].mean()),
+                             "accuracy": float(correct[sel].mean()), "n": int(sel.sum())})
+        out.append({"group": str(g), "n": int(m.sum()), "bins": rows})
+    return out
+
+
+def operating_points(*, score: np.ndarray, is_positive: np.ndarray, groups: np.ndarray,
+                     threshold: float) -> pd.DataFrame:
+    """Each group's sensitivity and specificity when "positive" means ``score >= threshold``."""
+    called = score >= threshold
+    rows = []
+    for g in list(dict.fromkeys(groups.tolist())):
+        m = groups == g
+        pos, neg = m & is_positive, m & ~is_positive
+        rows.append({
+            "group": str(g), "n": int(m.sum()), "n_positive": int(pos.sum()),
+            "sensitivity": float(called[pos].mean()) if pos.any() else float("nan"),
+            "specificity": float((~called[neg]).mean()) if neg.any() else float("nan"),
+        })
+    return pd.DataFrame(rows)
+
+
+def _passthrough_estimator() -> Any:
+    """A fitted 'estimator' whose positive-class probability is the model's own score.
+
+    fairlearn's ThresholdOptimizer post-processes an estimator; the audited model has
+    already produced its scores, so this hands them over unchanged (column 0 of X).
+    """
+    from sklearn.base import BaseEstimator, ClassifierMixin
+
+    class ScorePassthrough(ClassifierMixin, BaseEstimator):
+        def fit(self, X: Any, y: Any) -> Any:  # noqa: N803 (sklearn API)
+            self.classes_ = np.array([0, 1])
+            return self
+
+        def predict(self, X: Any) -> np.ndarray:  # noqa: N803
+            return (np.asarray(X, dtype=float)[:, 0] >= 0.5).astype(int)
+
+        def predict_proba(self, X: Any) -> np.ndarray:  # noqa: N803
+            s = np.asarray(X, dtype=float)[:, 0]
+            return np.column_stack([1 - s, s])
+
+    return ScorePassthrough().fit(None, None)
+
+
+def threshold_optimizer_mitigation(*, score: np.ndarray, is_positive: np.ndarray,
+                                   groups: np.ndarray, constraint: str = "equalized_odds",
+                                   random_state: int = 0) -> dict[str, Any]:
+    """What fairlearn's ``ThresholdOptimizer`` would do, and what it costs.
+
+    Fits group-specific (randomized) thresholds on the given data and reports each
+    group's sensitivity/specificity and the overall accuracy before and after.
+    Fitting and evaluating on the same images is optimistic; it shows the trade-off,
+    not a validated fix.
+    """
+    from fairlearn.postprocessing import ThresholdOptimizer
+
+    X = pd.DataFrame({"score": score})  # noqa: N806
+    y = is_positive.astype(int)
+    opt = ThresholdOptimizer(estimator=_passthrough_estimator(), constraints=constraint,
+                             predict_method="predict_proba", prefit=True,
+                             objective="accuracy_score" if constraint == "demographic_parity"
+                             else "balanced_accuracy_score")
+    opt.fit(X, y, sensitive_features=groups)
+    after = opt.predict(X, sensitive_features=groups, random_state=random_state).astype(bool)
+    before = score >= 0.5
+    rows = []
+    for g in list(dict.fromkeys(groups.tolist())):
+        m = groups == g
+        pos, neg = m & is_positive, m & ~is_positive
+        rows.append({
+            "group": str(g), "n": int(m.sum()),
+            "sensitivity_before": float(before[pos].mean()) if pos.any() else None,
+            "sensitivity_after": float(after[pos].mean()) if pos.any() else None,
+            "specificity_before": float((~before[neg]).mean()) if neg.any() else None,
+            "specificity_after": float((~after[neg]).mean()) if neg.any() else None,
+        })
+    return {
+        "constraint": constraint,
+        "accuracy_before": float((before == is_positive).mean()),
+        "accuracy_after": float((after == is_positive).mean()),
+        "groups": rows,
+        "note": ("Group-specific thresholds treat patients differently by group membership: "
+                 "they need the attribute at decision time, may be unlawful or unacceptable "
+                 "in some settings, and fitted on the audit data they look better than they "
+                 "will on new patients. Fixing the data or the model is usually preferable."),
+    }
+
+
+# --------------------------------------------------------------------------- skin tone
+
+
+def _srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """sRGB uint8 ``(..., 3)`` -> CIELAB (D65). Written out to avoid a dependency."""
+    c = rgb.astype(np.float64) / 255.0
+    c = np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
+    m = np.array([[0.4124564, 0.3575761, 0.1804375],
+                  [0.2126729, 0.7151522, 0.0721750],
+                  [0.0193339, 0.1191920, 0.9503041]])
+    xyz = c @ m.T / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    L = 116 * f[..., 1] - 16  # noqa: N806
+    a = 500 * (f[..., 0] - f[..., 1])
+    b = 200 * (f[..., 1] - f[..., 2])
+    return np.stack([L, a, b], axis=-1)
+
+
+# Del Bino & Bernerd (2013) ITA categories, mapped to the Fitzpatrick-like scale
+_ITA_EDGES = (-30.0, 10.0, 28.0, 41.0, 55.0)  # VI | V | IV | III | II | I
+_ITA_TYPES = ("VI", "V", "IV", "III", "II", "I")
+
+
+def estimate_skin_tone(paths: Sequence[str], *, border: float = 0.25) -> pd.DataFrame:
+    """Estimate skin tone from pixels: individual typology angle (ITA) on skin pixels.
+
+    Skin pixels are taken from the outer ``border`` of the photo (the lesion is
+    usually central), keeping those a YCbCr skin rule accepts (Chai & Ngan, 1999).
+    ITA = atan((L* - 50) / b*) in degrees; categories follow Del Bino & Bernerd
+    (2013), mapped to Fitzpatrick-like types I-VI. This is an *estimate*, marked so.
+
+    Returns
+    -------
+    DataFrame
+        ``ita`` (degrees, median over skin pixels), ``skin_type_estimated`` (I-VI or
+        unknown when fewer than 50 skin pixels), ``n_skin_pixels``.
+    """
+    from .data import read_image
+
+    rows = []
+    for p in paths:
+        arr = read_image(p)
+        if arr.ndim == 2:
+            arr = np.repeat(arr[:, :, None], 3, axis=2)
+        h, w = arr.shape[:2]
+        bh, bw = int(h * border), int(w * border)
+        ring = np.ones((h, w), dtype=bool)
+        ring[bh:h - bh, bw:w - bw] = False
+        px = arr[ring].astype(np.float64)
+        r, g, b = px[:, 0], px[:, 1], px[:, 2]
+        cb = 128 - 0.168736 * r - 0.331264 * g + 0.5 * b
+        cr = 128 + 0.5 * r - 0.418688 * g - 0.081312 * b
+        skin = (cb >= 77) & (cb <= 127) & (cr >= 133) & (cr <= 173)
+        if skin.sum() < 50:
+            rows.append({"ita": float("nan"), "skin_type_estimated": UNKNOWN,
+                         "n_skin_pixels": int(skin.sum())})
+            continue
+        lab = _srgb_to_lab(px[skin].astype(np.uint8))
+        ita = float(np.median(np.degrees(np.arctan2(lab[:, 0] - 50.0, lab[:, 2]))))
+        idx = int(np.searchsorted(np.asarray(_ITA_EDGES), ita, side="right"))
+        rows.append({"ita": ita, "skin_type_estimated": _ITA_TYPES[idx],
+                     "n_skin_pixels": int(skin.sum())})
+    return pd.DataFrame(rows)
+
+
+_ROMAN = {"I": 1, "II": 2, "III": 3, "IV": 4, "V": 5, "VI": 6}
+
+
+def skin_tone_agreement(a: Sequence[str], b: Sequence[str]) -> dict[str, Any]:
+    """Agreement of two Fitzpatrick ratings (I-VI; unknowns skipped).
+
+    Exact agreement, agreement within one type, and quadratic-weighted Cohen's kappa
+    (scikit-learn), with n.
+    """
+    from sklearn.metrics import cohen_kappa_score
+
+    pairs = [(_ROMAN[x], _ROMAN[y]) for x, y in zip(a, b) if x in _ROMAN and y in _ROMAN]
+    if len(pairs) < 2:
+        return {"n": len(pairs), "exact": None, "within_one": None, "kappa_quadratic": None}
+    x, y = np.array(pairs).T
+    return {"n": int(len(x)), "exact": float((x == y).mean()),
+            "within_one": float((np.abs(x - y) <= 1).mean()),
+            "kappa_quadratic": float(cohen_kappa_score(x, y, weights="quadratic"))}
+
+
+# --------------------------------------------------------------------------- the check
+
+
+def run_check(ctx: Any) -> dict[str, Any]:
+    """The ``fairness`` check (see :class:`auditkit.audit.CheckContext`)."""
+    from .audit import label_indices
+
+    card = ctx.model.card
+    if card.output == "multilabel_sigmoid":
+        return {"status": "not_assessed",
+                "reason": "fairness for multi-label models is not supported yet"}
+    opts = ctx.options("fairness")
+    rows, described = ctx.evaluation_rows()
+    records = ctx.dataset.records[rows].reset_index(drop=True)
+    attrs = [a.name for a in ctx.dataset.spec.attributes]
+    if not attrs:
+        return {"status": "not_assessed", "reason": "the dataset describes no patient attributes"}
+    y = label_indices(ctx)[rows]
+    pred = ctx.predictions.predicted_index(card.output)[rows]
+    proba = ctx.predictions.probabilities[rows]
+    patients = records["patient_id"].to_numpy().astype(str) if ctx.dataset.has_patients else None
+    auditor = FairnessAudit(n_boot=ctx.config.n_boot, confidence=ctx.config.confidence,
+                            min_group_size=ctx.config.min_group_size,
+                            metrics=opts.get("metrics"), random_state=ctx.config.seed)
+    order = {a.name: a.group_order for a in ctx.dataset.spec.attributes}
+    result = auditor.compute(y=y, pred=pred, proba=proba, positive=card.positive_index,
+                             groups=records[attrs], patients=patients,
+                             intersections=ctx.config.intersections, group_order=order)
+    if ctx.progress:
+        ctx.progress(1, 3, "fairness: subgroup metrics")
+    pos = card.positive_index
+    calibration = {a: calibration_curves(proba=proba, y=y, groups=records[a].to_numpy().astype(str))
+                   for a in attrs}
+    positive_score = proba[:, pos]
+    is_pos = y == pos
+    mitigation = {}
+    for a in attrs:
+        g = records[a].to_numpy().astype(str)
+        keep = g != UNKNOWN
+        counts = pd.Series(g[keep]).value_counts()
+        big = counts[counts >= ctx.config.min_group_size].index
+        sel = keep & np.isin(g, big)
+        if len(big) >= 2 and len(set(is_pos[sel])) == 2 and all(
+                len(set(is_pos[sel & (g == k)])) == 2 for k in big):
+            try:
+                mitigation[a] = threshold_optimizer_mitigation(
+                    score=positive_score[sel], is_positive=is_pos[sel], groups=g[sel],
+                    random_state=ctx.config.seed)
+            except ValueError as exc:  # fairlearn refuses degenerate groups
+                mitigation[a] = {"status": "not_assessed", "reason": str(exc)}
+    if ctx.progress:
+        ctx.progress(2, 3, "fairness: calibration and thresholds")
+    summary = [describe_gap(d, card.positive_class) for d in result["disparities"]
+               if d.get("metric") in ("sensitivity", "specificity") and d.get("status") == "assessed"]
+    skin = None
+    if opts.get("skin_tone_agreement", True):
+        skin = _skin_tone_section(ctx, rows)
+    if ctx.progress:
+        ctx.progress(3, 3, "fairness: done")
+    return {
+        "status": "assessed",
+        "evaluated_on": described,
+        "resampling_unit": "patient" if patients is not None else "image",
+        "n_boot": ctx.config.n_boot,
+        "confidence": ctx.config.confidence,
+        "min_group_size": ctx.config.min_group_size,
+        "positive_class": card.positive_class,
+        "binary_metrics_are": (f"one-vs-rest for {card.positive_class!r}"
+                               if len(card.class_names) > 2 else "for the positive class"),
+        **result,
+        "summary": summary,
+        "calibration": calibration,
+        "threshold_mitigation": mitigation,
+        "skin_tone": skin,
+    }
+
+
+def _skin_tone_section(ctx: Any, rows: np.ndarray) -> dict[str, Any] | None:
+    """Annotator agreement (when two skin-type ratings exist) and the ITA estimate's agreement."""
+    specs = [a for a in ctx.dataset.spec.attributes
+             if a.kind == "skin_tone" and a.scale == "fitzpatrick" and not a.bands]
+    photo = ctx.model.card.channels == 3
+    if not specs and not photo:
+        return None
+    out: dict[str, Any] = {}
+    rec = ctx.dataset.records
+    if len(specs) >= 2:
+        out["annotator_agreement"] = {
+            "between": [specs[0].name, specs[1].name],
+            **skin_tone_agreement(rec[specs[0].name].tolist(), rec[specs[1].name].tolist()),
+        }
+    if specs and photo and ctx.options("fairness").get("estimate_skin_tone", True):
+        est = estimate_skin_tone(rec["path"].tolist())
+        out["estimated"] = {
+            "method": "individual typology angle (ITA) on border skin pixels, Del Bino 2013 "
+                      "categories — ESTIMATED from the image, not recorded",
+            "counts": est["skin_type_estimated"].value_counts().to_dict(),
+            "agreement_with": {
+                s.name: skin_tone_agreement(est["skin_type_estimated"].tolist(),
+                                            rec[s.name].tolist()) for s in specs},
+        }
+    return out or None
+
+
+def operating_points_from_predictions(frame: pd.DataFrame, *, attribute: str,
+                                      positive_class: str, threshold: float) -> pd.DataFrame:
+    """:func:`operating_points` from a ``predictions.csv`` table (for the threshold slider)."""
+    col = f"prob_{positive_class}"
+    for needed in (col, "label", attribute):
+        if needed not in frame.columns:
+            raise ConfigError(
+                f"predictions table needs column {needed!r}; found {list(frame.columns)}."
+            )
+    return operating_points(score=frame[col].to_numpy(dtype=float),
+                            is_positive=(frame["label"] == positive_class).to_numpy(),
+                            groups=frame[attribute].astype(str).to_numpy(), threshold=threshold)
+
+
+def groups_table(result: dict[str, Any], *, attribute: str, metric: str) -> pd.DataFrame:
+    """Rows of one attribute's groups for one metric: value, interval, n, too_few."""
+    rows = []
+    for e in result["groups"]:
+        if e["attribute"] != attribute:
+            continue
+        m = e.get(metric) or {}
+        ci = m.get("ci") or [None, None]
+        rows.append({"group": e["group"], "value": m.get("value"), "low": ci[0], "high": ci[1],
+                     "n": e.get("n"), "n_patients": e.get("n_patients"),
+                     "too_few": e.get("too_few"), "suppressed": e.get("suppressed", False)})
+    return pd.DataFrame(rows)
