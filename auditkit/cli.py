@@ -118,6 +118,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         checks=checks, seed=args.seed, n_boot=args.n_boot, min_group_size=args.min_group_size,
         device=args.device, batch_size=args.batch_size, precision=args.precision,
         intersections=intersections, options=options,
+        evaluate_on=args.evaluate_on,
     )
     progress = _ProgressLine()
     model = load_model(args.model, registry=args.registry, device=args.device)
@@ -182,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="groups smaller than this are 'too few to judge'")
     p.add_argument("--intersection", action="append", default=[], metavar="ATTR:ATTR",
                    help="audit two attributes jointly, e.g. sex:age (repeatable)")
+    p.add_argument("--evaluate-on", default="auto", choices=["auto", "test", "all"],
+                   help="rows to measure on: the model's test split when known (auto), or all")
     p.add_argument("--options", help='per-check settings as JSON, e.g. {"robustness": {...}}')
     p.add_argument("--registry", help="model registry folder")
     p.add_argument("--data-root", help="folder holding the dataset folders")
