@@ -602,4 +602,8 @@ def groups_table(result: dict[str, Any], *, attribute: str, metric: str) -> pd.D
         rows.append({"group": e["group"], "value": m.get("value"), "low": ci[0], "high": ci[1],
                      "n": e.get("n"), "n_patients": e.get("n_patients"),
                      "too_few": e.get("too_few"), "suppressed": e.get("suppressed", False)})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows, columns=["group", "value", "low", "high", "n", "n_patients",
+                                        "too_few", "suppressed"])
+    for col in ("value", "low", "high"):
+        table[col] = pd.to_numeric(table[col], errors="coerce").astype(float)
+    return table

@@ -103,12 +103,15 @@ st.subheader("Calibration: does 80% confidence mean right 80% of the time?")
 curves = result["calibration"].get(attribute, [])
 cal = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect",
                            line={"dash": "dash", "color": "gray"}))
-for c in curves:
+hidden = [c["group"] for c in curves if not c.get("bins")]
+for c in (c for c in curves if c.get("bins")):
     cal.add_trace(go.Scatter(x=[b["confidence"] for b in c["bins"]],
                              y=[b["accuracy"] for b in c["bins"]], mode="lines+markers",
                              name=f"{c['group']} (n={c['n']})"))
 cal.update_layout(xaxis_title="confidence", yaxis_title="share correct", height=380)
 st.plotly_chart(cal, key="fairness_calibration")
+if hidden:
+    st.caption(f"Not drawn (small-cell protection): {', '.join(hidden)}.")
 
 st.subheader("What if the operating point moves?")
 threshold = st.slider(f"Call {result['positive_class']} when its probability is at least",

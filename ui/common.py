@@ -17,11 +17,24 @@ from auditkit.cli import default_audits_dir
 from auditkit.models import RegisteredModel
 
 
-@st.cache_data(show_spinner=False)
 def registry_models(registry: str | None = None) -> list[dict[str, Any]]:
-    """Cards of the registry with a verified flag (cached: hashing is not free)."""
+    """Cards of the registry with a verified flag.
+
+    Cached by the files' sizes and modification times, so a replaced weights file is
+    re-hashed (and flagged) on the next page load.
+    """
+    from auditkit.models import default_registry
+
+    root = Path(registry) if registry else default_registry()
+    stamp = tuple(sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size)
+                         for p in root.rglob("*") if p.is_file())) if root.exists() else ()
+    return _registry_models(str(root), stamp)
+
+
+@st.cache_data(show_spinner=False)
+def _registry_models(root: str, stamp: tuple) -> list[dict[str, Any]]:
     out = []
-    for m in auditkit.list_models(registry):
+    for m in auditkit.list_models(root):
         out.append({**m.card.to_dict(), "folder": str(m.folder), "verified": m.verify()})
     return out
 
