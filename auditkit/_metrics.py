@@ -77,8 +77,11 @@ def bootstrap_weights(clusters: np.ndarray | None, n: int, n_boot: int,
         m = int(inverse.max()) + 1 if n else 0
     if n_boot == 0 or m == 0:
         return np.zeros((0, m)), inverse
-    weights = rng.multinomial(m, np.full(m, 1.0 / m), size=n_boot).astype(np.float64)
-    return weights, inverse
+    # draw m cluster indices per resample and count them: the same multinomial counts,
+    # an order of magnitude faster than Generator.multinomial for large m
+    draws = rng.integers(0, m, size=(n_boot, m)) + (np.arange(n_boot) * m)[:, None]
+    weights = np.bincount(draws.ravel(), minlength=n_boot * m).reshape(n_boot, m)
+    return weights.astype(np.float64), inverse
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -144,8 +147,12 @@ def compute_metrics(inputs: MetricInputs, *, n_boot: int = 0, rng: np.random.Gen
 
     def sums(columns: np.ndarray) -> np.ndarray:
         """Weighted sums ``(1 + B, k)`` of per-image columns ``(n, k)``."""
-        per_cluster = np.zeros((m, columns.shape[1]))
-        np.add.at(per_cluster, inverse, columns)
+        if inputs.clusters is None:
+            return weights @ columns
+        per_cluster = np.column_stack([
+            np.bincount(inverse, weights=columns[:, j], minlength=m)
+            for j in range(columns.shape[1])
+        ])
         return weights @ per_cluster
 
     pos_true = y == inputs.positive
