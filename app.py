@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 import auditkit
-from ui.common import dataset_overview, data_root, registry_models, stored_audits
+from ui.common import data_root, dataset_overview, registry_models, stored_audits
 
 st.set_page_config(page_title="auditkit — model audit", page_icon="🩺", layout="wide")
 

@@ -16,6 +16,7 @@ independent evidence, and an image-level bootstrap would claim false certainty.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -183,7 +184,8 @@ def compute_metrics(inputs: MetricInputs, *, n_boot: int = 0, rng: np.random.Gen
         cols = np.column_stack([np.column_stack([y == k, (y == k) & correct]) for k in present])
         per = sums(cols.astype(np.float64)).reshape(-1, len(present), 2)
         recall = _ratio(per[:, :, 1], per[:, :, 0])
-        with np.errstate(invalid="ignore"), _quiet():
+        with warnings.catch_warnings():  # all-nan rows (no class present) stay nan
+            warnings.simplefilter("ignore", RuntimeWarning)
             out["balanced_accuracy"] = np.nanmean(recall, axis=1)
     image_w = weights[:, inverse]
     if "auroc" in wanted:
@@ -193,7 +195,8 @@ def compute_metrics(inputs: MetricInputs, *, n_boot: int = 0, rng: np.random.Gen
             per_class = np.column_stack([
                 _weighted_auroc(proba[:, k], y == k, image_w) for k in range(n_classes)
             ])
-            with _quiet():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
                 out["auroc_macro"] = np.where(np.isnan(per_class).any(axis=1), np.nan,
                                               np.nanmean(per_class, axis=1))
         else:
@@ -210,20 +213,6 @@ def compute_metrics(inputs: MetricInputs, *, n_boot: int = 0, rng: np.random.Gen
     point = {k: float(v[0]) for k, v in out.items()}
     replicates = {k: v[1:] for k, v in out.items()}
     return point, replicates
-
-
-class _quiet:
-    """Silence numpy's 'mean of empty slice' for all-nan rows (they stay nan)."""
-
-    def __enter__(self) -> None:
-        import warnings
-
-        self._ctx = warnings.catch_warnings()
-        self._ctx.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc: object) -> None:
-        self._ctx.__exit__(*exc)
 
 
 def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> list[float | None]:

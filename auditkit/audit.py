@@ -17,7 +17,7 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -248,7 +248,7 @@ def run_audit(
     audit = {
         "schema_version": SCHEMA_VERSION,
         "auditkit_version": __version__,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "model": {
             "name": model.card.name,
             "version": model.card.version,

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ._version import __version__
-from .exceptions import AuditKitError
+from .exceptions import AuditKitError, ConfigError
 
 __all__ = ["main"]
 
@@ -113,7 +113,11 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         try:
             options = json.loads(args.options)
         except json.JSONDecodeError as exc:
-            raise SystemExit(f"--options must be a JSON object; got {args.options!r} ({exc})")
+            raise ConfigError(
+                f"--options must be a JSON object; got {args.options!r} instead ({exc})."
+            ) from exc
+        if not isinstance(options, dict):
+            raise ConfigError(f"--options must be a JSON object; got {args.options!r} instead.")
     config = AuditConfig(
         checks=checks, seed=args.seed, n_boot=args.n_boot, min_group_size=args.min_group_size,
         device=args.device, batch_size=args.batch_size, precision=args.precision,

@@ -490,7 +490,8 @@ def _attribute_group(attr: AttributeSpec, raw: str) -> tuple[str, float | None]:
         try:
             years = _parse_age(raw)
         except ValueError:
-            raise ValueError(f"expected an age in years or a DICOM age like 045Y; got {raw!r}")
+            raise ValueError(
+                f"expected an age in years or a DICOM age like 045Y; got {raw!r}") from None
         if years is None or not 0 <= years <= 130:
             raise ValueError(f"expected an age between 0 and 130 years; got {raw!r}")
         edges = attr.bands or (40.0, 60.0)
@@ -806,9 +807,9 @@ def load_dataset(
             records[f"{attr.name}_years"] = pd.array(numeric[attr.name], dtype="Float64")
 
     dup = records["image"].duplicated(keep="first") & (records["image"] != "")
-    for i in np.flatnonzero(dup.to_numpy()):
-        flag(int(i), "duplicate_image", f"image {records['image'][i]!r} is listed more than once",
-             spec.image_column)
+    for row in np.flatnonzero(dup.to_numpy()):
+        flag(int(row), "duplicate_image",
+             f"image {records['image'][row]!r} is listed more than once", spec.image_column)
 
     problems.sort(key=lambda p: (p.line or 0, p.kind))
     if problems and on_invalid == "raise":
@@ -821,14 +822,14 @@ def load_dataset(
     records = records[keep].reset_index(drop=True)
     records["label_index"] = [spec.classes.index(c) for c in records["label"]]
 
-    digest = hashlib.sha256()
-    digest.update(json.dumps(spec.to_dict(), sort_keys=True).encode())
-    digest.update(records.drop(columns=["path", "line"]).to_csv(index=False).encode())
-    for i in np.flatnonzero(keep):
-        digest.update(file_digests[i].encode())
+    hasher = hashlib.sha256()
+    hasher.update(json.dumps(spec.to_dict(), sort_keys=True).encode())
+    hasher.update(records.drop(columns=["path", "line"]).to_csv(index=False).encode())
+    for row in np.flatnonzero(keep):
+        hasher.update(file_digests[row].encode())
     return Dataset(
         spec=spec, root=base, records=records, problems=problems, n_rows_total=n,
-        content_hash=digest.hexdigest(),
+        content_hash=hasher.hexdigest(),
     )
 
 

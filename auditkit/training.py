@@ -30,7 +30,7 @@ from ._metrics import MetricInputs, compute_metrics, percentile_interval
 from .architectures import SmallResNet
 from .data import Dataset, load_dataset
 from .exceptions import ConfigError
-from .models import ModelCard, default_registry, sha256_file, select_device
+from .models import ModelCard, default_registry, select_device, sha256_file
 from .predict import load_image_tensor
 
 __all__ = ["RECIPES", "Recipe", "make_split", "train_recipe"]

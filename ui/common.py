@@ -14,7 +14,6 @@ import streamlit as st
 
 import auditkit
 from auditkit.cli import default_audits_dir
-from auditkit.models import RegisteredModel
 
 
 def registry_models(registry: str | None = None) -> list[dict[str, Any]]:
