@@ -43,6 +43,7 @@ __all__ = [
     "DatasetProblem",
     "DatasetSpec",
     "builtin_dataset_names",
+    "builtin_spec",
     "dataset_search_paths",
     "find_dataset",
     "load_dataset",
@@ -543,6 +544,16 @@ def dataset_search_paths() -> list[Path]:
 def builtin_dataset_names() -> list[str]:
     """Datasets that ship with a ready-made description."""
     return sorted(p.stem for p in _BUILTIN_DIR.glob("*.toml"))
+
+
+def builtin_spec(name: str) -> DatasetSpec:
+    """The ready-made description of a built-in dataset (no data needed)."""
+    if name not in builtin_dataset_names():
+        raise DatasetNotFoundError(
+            f"Unknown dataset {name!r}: expected a built-in name "
+            f"({', '.join(builtin_dataset_names())})."
+        )
+    return DatasetSpec.from_toml(_BUILTIN_DIR / f"{name}.toml")
 
 
 def find_dataset(name_or_path: str | os.PathLike[str], *, data_root: str | os.PathLike[str] | None

@@ -11,7 +11,7 @@ import streamlit as st
 import auditkit
 from auditkit.cli import default_audits_dir
 from auditkit.fairness import groups_table, operating_points_from_predictions
-from ui.common import pick_model_and_dataset, run_with_progress, stored_audits
+from ui.common import attribute_names_of, pick_model_and_dataset, run_with_progress, stored_audits
 
 st.set_page_config(page_title="Fairness — auditkit", layout="wide")
 st.title("Is it equally accurate for every patient group?")
@@ -23,11 +23,16 @@ ref, dataset_name = pick_model_and_dataset("fairness")
 n_boot = st.sidebar.select_slider("Bootstrap resamples", [200, 500, 1000, 2000], value=1000,
                                   key="fairness_n_boot")
 min_group = st.sidebar.number_input("Minimum group size", 2, 100, 10, key="fairness_min_group")
+attribute_names = attribute_names_of(dataset_name)
+pairs = [f"{a}×{b}" for i, a in enumerate(attribute_names) for b in attribute_names[i + 1:]]
+chosen = st.sidebar.multiselect("Intersections to audit", pairs, key="fairness_intersections",
+                                help="Audit two attributes jointly, e.g. sex × age band.")
 out_dir = default_audits_dir() / f"{ref}__{dataset_name}"
 
 if st.sidebar.button("Run fairness audit", key="fairness_run", type="primary"):
     config = auditkit.AuditConfig(checks=["performance", "fairness"], n_boot=int(n_boot),
-                                  min_group_size=int(min_group))
+                                  min_group_size=int(min_group),
+                                  intersections=[c.split("×") for c in chosen])
     run_with_progress(ref=ref, dataset_name=dataset_name, config=config, out_dir=out_dir)
 
 audit, folder = None, None

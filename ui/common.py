@@ -56,6 +56,13 @@ def dataset_overview(name: str, data_root: str | None = None) -> dict[str, Any]:
     return {**ds.summary(), "description": spec.description, "license": spec.license}
 
 
+def attribute_names_of(dataset_name: str) -> list[str]:
+    """Attribute names of a built-in dataset (from its description; no data needed)."""
+    from auditkit.data import builtin_spec
+
+    return [a.name for a in builtin_spec(dataset_name).attributes]
+
+
 def data_root() -> str | None:
     return os.environ.get("AUDITKIT_DATA_ROOT") or None
 
@@ -78,11 +85,21 @@ def pick_model_and_dataset(key: str) -> tuple[str, str]:
 def require_dataset(name: str) -> auditkit.Dataset:
     """Load a dataset or explain, in plain words, what to do when it is missing."""
     try:
-        return loaded_dataset(name, data_root())
+        dataset = loaded_dataset(name, data_root())
     except auditkit.DatasetNotFoundError as exc:
         st.info(f"The dataset **{name}** is not on this computer.\n\n```\n{exc}\n```")
         st.stop()
-    raise AssertionError("unreachable")
+    except auditkit.DataError as exc:
+        st.error(f"The dataset **{name}** cannot be used:\n\n```\n{exc}\n```")
+        st.stop()
+    if dataset.problems:
+        shown = "\n".join(str(p) for p in dataset.problems[:10])
+        st.warning(
+            f"{dataset.n_rows_total - len(dataset)} of {dataset.n_rows_total} rows of **{name}** "
+            f"have problems and were left out; the audit uses the {len(dataset)} valid rows."
+            f"\n\n```\n{shown}\n```"
+        )
+    return dataset
 
 
 def run_with_progress(*, ref: str, dataset_name: str, config: auditkit.AuditConfig,
