@@ -78,7 +78,8 @@ for name in auditkit.builtin_dataset_names():
         st.markdown(info["description"])
         st.caption(f"License: {info['license']}")
         st.markdown("Classes: " + ", ".join(f"{k} ({v})" for k, v in info["class_counts"].items()))
-        rows = [{"attribute": attr, "group": g, "images": c}
+        rows = [{"attribute": attr, "group": g,
+                 "images": "fewer than 10 (suppressed)" if c is None else str(c)}
                 for attr, counts in info["group_counts"].items() for g, c in counts.items()]
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 

@@ -277,7 +277,11 @@ def run_audit(
     if importlib.util.find_spec("auditkit.suppression") is not None:
         from .suppression import apply_small_cell_policy
 
-        audit, frame = apply_small_cell_policy(audit, frame, k=config.small_cell_k)
+        patient_ids = dataset.records["patient_id"].to_numpy() if dataset.has_patients else None
+        # one rule for both exports: a group is small with fewer than k images or,
+        # where patients are known, fewer than k patients
+        audit, frame = apply_small_cell_policy(audit, frame, k=config.small_cell_k,
+                                               patient_ids=patient_ids, count_patients=True)
     audit = _json_safe(audit)
     if out is not None:
         frame.to_csv(out / "predictions.csv", index=False)

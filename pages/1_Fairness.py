@@ -69,8 +69,10 @@ c1, c2 = st.columns(2)
 attribute = c1.selectbox("Patient attribute", attributes, key="fairness_attribute")
 metric = c2.selectbox("Metric", metrics, key="fairness_metric")
 table = groups_table(result, attribute=attribute, metric=metric)
-labels = [f"{g} (n={n})" + (" — too few to judge" if tf else "")
-          for g, n, tf in zip(table["group"], table["n"], table["too_few"])]
+labels = [f"{g} — suppressed (small-cell protection)" if sup else
+          f"{g} (n={n})" + (" — too few to judge" if tf else "")
+          for g, n, tf, sup in zip(table["group"], table["n"], table["too_few"],
+                                   table["suppressed"])]
 fig = go.Figure(go.Scatter(
     x=table["value"], y=labels, mode="markers",
     marker={"size": 11, "color": ["#bbbbbb" if tf else "#1f77b4" for tf in table["too_few"]]},
@@ -82,6 +84,10 @@ fig.update_layout(xaxis_title=f"{metric} (95% interval)", height=120 + 40 * len(
                   margin={"l": 10, "r": 10, "t": 10, "b": 40})
 st.plotly_chart(fig, key="fairness_groups_chart")
 st.dataframe(table, hide_index=True, key="fairness_groups_table")
+if table["suppressed"].any():
+    st.caption("Suppressed groups have fewer than 10 images or patients (or are the "
+               "complementary cell that would reveal one): their numbers are hidden in every "
+               "view and export so no patient can be singled out.")
 
 gaps = [d for d in result["disparities"] if d["attribute"] == attribute]
 if gaps:

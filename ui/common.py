@@ -52,8 +52,14 @@ def loaded_dataset(name: str, data_root: str | None = None) -> auditkit.Dataset:
 def dataset_overview(name: str, data_root: str | None = None) -> dict[str, Any]:
     """Table-only summary (no image decoding) for the landing page."""
     spec, root = auditkit.find_dataset(name, data_root=data_root)
+    from auditkit.suppression import suppress_counts
+
     ds = auditkit.load_dataset(spec, root=root, check_images=False, on_invalid="drop")
-    return {**ds.summary(), "description": spec.description, "license": spec.license}
+    summary = ds.summary()
+    # the same small-cell rule as every export: tiny groups show as "fewer than 10"
+    summary["group_counts"] = {a: suppress_counts(c, k=10)
+                               for a, c in summary["group_counts"].items()}
+    return {**summary, "description": spec.description, "license": spec.license}
 
 
 def attribute_names_of(dataset_name: str) -> list[str]:
