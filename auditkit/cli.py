@@ -131,8 +131,9 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     if dataset.problems:
         print(f"[auditkit] went on without {dataset.n_rows_total - len(dataset)} invalid row(s) "
               f"of {dataset.n_rows_total}; first problem: {dataset.problems[0]}", file=sys.stderr)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     out = Path(args.out) if args.out else (
-        default_audits_dir() / f"{model.card.name}@{model.card.version}__{dataset.name}")
+        default_audits_dir() / f"{model.card.name}@{model.card.version}__{dataset.name}__{stamp}")
     audit = run_audit(model=model, dataset=dataset, config=config, out_dir=out,
                       cache_dir=args.cache_dir, progress=progress)
     perf = audit["results"].get("performance", {}).get("metrics", {})
@@ -175,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="NAME[@VERSION] in the registry, or a path")
     p.add_argument("--dataset", required=True,
                    help="built-in name, a dataset .toml, or a folder with auditkit.toml")
-    p.add_argument("--out", help="output folder (default: audits/NAME@VERSION__DATASET)")
+    p.add_argument("--out", help="output folder (default: a new audits/NAME@VERSION__DATASET__TIME)")
     p.add_argument("--checks", default="performance",
                    help="comma-separated: performance,fairness,explain,robustness,privacy")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")

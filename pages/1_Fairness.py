@@ -9,9 +9,14 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import auditkit
-from auditkit.cli import default_audits_dir
 from auditkit.fairness import groups_table, operating_points_from_predictions
-from ui.common import attribute_names_of, pick_model_and_dataset, run_with_progress, stored_audits
+from ui.common import (
+    attribute_names_of,
+    new_run_dir,
+    pick_model_and_dataset,
+    run_with_progress,
+    stored_audits,
+)
 
 st.set_page_config(page_title="Fairness — auditkit", layout="wide")
 st.title("Is it equally accurate for every patient group?")
@@ -27,7 +32,7 @@ attribute_names = attribute_names_of(dataset_name)
 pairs = [f"{a}×{b}" for i, a in enumerate(attribute_names) for b in attribute_names[i + 1:]]
 chosen = st.sidebar.multiselect("Intersections to audit", pairs, key="fairness_intersections",
                                 help="Audit two attributes jointly, e.g. sex × age band.")
-out_dir = default_audits_dir() / f"{ref}__{dataset_name}"
+out_dir = new_run_dir(ref, dataset_name, "fairness")
 
 if st.sidebar.button("Run fairness audit", key="fairness_run", type="primary"):
     config = auditkit.AuditConfig(checks=["performance", "fairness"], n_boot=int(n_boot),

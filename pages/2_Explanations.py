@@ -7,7 +7,6 @@ from pathlib import Path
 import streamlit as st
 
 import auditkit
-from auditkit.cli import default_audits_dir
 from auditkit.explain import (
     curves_figure,
     gallery_figure,
@@ -20,6 +19,7 @@ from ui.common import (
     data_root,
     fmt_ci,
     loaded_dataset,
+    new_run_dir,
     pick_model_and_dataset,
     registry_models,
     run_with_progress,
@@ -43,7 +43,7 @@ n_samples = st.sidebar.number_input("Samples per explanation", 2, 512, 32, key="
 sanity_images = st.sidebar.number_input("Images for the sanity check", 0, 32, 8,
                                         key="explain_sanity_images")
 min_group = st.sidebar.number_input("Minimum group size", 2, 100, 10, key="explain_min_group")
-out_dir = default_audits_dir() / f"{ref}__{dataset_name}__explain"
+out_dir = new_run_dir(ref, dataset_name, "explain")
 
 if st.sidebar.button("Run explanations", key="explain_run", type="primary"):
     config = auditkit.AuditConfig(

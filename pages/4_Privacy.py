@@ -6,7 +6,6 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import auditkit
-from auditkit.cli import default_audits_dir
 from auditkit.privacy import (
     ATTACKS,
     estimate_thorough_seconds,
@@ -18,6 +17,7 @@ from ui.common import (
     dataset_overview,
     fmt_ci,
     loaded_model,
+    new_run_dir,
     pick_model_and_dataset,
     run_with_progress,
     stored_result,
@@ -51,7 +51,7 @@ if st.sidebar.button("Run privacy audit", key="privacy_run", type="primary"):
     config = auditkit.AuditConfig(checks=["performance", "privacy"], n_boot=int(n_boot),
                                   small_cell_k=int(k), options={"privacy": {"mode": mode}})
     run_with_progress(ref=ref, dataset_name=dataset_name, config=config,
-                      out_dir=default_audits_dir() / f"{ref}__{dataset_name}__privacy")
+                      out_dir=new_run_dir(ref, dataset_name, "privacy"))
 
 audit = stored_result("privacy", ref, dataset_name)
 if audit is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,14 @@ def run_with_progress(*, ref: str, dataset_name: str, config: auditkit.AuditConf
                                progress=progress)
     bar.empty()
     return audit
+
+
+def new_run_dir(ref: str, dataset_name: str, check: str) -> Path:
+    """A fresh folder for a page's run: earlier audits are never overwritten."""
+    from datetime import datetime
+
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
+    return default_audits_dir() / f"{ref}__{dataset_name}__{check}__{stamp}"
 
 
 def stored_audits(root: Path | None = None) -> list[dict[str, Any]]:
