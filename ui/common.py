@@ -85,7 +85,9 @@ def pick_model_and_dataset(key: str) -> tuple[str, str]:
     card = models[refs.index(ref)]
     names = auditkit.builtin_dataset_names()
     default = names.index(card["dataset"]) if card.get("dataset") in names else 0
-    dataset = st.sidebar.selectbox("Dataset", names, index=default, key=f"{key}_dataset")
+    # keyed by model too, so switching the model re-selects that model's own dataset
+    dataset = st.sidebar.selectbox("Dataset", names, index=default,
+                                   key=f"{key}_dataset_{card['name']}")
     return ref, dataset
 
 

@@ -1,0 +1,210 @@
+"""Robustness: how much does it take to fool the model, and are some groups easier to fool?"""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+import auditkit
+from auditkit.robustness import (
+    ATTACKS,
+    DEFAULT_ATTACKS,
+    DEFAULT_OPTIONS,
+    adversarial_examples,
+    attack_table,
+    corruption_table,
+    min_perturbation_table,
+)
+from auditkit.suppression import images_may_be_shown
+from ui.common import (
+    fmt_ci,
+    loaded_model,
+    new_run_dir,
+    pick_model_and_dataset,
+    require_dataset,
+    run_with_progress,
+    stored_result,
+)
+
+st.set_page_config(page_title="Robustness — auditkit", layout="wide")
+st.title("Can the model be fooled, and are some patients easier to fool?")
+st.caption("Two kinds of test. *Adversarial attacks* change pixels on purpose, by amounts too "
+           "small to see, to find out how little it takes to change the diagnosis. *Everyday "
+           "image problems* (blur, noise, JPEG, exposure, rotation, colour) show how answers "
+           "change with imperfect images. Every rate carries its number of images and a 95% "
+           "interval; groups too small to judge are marked, never hidden.")
+
+ref, dataset_name = pick_model_and_dataset("robustness")
+n_images = st.sidebar.number_input("Images to attack", 4, 2000, DEFAULT_OPTIONS["n_images"],
+                                   step=16, key="robustness_n_images",
+                                   help="Chosen at random, an equal share from every group.")
+n_corrupt = st.sidebar.number_input("Images for the image-problem tests", 0, 5000,
+                                    DEFAULT_OPTIONS["n_images_corruptions"], step=64,
+                                    key="robustness_n_corruptions")
+attacks = st.sidebar.multiselect(
+    "Attacks", list(ATTACKS), default=list(DEFAULT_ATTACKS), key="robustness_attacks",
+    format_func=lambda a: ATTACKS[a].label + (" — slow" if ATTACKS[a].cost == "costly" else ""))
+n_boot = st.sidebar.select_slider("Bootstrap resamples", [200, 500, 1000], value=1000,
+                                  key="robustness_n_boot")
+min_group = st.sidebar.number_input("Minimum group size", 2, 100, 10, key="robustness_min_group")
+
+if st.sidebar.button("Run robustness audit", key="robustness_run", type="primary"):
+    config = auditkit.AuditConfig(
+        checks=["performance", "robustness"], n_boot=int(n_boot), min_group_size=int(min_group),
+        options={"robustness": {"n_images": int(n_images), "attacks": attacks,
+                                "n_images_corruptions": int(n_corrupt)}})
+    run_with_progress(ref=ref, dataset_name=dataset_name, config=config,
+                      out_dir=new_run_dir(ref, dataset_name, "robustness"))
+
+audit = stored_result("robustness", ref, dataset_name)
+if audit is None:
+    st.info(f"No robustness audit of **{ref}** on **{dataset_name}** yet. Set how many images to "
+            "attack and press **Run robustness audit** in the sidebar (a GPU is used when "
+            "present).")
+    st.stop()
+result = audit["results"]["robustness"]
+if result.get("status") != "assessed":
+    st.warning(f"Not assessed: {result.get('reason')}")
+    st.stop()
+
+st.markdown(f"**In plain words.** {result['summary']}")
+clean = result["clean"]["overall"]["accuracy"]
+c1, c2, c3 = st.columns(3)
+c1.metric("Accuracy on the untouched images", fmt_ci(clean["value"], clean["ci"]),
+          help=f"n = {result['n_images']} images")
+c2.metric("Images attacked", f"{result['n_images']} of {result['n_available']}")
+c3.metric("Computed on", result["device"])
+st.caption(f"Sample: {result['sampling']['method']}, stratified by "
+           f"{result['sampling']['stratified_by'] or 'nothing'} (seed {result['sampling']['seed']})"
+           f". Intervals resample {result['resampling_unit']}s. Audit of "
+           f"{audit['created_at']}.")
+
+# --------------------------------------------------------------------------- ε curves
+table = attack_table(result)
+st.header("1. How much change does it take?")
+budgeted = [a for a in dict.fromkeys(table["attack"]) if ATTACKS[a].budgeted] if len(table) \
+    else []
+if budgeted:
+    attributes = ["overall"] + [a for a in dict.fromkeys(table["attribute"]) if a != "overall"]
+    c1, c2 = st.columns(2)
+    attack = c1.selectbox("Attack", budgeted, key="robustness_curve_attack",
+                          format_func=lambda a: ATTACKS[a].label)
+    attribute = c2.selectbox("Patient groups by", attributes, key="robustness_curve_attribute")
+    rows = table[(table["attack"] == attack)
+                 & table["attribute"].isin(["overall", attribute])].to_dict("records")
+    fig = go.Figure()
+    for group in dict.fromkeys(r["group"] for r in rows):
+        pts = [r for r in rows if r["group"] == group and r["robust_accuracy"] is not None]
+        if not pts:
+            continue
+        too_few = pts[0]["too_few"]
+        fig.add_trace(go.Scatter(
+            x=[r["budget_255"] if r["budget_255"] is not None else r["budget"] for r in pts],
+            y=[r["robust_accuracy"] for r in pts], mode="lines+markers",
+            name=f"{group} (n={pts[0]['n']})" + (" — too few to judge" if too_few else ""),
+            line={"dash": "dot" if too_few else "solid",
+                  "width": 4 if group == "all images" else 2},
+            error_y={"type": "data", "symmetric": False,
+                     "array": [(r["robust_accuracy_high"] or r["robust_accuracy"])
+                               - r["robust_accuracy"] for r in pts],
+                     "arrayminus": [r["robust_accuracy"] - (r["robust_accuracy_low"]
+                                                            or r["robust_accuracy"])
+                                    for r in pts]}))
+    unit = "ε (× 1/255 of the pixel range)" if ATTACKS[attack].norm == "Linf" else "ε (L2)"
+    fig.update_layout(xaxis={"title": unit, "type": "log"},
+                      yaxis={"title": "accuracy under attack (95% interval)", "range": [0, 1]},
+                      height=420, margin={"l": 10, "r": 10, "t": 30, "b": 40},
+                      title="Accuracy under attack vs size of the change")
+    st.plotly_chart(fig, key="robustness_eps_chart")
+    hidden = sorted({r["group"] for r in rows if r["suppressed"]})
+    if hidden:
+        st.caption("Hidden to protect small groups: " + ", ".join(map(str, hidden)) + ".")
+    variants = {v for v in table["variant"].dropna()}
+    if variants:
+        st.caption("AutoAttack ran as the documented variant for models with fewer than four "
+                   "classes (APGD-CE, APGD-DLR where possible, FAB-T, Square): "
+                   + ", ".join(sorted(variants)) + ".")
+    st.dataframe(table, hide_index=True, key="robustness_attack_table")
+
+smallest = min_perturbation_table(result)
+if len(smallest):
+    st.subheader("The smallest change that flips each diagnosis")
+    st.caption("DeepFool / Carlini-Wagner search for the smallest change that flips each correct "
+               "answer. Median L∞ size, in 1/255 steps of the pixel range (1/255 ≈ 0.4%).")
+    st.dataframe(smallest, hide_index=True, key="robustness_min_table")
+
+# --------------------------------------------------------------------------- corruptions
+ctable = corruption_table(result)
+st.header("2. Everyday image problems")
+if not len(ctable):
+    st.info("No image-problem test was run in this audit.")
+else:
+    c1, c2 = st.columns(2)
+    corruption = c1.selectbox("Image problem", list(dict.fromkeys(ctable["corruption"])),
+                              key="robustness_corruption",
+                              format_func=lambda c: ctable[ctable["corruption"] == c][
+                                  "label"].iloc[0])
+    cattrs = ["overall"] + [a for a in dict.fromkeys(ctable["attribute"]) if a != "overall"]
+    cattribute = c2.selectbox("Patient groups by", cattrs, key="robustness_corruption_attribute")
+    crow = ctable[(ctable["corruption"] == corruption)
+                  & ctable["attribute"].isin(["overall", cattribute])].to_dict("records")
+    cfig = make_subplots(rows=1, cols=2, subplot_titles=("answers changed", "accuracy"))
+    for group in dict.fromkeys(r["group"] for r in crow):
+        pts = [r for r in crow if r["group"] == group and r["flip_rate"] is not None]
+        if not pts:
+            continue
+        name = f"{group} (n={pts[0]['n']})" + (" — too few" if pts[0]["too_few"] else "")
+        for col, metric in ((1, "flip_rate"), (2, "accuracy")):
+            cfig.add_trace(go.Scatter(
+                x=[r["severity"] for r in pts], y=[r[metric] for r in pts], mode="lines+markers",
+                name=name, legendgroup=name, showlegend=col == 1,
+                line={"dash": "dot" if pts[0]["too_few"] else "solid"},
+                error_y={"type": "data", "symmetric": False,
+                         "array": [(r[f"{metric}_high"] or r[metric]) - r[metric] for r in pts],
+                         "arrayminus": [r[metric] - (r[f"{metric}_low"] or r[metric])
+                                        for r in pts]}), row=1, col=col)
+    cfig.update_xaxes(title_text="severity (1 mild – 5 strong)")
+    cfig.update_yaxes(range=[0, 1])
+    cfig.update_layout(height=420, margin={"l": 10, "r": 10, "t": 40, "b": 40})
+    st.plotly_chart(cfig, key="robustness_corruption_chart")
+    first = crow[0]
+    st.caption(f"Severity is the {first['unit']}. For skin photographs the colour shifts ask: "
+               "does the answer change with apparent skin colour?")
+
+# --------------------------------------------------------------------------- gallery
+st.header("3. See it for yourself")
+if not images_may_be_shown():
+    st.info("Patient images are switched off on this installation (AUDITKIT_SHOW_IMAGES=0).")
+    st.stop()
+group_choices = ["any group"] + [f"{g['attribute']} = {g['group']}"
+                                 for g in result["attacks"][0]["by_group"]
+                                 if not g.get("suppressed")] if result["attacks"] else []
+c1, c2, c3 = st.columns(3)
+g_attack = c1.selectbox("Attack", [a for a in ATTACKS if ATTACKS[a].cost == "cheap"],
+                        key="robustness_gallery_attack", format_func=lambda a: ATTACKS[a].label)
+g_group = c2.selectbox("Group", group_choices or ["any group"], key="robustness_gallery_group")
+g_eps = c3.select_slider("Size of change (× 1/255)", [0.5, 1, 2, 4, 8], value=2,
+                         key="robustness_gallery_eps")
+g_n = st.number_input("Examples", 1, 12, 3, key="robustness_gallery_n")
+if st.button("Show examples", key="robustness_gallery_run"):
+    group = None if g_group == "any group" else tuple(g_group.split(" = ", 1))
+    eps = g_eps / 255 if ATTACKS[g_attack].norm == "Linf" else g_eps / 8
+    with st.spinner("Attacking…"):
+        items = adversarial_examples(loaded_model(ref, audit["config"]["device"]),
+                                     require_dataset(dataset_name), attack=g_attack, eps=eps,
+                                     n=int(g_n), group=group, seed=audit["config"]["seed"])
+    for item in items:
+        fig = make_subplots(rows=1, cols=3, subplot_titles=(
+            f"original: {item['clean_prediction']} ({item['clean_confidence']:.0%})",
+            f"change × {item['amplification']:.0f} (max {item['linf_255']:.1f}/255)",
+            f"attacked: {item['attacked_prediction']} ({item['attacked_confidence']:.0%})"))
+        for col, key in enumerate(("original", "perturbation", "adversarial"), start=1):
+            img = item[key]
+            img = img.repeat(3, axis=2) if img.shape[2] == 1 else img
+            fig.add_trace(go.Image(z=(img * 255).astype("uint8")), row=1, col=col)
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
+        fig.update_layout(height=300, margin={"l": 0, "r": 0, "t": 40, "b": 0},
+                          title=f"true class: {item['label']}")
+        st.plotly_chart(fig, key=f"robustness_gallery_{item['image']}")

@@ -1,0 +1,98 @@
+"""The Robustness page under AppTest: run button, ε curves, corruption curves, gallery."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import streamlit as st
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import BrightnessNet, write_model
+
+PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "3_Robustness.py")
+
+
+@pytest.fixture
+def tiny_covid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A 40-image stand-in for covid_cxr on disk and a tiny single-logit model."""
+    root = tmp_path / "data" / "covid_cxr"
+    (root / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(40):
+        covid = i % 2 == 1
+        arr = np.clip(rng.normal(140 if covid else 115, 20, (8, 8)), 0, 255).astype(np.uint8)
+        Image.fromarray(arr).save(root / "images" / f"{i}.png")
+        rows.append({"image": f"images/{i}.png",
+                     "label_covid": "COVID-19" if covid else "No Finding",
+                     "patient_id": f"pat_{i:03d}", "sex": "F" if (i // 2) % 2 else "M",
+                     "age": str(30 + i % 40), "view": "PA" if i < 34 else "AP"})
+    pd.DataFrame(rows).to_csv(root / "metadata.csv", index=False)
+    folder = write_model(tmp_path / "reg" / "cxr-tiny" / "v1", BrightnessNet(1),
+                         fmt="torchscript", channels=1, size=8, name="cxr-tiny",
+                         output="binary_logit", class_names=["not_covid", "covid"])
+    card = json.loads((folder / "card.json").read_text())
+    card["dataset"] = "covid_cxr"
+    (folder / "card.json").write_text(json.dumps(card))
+    monkeypatch.setenv("AUDITKIT_MODELS", str(tmp_path / "reg"))
+    monkeypatch.setenv("AUDITKIT_DATA_ROOT", str(tmp_path / "data"))
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    return folder
+
+
+def _all_text(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
+    parts += [str(m.value) for m in at.metric] + [i.value for i in at.info]
+    return "\n".join(parts)
+
+
+@pytest.mark.slow  # a whole audit, then a gallery attack: ~10 s
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # plotly/streamlit internals
+def test_robustness_page_runs_and_shows_curves_and_gallery(tiny_covid: Path) -> None:
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert not at.exception, at.exception
+    assert "No robustness audit" in at.info[0].value
+    at.sidebar.number_input(key="robustness_n_images").set_value(24)
+    at.sidebar.number_input(key="robustness_n_corruptions").set_value(8)
+    at.sidebar.multiselect(key="robustness_attacks").set_value(["fgsm", "pgd"])
+    at.sidebar.select_slider(key="robustness_n_boot").set_value(200)
+    at.sidebar.number_input(key="robustness_min_group").set_value(3)
+    at.sidebar.button(key="robustness_run").click().run()
+    assert not at.exception, at.exception
+    text = _all_text(at)
+    assert "In plain words." in text and "flip" in text
+    assert "Accuracy on the untouched images" in [m.label for m in at.metric]
+    assert "Images attacked" in [m.label for m in at.metric]
+    assert "24 of 40" in text
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2  # ε curves and corruption curves
+    curves = json.loads(charts[0].proto.spec)
+    names = [t["name"] for t in curves["data"]]
+    assert any(n.startswith("all images (n=24)") for n in names), names
+    assert len(curves["data"][0]["x"]) == 5  # the five default budgets
+    table = at.dataframe[0].value
+    assert {"attack", "budget_label", "group", "n", "robust_accuracy",
+            "robust_accuracy_low", "robust_accuracy_high"} <= set(table.columns)
+    # per-group curves: pick the sex attribute
+    at.selectbox(key="robustness_curve_attribute").set_value("sex").run()
+    assert not at.exception, at.exception
+    names = [t["name"] for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]]
+    assert sorted(names) == ["all images (n=24)", "female (n=12)", "male (n=12)"], names
+    corr = json.loads(at.get("plotly_chart")[1].proto.spec)
+    assert corr["data"][0]["x"] == [1, 2, 3, 4, 5]
+    # the gallery: original, amplified change and attacked image for two examples
+    at.number_input(key="robustness_gallery_n").set_value(2)
+    at.button(key="robustness_gallery_run").click().run()
+    assert not at.exception, at.exception
+    gallery = at.get("plotly_chart")[2:]
+    assert len(gallery) == 2
+    spec = json.loads(gallery[0].proto.spec)
+    titles = [a["text"] for a in spec["layout"]["annotations"]]
+    assert titles[0].startswith("original: ") and titles[2].startswith("attacked: ")
+    assert sum(t["type"] == "image" for t in spec["data"]) == 3
