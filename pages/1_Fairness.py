@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -13,9 +11,9 @@ from auditkit.fairness import groups_table, operating_points_from_predictions
 from ui.common import (
     attribute_names_of,
     new_run_dir,
+    newest_audit,
     pick_model_and_dataset,
     run_with_progress,
-    stored_audits,
 )
 
 st.set_page_config(page_title="Fairness — auditkit", layout="wide")
@@ -40,13 +38,7 @@ if st.sidebar.button("Run fairness audit", key="fairness_run", type="primary"):
                                   intersections=[c.split("×") for c in chosen])
     run_with_progress(ref=ref, dataset_name=dataset_name, config=config, out_dir=out_dir)
 
-audit, folder = None, None
-for entry in stored_audits():
-    a = entry["audit"]
-    if (f"{a['model']['name']}@{a['model']['version']}" == ref
-            and a["dataset"]["name"] == dataset_name and "fairness" in a["results"]):
-        audit, folder = a, Path(entry["path"])
-        break
+audit, folder = newest_audit("fairness", ref, dataset_name)
 if audit is None:
     st.info(f"No fairness audit of **{ref}** on **{dataset_name}** yet. Press **Run fairness "
             "audit** in the sidebar.")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
 import auditkit
@@ -20,10 +18,10 @@ from ui.common import (
     fmt_ci,
     loaded_dataset,
     new_run_dir,
+    newest_audit,
     pick_model_and_dataset,
     registry_models,
     run_with_progress,
-    stored_audits,
 )
 
 st.set_page_config(page_title="Explanations — auditkit", layout="wide")
@@ -52,13 +50,7 @@ if st.sidebar.button("Run explanations", key="explain_run", type="primary"):
                              "n_samples": int(n_samples), "sanity_images": int(sanity_images)}})
     run_with_progress(ref=ref, dataset_name=dataset_name, config=config, out_dir=out_dir)
 
-audit, folder = None, None
-for entry in stored_audits():
-    a = entry["audit"]
-    if (f"{a['model']['name']}@{a['model']['version']}" == ref
-            and a["dataset"]["name"] == dataset_name and "explain" in a["results"]):
-        audit, folder = a, Path(entry["path"])
-        break
+audit, folder = newest_audit("explain", ref, dataset_name)
 if audit is None:
     st.info(f"No explanations of **{ref}** on **{dataset_name}** yet. Press **Run explanations** "
             "in the sidebar.")

@@ -42,7 +42,11 @@ def test_retraining_reproduces_committed_model(tmp_path: Path, data_root: Path) 
     folder = train_recipe("cxr-covid@v1", out_root=tmp_path, data_root=data_root, device="cpu")
     new = json.loads((folder / "card.json").read_text())
     old = json.loads((REPO / "models" / "cxr-covid" / "v1" / "card.json").read_text())
-    assert new["metrics"]["overall"] == pytest.approx(old["metrics"]["overall"], abs=0.02)
+    for key, value in old["metrics"]["overall"].items():
+        if isinstance(value, list):  # interval bounds
+            assert new["metrics"]["overall"][key] == pytest.approx(value, abs=0.02), key
+        else:
+            assert new["metrics"]["overall"][key] == pytest.approx(value, abs=1e-3), key
     pd.testing.assert_frame_equal(pd.read_csv(folder / "split.csv"),
                                   pd.read_csv(REPO / "models" / "cxr-covid" / "v1" / "split.csv"))
     assert auditkit.load_model(folder, device="cpu").card.output == "binary_logit"

@@ -150,14 +150,20 @@ def stored_audits(root: Path | None = None) -> list[dict[str, Any]]:
     return found
 
 
-def stored_result(check: str, ref: str, dataset_name: str) -> dict[str, Any] | None:
-    """The newest stored audit of ``ref`` on ``dataset_name`` that ran ``check``."""
+def newest_audit(check: str, ref: str, dataset_name: str
+                 ) -> tuple[dict[str, Any] | None, Path | None]:
+    """The newest stored audit of ``ref`` on ``dataset_name`` that ran ``check``, and its folder."""
     for entry in stored_audits():
         a = entry["audit"]
         if (f"{a['model']['name']}@{a['model']['version']}" == ref
                 and a["dataset"]["name"] == dataset_name and check in a.get("results", {})):
-            return a
-    return None
+            return a, Path(entry["path"])
+    return None, None
+
+
+def stored_result(check: str, ref: str, dataset_name: str) -> dict[str, Any] | None:
+    """The newest stored audit of ``ref`` on ``dataset_name`` that ran ``check``."""
+    return newest_audit(check, ref, dataset_name)[0]
 
 
 def fmt_ci(value: float | None, ci: list[float | None] | None, pct: bool = True) -> str:

@@ -222,8 +222,8 @@ def calibrated_scores(*, model: LoadedModel, paths: list[str], y: np.ndarray,
             ref_phi[r, half == h] = logit_confidence(proba, y[scored])
     target_phi = logit_confidence(target_proba[eval_idx], y[eval_idx])
     scores = target_phi - ref_phi.mean(axis=0)
-    info = {**settings.to_dict(), "estimated_seconds": round(estimate, 1),
-            "seconds": round(time.perf_counter() - started, 1),
+    info = {**settings.to_dict(), "estimated_seconds": round(estimate, 3),
+            "seconds": round(time.perf_counter() - started, 3),
             "reference_training_images": train_sizes,
             "method": ("offline likelihood-ratio / difficulty calibration: target logit "
                        "confidence minus the mean over cross-fitted reference models")}
