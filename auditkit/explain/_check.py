@@ -203,10 +203,14 @@ def run_check(ctx: CheckContext) -> dict[str, Any]:  # noqa: C901 - one readable
     else:
         n_groups = records[attribute].nunique() if attribute else 1
         n_images = opts["n_images"] or min(MAX_DEFAULT_IMAGES, opts["n_per_group"] * n_groups)
-        chosen = select_images(records, outcome, attribute=attribute, n_images=n_images,
-                               rng=ctx.rng(51))
+        # explain images the model did not learn from (its held-out split when known)
+        eval_mask, evaluated_on = ctx.evaluation_rows()
+        eligible = np.flatnonzero(eval_mask)
+        chosen = eligible[select_images(records.iloc[eligible].reset_index(drop=True),
+                                        outcome[eligible], attribute=attribute,
+                                        n_images=n_images, rng=ctx.rng(51))]
         selection = (f"stratified by {attribute} and outcome" if attribute
-                     else "stratified by outcome")
+                     else "stratified by outcome") + f", from {evaluated_on}"
     rest = np.setdiff1d(np.arange(len(records)), chosen)
     bg_pool = rest if len(rest) else np.arange(len(records))
     bg_idx = np.sort(ctx.rng(52).choice(bg_pool, size=min(opts["background_size"], len(bg_pool)),
