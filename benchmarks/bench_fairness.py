@@ -49,16 +49,26 @@ def main() -> None:
                          ci_quantiles=[0.025, 0.975], random_state=0)
     theirs = time.perf_counter() - t
 
-    worst = 0.0
+    diffs = []
     lo_df, hi_df = mf.by_group_ci
     for e in res["groups"]:
         for m in ("accuracy", "sensitivity", "specificity"):
             lo, hi = e[m]["ci"]
-            worst = max(worst, abs(lo - lo_df.loc[e["group"], m]), abs(hi - hi_df.loc[e["group"], m]))
+            diffs += [abs(lo - lo_df.loc[e["group"], m]), abs(hi - hi_df.loc[e["group"], m])]
+    # Monte Carlo noise of a 200-resample bootstrap: auditkit against itself, another seed
+    other = FairnessAudit(n_boot=200, metrics=["accuracy", "sensitivity", "specificity"],
+                          random_state=1).compute(
+        y=y, pred=pred, proba=proba, positive=1, groups=pd.DataFrame({"sex × age": joint}))
+    self_diffs = [abs(a[m]["ci"][i] - b[m]["ci"][i]) for a, b in zip(res["groups"], other["groups"])
+                  for m in ("accuracy", "sensitivity", "specificity") for i in (0, 1)]
     print(f"groups: {len(res['groups'])}, predictions: {n}, metrics: 3, resamples: 200")
     print(f"auditkit FairnessAudit : {ours:8.3f} s")
     print(f"fairlearn MetricFrame  : {theirs:8.3f} s")
-    print(f"largest interval-bound difference: {worst:.4f} (target <= 0.02)")
+    print(f"interval bounds vs MetricFrame: largest difference {max(diffs):.4f}, median "
+          f"{np.median(diffs):.4f}, {np.mean(np.array(diffs) <= 0.02):.0%} within 0.02 "
+          f"(target <= 0.02)")
+    print(f"same bootstrap, other seed (Monte Carlo noise): largest {max(self_diffs):.4f}, "
+          f"median {np.median(self_diffs):.4f}")
     print(f"speed ratio (MetricFrame / auditkit): {theirs / ours:.0f}x")
 
 
