@@ -68,6 +68,11 @@ class FairnessAudit:
     alpha : float
         Family-wise error rate for calling a gap real (Bonferroni).
     random_state : int
+    small_cell_k : int
+        Small-cell protection (:mod:`auditkit.suppression`): groups the policy will
+        hide (fewer than k images or patients, and complementary cells) are left out
+        of the disparities too, so a gap can never reveal a hidden group's value.
+        0 turns this off.
     """
 
     n_boot: int = 1000
@@ -76,6 +81,7 @@ class FairnessAudit:
     metrics: Sequence[str] | None = None
     alpha: float = 0.05
     random_state: int = 0
+    small_cell_k: int = 0
 
     def compute(
         self,
@@ -153,6 +159,12 @@ class FairnessAudit:
                                    "ci": percentile_interval(reps[name], self.confidence)}
                 entries.append(entry)
                 replicates[(attribute, group)] = reps
+        if self.small_cell_k > 0:
+            from .suppression import suppress_group_rows
+
+            shown = suppress_group_rows(entries, k=self.small_cell_k, count_patients=True)
+            for entry, after in zip(entries, shown):
+                entry["hidden_by_small_cell_rule"] = bool(after.get("suppressed"))
         disparities, n_comparisons = self._disparities(entries, replicates, metrics)
         return {"groups": entries, "disparities": disparities,
                 "n_comparisons": n_comparisons,
@@ -171,7 +183,8 @@ class FairnessAudit:
         n_comp = 0
         judgeable: dict[str, list[dict[str, Any]]] = {}
         for attribute, group_entries in by_attr.items():
-            ok = [e for e in group_entries if not e["too_few"] and not e["is_unknown"]]
+            ok = [e for e in group_entries if not e["too_few"] and not e["is_unknown"]
+                  and not e.get("hidden_by_small_cell_rule")]
             judgeable[attribute] = ok
             n_comp += len(gap_metrics) * len(list(combinations(ok, 2)))
         level = 1.0 - self.alpha / max(n_comp, 1)
@@ -183,7 +196,10 @@ class FairnessAudit:
                          and not np.isnan(e[metric]["value"])]
                 if len(valid) < 2:
                     out.append({"attribute": attribute, "metric": metric, "status": "not_assessed",
-                                "reason": "fewer than two groups large enough to judge",
+                                "reason": ("fewer than two groups large enough to judge "
+                                           "(groups below the minimum size, 'unknown', and "
+                                           "groups hidden by small-cell protection are left "
+                                           "out)"),
                                 "excluded_groups": excluded})
                     continue
                 lower_better = metric in LOWER_IS_BETTER
@@ -496,7 +512,8 @@ def run_check(ctx: Any) -> dict[str, Any]:
     patients = records["patient_id"].to_numpy().astype(str) if ctx.dataset.has_patients else None
     auditor = FairnessAudit(n_boot=ctx.config.n_boot, confidence=ctx.config.confidence,
                             min_group_size=ctx.config.min_group_size,
-                            metrics=opts.get("metrics"), random_state=ctx.config.seed)
+                            metrics=opts.get("metrics"), random_state=ctx.config.seed,
+                            small_cell_k=ctx.config.small_cell_k)
     order = {a.name: a.group_order for a in ctx.dataset.spec.attributes}
     result = auditor.compute(y=y, pred=pred, proba=proba, positive=card.positive_index,
                              groups=records[attrs], patients=patients,
@@ -513,7 +530,10 @@ def run_check(ctx: Any) -> dict[str, Any]:
         g = records[a].to_numpy().astype(str)
         keep = g != UNKNOWN
         counts = pd.Series(g[keep]).value_counts()
-        big = counts[counts >= ctx.config.min_group_size].index
+        hidden = {e["group"] for e in result["groups"]
+                  if e["attribute"] == a and (e["too_few"] or e.get("hidden_by_small_cell_rule"))}
+        big = [grp for grp in counts[counts >= ctx.config.min_group_size].index
+               if grp not in hidden]
         sel = keep & np.isin(g, big)
         if len(big) >= 2 and len(set(is_pos[sel])) == 2 and all(
                 len(set(is_pos[sel & (g == k)])) == 2 for k in big):
@@ -527,6 +547,12 @@ def run_check(ctx: Any) -> dict[str, Any]:
         ctx.progress(2, 3, "fairness: calibration and thresholds")
     summary = [describe_gap(d, card.positive_class) for d in result["disparities"]
                if d.get("metric") in ("sensitivity", "specificity") and d.get("status") == "assessed"]
+    for a in attrs:
+        if not any(d["attribute"] == a and d.get("status") == "assessed"
+                   for d in result["disparities"]):
+            summary.append(f"{a.replace('_', ' ').capitalize()}: not assessed — fewer than two "
+                           f"groups have at least {ctx.config.min_group_size} images and "
+                           "patients, so no difference between groups can be judged.")
     skin = None
     if opts.get("skin_tone_agreement", True):
         skin = _skin_tone_section(ctx, rows)

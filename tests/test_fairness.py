@@ -146,6 +146,10 @@ def test_audit_json_matches_recomputation_from_predictions_csv(
     audit = json.loads((out / "audit.json").read_text())
     fair = audit["results"]["fairness"]
     frame = pd.read_csv(out / "predictions.csv", dtype=str, keep_default_na=False)
+    hidden = {(e["attribute"], e["group"]) for e in fair["groups"] if e.get("suppressed")}
+    for d in fair["disparities"]:  # a gap never reveals a group hidden by small-cell protection
+        assert (d["attribute"], d.get("worst_group")) not in hidden
+        assert (d["attribute"], d.get("best_group")) not in hidden
     positive = audit["model"]["positive_class"]
     y_pos = (frame["label"] == positive).to_numpy()
     p_pos = (frame["pred"] == positive).to_numpy()
@@ -172,3 +176,19 @@ def test_audit_json_matches_recomputation_from_predictions_csv(
             lo, hi = e["accuracy"]["ci"]
             if lo is not None:
                 assert lo <= acc + 1e-9 and acc - 1e-9 <= hi
+
+
+@pytest.mark.slow
+def test_gaps_and_mitigation_never_reveal_hidden_groups(tmp_path: Path, data_root: Path) -> None:
+    out = tmp_path / "a"
+    assert main(["audit", "--model", "cxr-covid@v1", "--dataset", "covid_cxr", "--out", str(out),
+                 "--checks", "fairness", "--n-boot", "100", "--data-root", str(data_root)]) == 0
+    fair = json.loads((out / "audit.json").read_text())["results"]["fairness"]
+    hidden = {e["group"] for e in fair["groups"] if e["attribute"] == "sex" and e.get("suppressed")}
+    assert hidden  # the test split has few women with a known sex record: hidden, not dropped
+    text = json.dumps([d for d in fair["disparities"] if d["attribute"] == "sex"])
+    assert all(f'"worst_group": "{g}"' not in text and f'"best_group": "{g}"' not in text
+               for g in hidden)
+    for rows in fair["threshold_mitigation"].values():
+        assert not {r["group"] for r in rows.get("groups", [])} & hidden
+    assert any(line.startswith("Sex: not assessed") for line in fair["summary"])
