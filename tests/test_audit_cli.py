@@ -120,3 +120,23 @@ def test_demo_audits_run_end_to_end(tmp_path: Path, data_root: Path, model: str,
     # the audit reproduces the card's test accuracy
     assert perf["metrics"]["accuracy"]["value"] == pytest.approx(
         card.metrics["overall"]["accuracy"], abs=1e-3)
+
+
+def test_no_export_contains_a_patient_id(tmp_path: Path, tiny_dataset_dir: Path,
+                                         brightness_model_dir: Path) -> None:
+    table = tiny_dataset_dir / "table.csv"
+    df = pd.read_csv(table, dtype=str)
+    df["patient_id"] = [f"PID-ZQ-{i // 2:04d}" for i in range(len(df))]
+    df.to_csv(table, index=False)
+    out = tmp_path / "all"
+    options = {"explain": {"n_images": 4, "n_samples": 4, "sanity_images": 2},
+               "robustness": {"n_images": 6, "attacks": ["fgsm"], "eps": ["2/255"],
+                              "n_images_corruptions": 4, "corruptions": ["gaussian_noise"]}}
+    assert main(["audit", "--model", str(brightness_model_dir), "--dataset",
+                 str(tiny_dataset_dir), "--out", str(out), "--n-boot", "50",
+                 "--checks", "fairness,explain,robustness,privacy",
+                 "--options", json.dumps(options)]) == 0
+    files = [p for p in out.iterdir() if p.suffix in (".json", ".csv")]
+    assert {"audit.json", "predictions.csv"} <= {p.name for p in files}
+    for path in files:
+        assert "PID-ZQ-" not in path.read_text(encoding="utf-8"), path.name

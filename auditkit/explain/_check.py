@@ -356,6 +356,12 @@ def run_check(ctx: CheckContext) -> dict[str, Any]:  # noqa: C901 - one readable
     shares = region_shares(prim_attr, masks)
     areas = area_shares(masks)
     img_rows = expl.image_index[prim]
+    # per-image group labels follow the small-cell rule of predictions.csv; no patient ids
+    from ..suppression import suppress_frame
+
+    shown_groups, _hidden = suppress_frame(
+        records[ctx.dataset.attribute_names], k=ctx.config.small_cell_k,
+        attributes=ctx.dataset.attribute_names, patient_ids=clusters_all)
     rec_chosen = records.iloc[chosen].reset_index(drop=True)
     srng2 = ctx.rng(56)
     by_group = []
@@ -383,7 +389,7 @@ def run_check(ctx: CheckContext) -> dict[str, Any]:  # noqa: C901 - one readable
     for region, vals in shares.items():
         order_idx = np.argsort(-np.nan_to_num(vals, nan=-1.0), kind="stable")
         top[region] = [{"image": ids[chosen[img_rows[r]]], "share": float(vals[r]),
-                        "groups": {a: str(rec_chosen[a].iloc[img_rows[r]])
+                        "groups": {a: str(shown_groups[a].iloc[chosen[img_rows[r]]])
                                    for a in ctx.dataset.attribute_names}}
                        for r in order_idx[: opts["top_images"]] if not np.isnan(vals[r])]
     texts = []
@@ -413,8 +419,7 @@ def run_check(ctx: CheckContext) -> dict[str, Any]:  # noqa: C901 - one readable
             "image": ids[i], "label": str(records["label"].iloc[i]),
             "predicted": card.class_names[int(pred[i])],
             "confidence": float(proba[i, int(pred[i])]), "outcome": str(outcome[i]),
-            "patient_id": None if clusters_all is None else str(clusters_all[i]),
-            "groups": {a: str(records[a].iloc[i]) for a in ctx.dataset.attribute_names},
+            "groups": {a: str(shown_groups[a].iloc[i]) for a in ctx.dataset.attribute_names},
             "explained_classes": [card.class_names[int(expl.target[r])] for r in rows],
             "roles": [expl.role[r] for r in rows],
             "score": [float(expl.score[r]) for r in rows],

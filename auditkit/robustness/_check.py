@@ -339,7 +339,7 @@ def run_check(ctx: CheckContext) -> dict[str, Any]:
                              classes[y[i]], f"{outcome.l2[i]:.6g}", f"{outcome.linf[i]:.6g}"])
     result["corruptions"] = _corruption_results(ctx, wrapped, crow, y_all, opts, batch_size,
                                                 tick)
-    result["summary"] = plain_summary(result)
+    result["summary"] = plain_summary(result, small_cell_k=ctx.config.small_cell_k)
     if ctx.out_dir is not None:
         path = ctx.out_dir / CSV_NAME
         with open(path, "w", newline="", encoding="utf-8") as fh:
@@ -396,7 +396,7 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.0f}%"
 
 
-def plain_summary(result: dict[str, Any]) -> str:
+def plain_summary(result: dict[str, Any], *, small_cell_k: int = 0) -> str:
     """A few sentences for a clinician, at the PGD (else FGSM) budget nearest ``headline_eps``."""
     parts = []
     headline: dict[str, Any] | None = None
@@ -417,7 +417,13 @@ def plain_summary(result: dict[str, Any]) -> str:
             f"{_pct(pick['overall']['robust_accuracy']['value'])} against clean "
             f"{_pct(result['clean']['overall']['accuracy']['value'])}."
         )
-    judged = [g for g in (headline or {}).get("by_group", []) if not g["too_few"]
+    by_group = (headline or {}).get("by_group", [])
+    if small_cell_k > 0:  # never name a group that small-cell protection hides
+        from ..suppression import suppress_group_rows
+
+        shown = suppress_group_rows(by_group, k=small_cell_k, count_patients=True)
+        by_group = [g for g, after in zip(by_group, shown) if not after.get("suppressed")]
+    judged = [g for g in by_group if not g["too_few"]
               and g["robust_accuracy"]["value"] is not None]
     if len(judged) >= 2:
         worst = min(judged, key=lambda g: g["robust_accuracy"]["value"])
