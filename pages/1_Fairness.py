@@ -67,7 +67,7 @@ attribute = c1.selectbox("Patient attribute", attributes, key="fairness_attribut
 metric = c2.selectbox("Metric", metrics, key="fairness_metric")
 table = groups_table(result, attribute=attribute, metric=metric)
 labels = [f"{g} — suppressed (small-cell protection)" if sup else
-          f"{g} (n={n})" + (" — too few to judge" if tf else "")
+          f"{g} (n={int(n)})" + (" — too few to judge" if tf else "")
           for g, n, tf, sup in zip(table["group"], table["n"], table["too_few"],
                                    table["suppressed"])]
 fig = go.Figure(go.Scatter(
@@ -87,7 +87,10 @@ if table["suppressed"].any():
                "view and export so no patient can be singled out.")
 
 gaps = [d for d in result["disparities"] if d["attribute"] == attribute]
-if gaps:
+if gaps and all(d["status"] != "assessed" for d in gaps):
+    st.subheader("Gaps between groups")
+    st.info(f"Not assessed for {attribute}: {gaps[0].get('reason')}.")
+elif gaps:
     st.subheader("Gaps between groups")
     st.dataframe(pd.DataFrame([{
         "metric": d["metric"], "worst": d.get("worst_group"), "best": d.get("best_group"),
@@ -104,8 +107,13 @@ if inter:
     parts = t["group"].str.split(" × ", expand=True)
     heat = pd.DataFrame({"a": parts[0], "b": parts[1], "v": t["value"]}).pivot(
         index="a", columns="b", values="v")
-    st.plotly_chart(go.Figure(go.Heatmap(z=heat.values, x=list(heat.columns), y=list(heat.index),
-                                         colorscale="RdYlGn")), key="fairness_heatmap")
+    if heat.isna().all().all():
+        st.info("Every cell of this intersection is too small to show (small-cell protection).")
+    else:
+        st.plotly_chart(go.Figure(go.Heatmap(z=heat.values, x=list(heat.columns),
+                                             y=list(heat.index), colorscale="RdYlGn")),
+                        key="fairness_heatmap")
+        st.caption("Empty cells are hidden by small-cell protection.")
 
 st.subheader("Calibration: does 80% confidence mean right 80% of the time?")
 curves = result["calibration"].get(attribute, [])
