@@ -92,8 +92,12 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
         summary = ds.summary()
         print(f"{name}: {summary['n_images']} images at {root}")
         print(f"  classes: {summary['class_counts']}")
+        from .suppression import suppress_counts
+
         for attr, counts in summary["group_counts"].items():
-            print(f"  {attr}: {counts}")
+            shown = {g: ("<10" if c is None else c)
+                     for g, c in suppress_counts(counts, k=10).items()}
+            print(f"  {attr}: {shown}")
     return 0
 
 
@@ -217,6 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AuditKitError as exc:
         print(f"auditkit: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and closed early: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

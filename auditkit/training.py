@@ -248,6 +248,8 @@ def train_recipe(ref: str, *, out_root: str | os.PathLike[str] | None = None,
     if ref not in RECIPES:
         raise ConfigError(f"No training recipe {ref!r}; expected one of {sorted(RECIPES)}.")
     recipe = RECIPES[ref]
+    if epochs is not None and epochs < 1:
+        raise ConfigError(f"epochs must be >= 1; got {epochs} instead.")
     if epochs is not None:
         recipe = Recipe(**{**recipe.__dict__, "epochs": epochs})
     dev = select_device(device)
@@ -335,8 +337,8 @@ def train_recipe(ref: str, *, out_root: str | os.PathLike[str] | None = None,
                      f"training {recipe.ref} (val balanced acc {score:.3f})")
         if score > best_score:
             best_score, best_state = score, copy.deepcopy(model.state_dict())
-    assert best_state is not None  # epochs >= 1 is guaranteed by the recipes
-    model.load_state_dict(best_state)
+    if best_state is not None:  # always set: epochs >= 1
+        model.load_state_dict(best_state)
     model.eval().cpu()
 
     proba = _evaluate(model, x_all[te], recipe, mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1),

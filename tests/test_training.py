@@ -55,4 +55,6 @@ def test_retraining_reproduces_committed_model(tmp_path: Path, data_root: Path) 
 def test_unknown_recipe() -> None:
     with pytest.raises(auditkit.ConfigError, match="No training recipe 'x@v1'; expected one of"):
         train_recipe("x@v1")
+    with pytest.raises(auditkit.ConfigError, match="epochs must be >= 1; got 0 instead"):
+        train_recipe("cxr-covid@v1", epochs=0)
     assert set(RECIPES) == {"derm-lesion@v1", "derm-lesion@v2", "cxr-covid@v1", "mri-tumor@v1"}
