@@ -419,6 +419,8 @@ class LoadedModel:
     module: nn.Module
     device: torch.device
     folder: Path | None = None
+    _norm_cache: dict[tuple[str, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = field(
+        default_factory=dict, repr=False, compare=False)
 
     @property
     def sha256(self) -> str:
@@ -430,11 +432,19 @@ class LoadedModel:
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """Apply the card's normalization to images in [0, 1], ``(N, C, H, W)``."""
-        mean = torch.tensor(self.card.normalization["mean"], device=images.device,
-                            dtype=images.dtype).view(1, -1, 1, 1)
-        std = torch.tensor(self.card.normalization["std"], device=images.device,
-                           dtype=images.dtype).view(1, -1, 1, 1)
+        key = (str(images.device), images.dtype)
+        if key not in self._norm_cache:  # built once per device and dtype, not per batch
+            # normal (not inference-mode) tensors, usable under autograd and inference alike
+            with torch.inference_mode(False):
+                self._norm_cache[key] = self._norm_tensors(images)
+        mean, std = self._norm_cache[key]
         return (images - mean) / std
+
+    def _norm_tensors(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        norm = self.card.normalization
+        shape = (1, -1, 1, 1)
+        return (torch.tensor(norm["mean"], device=images.device, dtype=images.dtype).view(shape),
+                torch.tensor(norm["std"], device=images.device, dtype=images.dtype).view(shape))
 
     def logits(self, images01: torch.Tensor) -> torch.Tensor:
         """Class logits ``(N, n_classes)`` for images in [0, 1], differentiable.

@@ -148,3 +148,14 @@ def test_demo_registry_cards_verify() -> None:
     assert all(m.verify() for m in models)
     formats = {m.card.format for m in models}
     assert {"torchscript", "state_dict", "export"} <= formats
+
+
+def test_normalize_works_under_inference_mode_then_autograd(brightness_model_dir: Path) -> None:
+    model = load_model(brightness_model_dir, device="cpu")
+    x = torch.rand(2, 3, 16, 16)
+    with torch.inference_mode():
+        first = model.normalize(x.clone())
+    y = x.clone().requires_grad_(True)
+    model.logits(y).sum().backward()  # cached constants must not be inference tensors
+    assert y.grad is not None
+    torch.testing.assert_close(first, (x - 0.5) / 0.25)
