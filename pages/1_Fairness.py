@@ -11,8 +11,8 @@ from auditkit.fairness import groups_table, operating_points_from_predictions
 from ui.common import (
     attribute_names_of,
     new_run_dir,
-    newest_audit,
     pick_model_and_dataset,
+    require_stored_result,
     run_with_progress,
 )
 
@@ -38,16 +38,10 @@ if st.sidebar.button("Run fairness audit", key="fairness_run", type="primary"):
                                   intersections=[c.split("×") for c in chosen])
     run_with_progress(ref=ref, dataset_name=dataset_name, config=config, out_dir=out_dir)
 
-audit, folder = newest_audit("fairness", ref, dataset_name)
-if audit is None:
-    st.info(f"No fairness audit of **{ref}** on **{dataset_name}** yet. Press **Run fairness "
+audit, result, folder = require_stored_result(
+    "fairness", ref, dataset_name,
+    missing=f"No fairness audit of **{ref}** on **{dataset_name}** yet. Press **Run fairness "
             "audit** in the sidebar.")
-    st.stop()
-
-result = audit["results"]["fairness"]
-if result.get("status") != "assessed":
-    st.warning(f"Not assessed: {result.get('reason')}")
-    st.stop()
 
 st.markdown(f"**{ref}** on **{dataset_name}**, measured on {result['evaluated_on']}; intervals "
             f"resample {result['resampling_unit']}s ({result['n_boot']} resamples). Binary "

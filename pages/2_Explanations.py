@@ -18,9 +18,9 @@ from ui.common import (
     fmt_ci,
     loaded_dataset,
     new_run_dir,
-    newest_audit,
     pick_model_and_dataset,
     registry_models,
+    require_stored_result,
     run_with_progress,
 )
 
@@ -50,16 +50,10 @@ if st.sidebar.button("Run explanations", key="explain_run", type="primary"):
                              "n_samples": int(n_samples), "sanity_images": int(sanity_images)}})
     run_with_progress(ref=ref, dataset_name=dataset_name, config=config, out_dir=out_dir)
 
-audit, folder = newest_audit("explain", ref, dataset_name)
-if audit is None:
-    st.info(f"No explanations of **{ref}** on **{dataset_name}** yet. Press **Run explanations** "
-            "in the sidebar.")
-    st.stop()
-
-result = audit["results"]["explain"]
-if result.get("status") != "assessed":
-    st.warning(f"Not assessed: {result.get('reason')}")
-    st.stop()
+audit, result, folder = require_stored_result(
+    "explain", ref, dataset_name,
+    missing=f"No explanations of **{ref}** on **{dataset_name}** yet. Press **Run "
+            "explanations** in the sidebar.")
 
 settings = result["settings"]
 st.markdown(f"**{ref}** on **{dataset_name}**: {result['n_images']} images "

@@ -23,8 +23,8 @@ from ui.common import (
     new_run_dir,
     pick_model_and_dataset,
     require_dataset,
+    require_stored_result,
     run_with_progress,
-    stored_result,
 )
 
 st.set_page_config(page_title="Robustness — auditkit", layout="wide")
@@ -57,16 +57,11 @@ if st.sidebar.button("Run robustness audit", key="robustness_run", type="primary
     run_with_progress(ref=ref, dataset_name=dataset_name, config=config,
                       out_dir=new_run_dir(ref, dataset_name, "robustness"))
 
-audit = stored_result("robustness", ref, dataset_name)
-if audit is None:
-    st.info(f"No robustness audit of **{ref}** on **{dataset_name}** yet. Set how many images to "
-            "attack and press **Run robustness audit** in the sidebar (a GPU is used when "
+audit, result, _folder = require_stored_result(
+    "robustness", ref, dataset_name,
+    missing=f"No robustness audit of **{ref}** on **{dataset_name}** yet. Set how many images "
+            "to attack and press **Run robustness audit** in the sidebar (a GPU is used when "
             "present).")
-    st.stop()
-result = audit["results"]["robustness"]
-if result.get("status") != "assessed":
-    st.warning(f"Not assessed: {result.get('reason')}")
-    st.stop()
 
 st.markdown(f"**In plain words.** {result['summary']}")
 clean = result["clean"]["overall"]["accuracy"]

@@ -19,8 +19,8 @@ from ui.common import (
     loaded_model,
     new_run_dir,
     pick_model_and_dataset,
+    require_stored_result,
     run_with_progress,
-    stored_result,
 )
 
 st.set_page_config(page_title="Privacy — auditkit", layout="wide")
@@ -53,13 +53,10 @@ if st.sidebar.button("Run privacy audit", key="privacy_run", type="primary"):
     run_with_progress(ref=ref, dataset_name=dataset_name, config=config,
                       out_dir=new_run_dir(ref, dataset_name, "privacy"))
 
-audit = stored_result("privacy", ref, dataset_name)
-if audit is None:
-    st.info(f"No privacy audit of **{ref}** on **{dataset_name}** yet. Press **Run privacy "
+audit, result, _folder = require_stored_result(
+    "privacy", ref, dataset_name, require_assessed=False,
+    missing=f"No privacy audit of **{ref}** on **{dataset_name}** yet. Press **Run privacy "
             "audit** in the sidebar.")
-    st.stop()
-
-result = audit["results"]["privacy"]
 k_used = int(audit.get("config", {}).get("small_cell_k", 0) or 0)
 mia = result["membership"]
 st.caption(f"Audit of {audit['created_at']}; groups under {k_used} images hidden.")

@@ -161,6 +161,26 @@ def newest_audit(check: str, ref: str, dataset_name: str
     return None, None
 
 
+def require_stored_result(check: str, ref: str, dataset_name: str, *, missing: str,
+                          require_assessed: bool = True
+                          ) -> tuple[dict[str, Any], dict[str, Any], Path]:
+    """The newest stored audit running ``check``, its result and folder — or stop the page.
+
+    Shows ``missing`` (what to press) when there is none, and a warning when the check
+    ran but was not assessed (unless ``require_assessed`` is False).
+    """
+    audit, folder = newest_audit(check, ref, dataset_name)
+    if audit is None or folder is None:
+        st.info(missing)
+        st.stop()
+        raise AssertionError("unreachable")  # st.stop() raises; this satisfies type checkers
+    result = audit["results"][check]
+    if require_assessed and result.get("status") != "assessed":
+        st.warning(f"Not assessed: {result.get('reason')}")
+        st.stop()
+    return audit, result, folder
+
+
 def stored_result(check: str, ref: str, dataset_name: str) -> dict[str, Any] | None:
     """The newest stored audit of ``ref`` on ``dataset_name`` that ran ``check``."""
     return newest_audit(check, ref, dataset_name)[0]
