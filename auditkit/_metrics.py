@@ -187,10 +187,11 @@ def compute_metrics(inputs: MetricInputs, *, n_boot: int = 0, rng: np.random.Gen
         with warnings.catch_warnings():  # all-nan rows (no class present) stay nan
             warnings.simplefilter("ignore", RuntimeWarning)
             out["balanced_accuracy"] = np.nanmean(recall, axis=1)
-    image_w = weights[:, inverse]
-    if "auroc" in wanted:
+    # per-image weights (1 + B, n) are only needed by the rank-based AUROC
+    image_w = weights[:, inverse] if {"auroc", "auroc_macro"} & set(wanted) else None
+    if image_w is not None and "auroc" in wanted:
         out["auroc"] = _weighted_auroc(proba[:, inputs.positive], pos_true, image_w)
-    if "auroc_macro" in wanted:
+    if image_w is not None and "auroc_macro" in wanted:
         if n_classes > 2:
             per_class = np.column_stack([
                 _weighted_auroc(proba[:, k], y == k, image_w) for k in range(n_classes)
