@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from ._context import CheckContext, label_indices
 from ._metrics import METRICS, MetricInputs, compute_metrics, percentile_interval
-from .audit import CheckContext, label_indices
 
 __all__ = ["run_check"]
 

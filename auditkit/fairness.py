@@ -494,7 +494,7 @@ def skin_tone_agreement(a: Sequence[str], b: Sequence[str]) -> dict[str, Any]:
 
 def run_check(ctx: Any) -> dict[str, Any]:
     """The ``fairness`` check (see :class:`auditkit.audit.CheckContext`)."""
-    from .audit import label_indices
+    from ._context import label_indices
 
     card = ctx.model.card
     if card.output == "multilabel_sigmoid":

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .._context import CheckContext, label_indices
 from .._metrics import bootstrap_weights, percentile_interval
-from ..audit import CheckContext, label_indices
 from ..exceptions import ConfigError
 from ..predict import load_image_tensor
 from ._base import Explanations, ImageExplainer

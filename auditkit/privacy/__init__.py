@@ -58,7 +58,7 @@ from ._membership import (
 from ._reference import estimate_thorough_seconds
 
 if TYPE_CHECKING:
-    from ..audit import CheckContext
+    from .._context import CheckContext
 
 __all__ = [
     "ATTACKS",
@@ -179,7 +179,7 @@ def _group_entries(ctx: CheckContext, sub: pd.DataFrame, scores: dict[str, np.nd
 
 
 def _membership(ctx: CheckContext, opts: dict[str, Any]) -> tuple[dict[str, Any], pd.DataFrame | None]:
-    from ..audit import label_indices
+    from .._context import label_indices
 
     card = ctx.model.card
     if card.output == "multilabel_sigmoid":

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..audit import CheckContext, label_indices
+from .._context import CheckContext, label_indices
 from ..data import Dataset
 from ..exceptions import ConfigError, ModelError
 from ..models import LoadedModel
