@@ -6,6 +6,8 @@
     auditkit datasets                    list the built-in datasets and where they are
     auditkit audit --model NAME[@VER] --dataset NAME_OR_PATH --out DIR [--checks ...]
     auditkit train NAME@VERSION          re-train a demo model from its recipe
+    auditkit compare AUDIT_DIR_A AUDIT_DIR_B | --models NAME@A,NAME@B --dataset D
+                                         compare two versions on the same images
 
 Bad input exits with code 2 and a message naming what was expected and what was found.
 """
@@ -158,6 +160,42 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .compare._cli import run
+
+    return run(args, _ProgressLine(), default_audits_dir())
+
+
+def _add_compare_parser(sub: Any) -> None:
+    """``auditkit compare`` (issue 11): paired comparison of two model versions."""
+    p = sub.add_parser(
+        "compare", help="compare two versions of a model on the same held-out images",
+        description="Compare version B with version A on the images held out from both "
+                    "(paired bootstrap, McNemar, change in gap, non-inferiority). Writes "
+                    "comparison.json and paired_predictions.csv (docs/compare.md).")
+    p.add_argument("audits", nargs="*", metavar="AUDIT_DIR",
+                   help="two audit folders: A (reference) then B")
+    p.add_argument("--models", help="NAME@A,NAME@B: reuse their newest stored audits or run them")
+    p.add_argument("--dataset", help="dataset for --models (built-in name or path)")
+    p.add_argument("--out", help="output folder (default: a new audits/compare__… folder)")
+    p.add_argument("--n-boot", type=int, default=1000, help="paired bootstrap resamples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--margin", type=float, default=0.05,
+                   help="non-inferiority margin δ as a proportion (default 0.05 = 5 points)")
+    p.add_argument("--alpha", type=float, default=0.05, help="family-wise error rate")
+    p.add_argument("--min-group-size", type=int, default=10)
+    p.add_argument("--small-cell-k", type=int, default=10,
+                   help="hide groups with fewer images or patients (0: off)")
+    p.add_argument("--intersection", action="append", default=[], metavar="ATTR:ATTR")
+    p.add_argument("--all-images", action="store_true",
+                   help="compare every shared image, not only those held out from both")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--registry", help="model registry folder")
+    p.add_argument("--data-root", help="folder holding the dataset folders")
+    p.add_argument("--cache-dir", help="prediction cache folder")
+    p.set_defaults(func=_cmd_compare)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="auditkit",
@@ -209,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--epochs", type=int, help="override the recipe's epochs")
     p.set_defaults(func=_cmd_train)
+
+    _add_compare_parser(sub)
     return parser
 
 

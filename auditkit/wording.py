@@ -27,15 +27,23 @@ __all__ = [
     "VERDICTS",
     "Verdict",
     "VerdictWord",
+    "comparison_changes_sentence",
+    "comparison_group_sentence",
+    "comparison_overall_sentence",
     "fmt_count",
+    "fmt_difference",
     "fmt_interval",
     "fmt_n",
     "fmt_number",
     "fmt_pct",
+    "fmt_signed_points",
     "fmt_value",
+    "gap_change_sentence",
     "metric_meaning",
     "metric_name",
+    "noninferiority_sentence",
     "not_assessed",
+    "shared_images_sentence",
     "too_few",
     "verdict_label",
 ]
@@ -203,3 +211,140 @@ def not_assessed(reason: str, how: str | None = None) -> str:
     if how:
         text += f" ({how})"
     return text
+
+
+# --------------------------------------------------------------------------- version comparison
+# (issue 11: auditkit.compare, the CLI `compare` command and the Compare versions page)
+
+
+def fmt_signed_points(value: float | None, digits: int = 0) -> str:
+    """A difference of two proportions in percentage points, signed: ``0.04 -> "+4 points"``."""
+    if _missing(value):
+        return "–"
+    pts = 100.0 * float(value)  # type: ignore[arg-type]
+    text = f"{pts:+.{digits}f}".replace("-", "−")
+    if text in ("+0", "−0") or set(text[1:]) <= {"0", "."}:
+        text = text[1:]
+    return f"{text} point{'s' if abs(round(pts, digits)) != 1 else ''}"
+
+
+def fmt_difference(value: float | None, ci: Sequence[float | None] | None, *,
+                   digits: int = 0) -> str:
+    """``"+4 points (−3 to +11)"``: a difference with its interval, in percentage points."""
+    text = fmt_signed_points(value, digits)
+    if _missing(value):
+        return text
+    if ci is None or len(ci) != 2 or _missing(ci[0]) or _missing(ci[1]):
+        return f"{text} (no interval)"
+    lo = fmt_signed_points(ci[0], digits).split(" ")[0]
+    hi = fmt_signed_points(ci[1], digits).split(" ")[0]
+    return f"{text} ({lo} to {hi})"
+
+
+def _where(row: dict) -> str:
+    if row.get("attribute") in (None, "overall"):
+        return "on all shared images"
+    return f"for {row['attribute'].replace('_', ' ')} {row['group']}"
+
+
+def comparison_overall_sentence(row: dict, *, metric: str, labels: tuple[str, str]) -> str:
+    """Headline: B's metric against A's on the same images, with the paired interval."""
+    e = row["metrics"][metric]
+    a, b = labels
+    n = fmt_n(row.get("n"), row.get("n_patients"))
+    diff = fmt_difference(e["difference"], e["ci"])
+    if e.get("change") == "better":
+        judged = "a real improvement"
+    elif e.get("change") == "worse":
+        judged = "a real decline"
+    else:
+        judged = "the data cannot tell this apart from chance"
+    return (f"On the same {n}, {b} has {metric_name(metric)} {fmt_interval(e['b'], e['b_ci'])} "
+            f"against {a}'s {fmt_interval(e['a'], e['a_ci'])}: {diff}, {judged}.")
+
+
+def comparison_group_sentence(row: dict, *, metric: str, labels: tuple[str, str],
+                              positive: str) -> str:
+    """``"v2 catches about 4 more malignant cases per 100 for skin type V-VI; …"``."""
+    e = row["metrics"][metric]
+    b = labels[1]
+    per100 = 100.0 * float(e["difference"])
+    verb = {"sensitivity": ("catches", "misses"), "specificity": ("clears", "wrongly flags")}
+    more_less = "more" if per100 >= 0 else "fewer"
+    amount = abs(round(per100))
+    lo, hi = e["ci"]
+    interval = (f"({fmt_signed_points(lo).split(' ')[0]} to {fmt_signed_points(hi).split(' ')[0]})"
+                if not (_missing(lo) or _missing(hi)) else "(no interval)")
+    if metric in verb:
+        what = f"{verb[metric][0]} about {amount} {more_less} {positive} cases per 100"
+    else:
+        what = f"changes {metric_name(metric)} by {fmt_signed_points(e['difference'])}"
+    if e.get("change") in ("better", "worse"):
+        tail = f"this is clear of chance even after correcting for every comparison {interval}"
+    else:
+        tail = f"the data cannot tell this apart from chance {interval}"
+    return (f"The largest change in {metric_name(metric)}: {b} {what} {_where(row)} "
+            f"({fmt_n(row.get('n'), row.get('n_patients'))}); {tail}.")
+
+
+def comparison_changes_sentence(changed: Sequence[dict], *, labels: tuple[str, str]) -> str:
+    """Which groups changed clearly, or plainly that none did."""
+    a, b = labels
+    if not changed:
+        return (f"{a} and {b} do not differ meaningfully anywhere: no difference in any group "
+                "or metric is clear of chance once every comparison is accounted for.")
+    parts = []
+    for r in changed[:6]:
+        for metric, e in r["metrics"].items():
+            if e.get("change") in ("better", "worse"):
+                parts.append(f"{metric_name(metric)} {_where(r)} "
+                             f"({e['change']}: {fmt_difference(e['difference'], e['ci'])})")
+    more = f" and {len(changed) - 6} more group(s)" if len(changed) > 6 else ""
+    return f"Clear changes from {a} to {b}: " + "; ".join(parts) + more + "."
+
+
+def noninferiority_sentence(*, metric: str, verdict: str, margin: float,
+                            labels: tuple[str, str], cannot_judge: Sequence[str],
+                            concern: Sequence[str]) -> str:
+    """The statement a committee votes on, with its verdict word and the groups left open."""
+    a, b = labels
+    claim = (f"{b} is not worse than {a} by more than {fmt_signed_points(margin).lstrip('+')} "
+             f"of {metric_name(metric)} for any group")
+    text = f"{verdict_label(verdict)}: {claim}"
+    if verdict == "concern":
+        text += f" — {b} is worse by more than the margin for {', '.join(concern)}"
+    if cannot_judge:
+        shown = ", ".join(cannot_judge[:8]) + (" …" if len(cannot_judge) > 8 else "")
+        text += f". Cannot be judged: {shown}"
+    return text + "."
+
+
+def gap_change_sentence(entry: dict, *, labels: tuple[str, str]) -> str:
+    """Did B narrow or widen A's worst-vs-best gap for one attribute and metric?"""
+    a, b = labels
+    attr = entry["attribute"].replace("_", " ")
+    if entry.get("status") != "assessed":
+        return not_assessed(f"gap in {metric_name(entry['metric'])} by {attr}: "
+                            f"{entry.get('reason', '')}")
+    word = {"narrowed": "narrowed", "widened": "widened",
+            "cannot tell": "changed the gap by an amount the data cannot tell from chance:"}
+    return (f"By {attr}, {b} {word[entry['verdict']]} the {metric_name(entry['metric'])} gap "
+            f"between best and worst group from {fmt_signed_points(entry['a']['gap']).lstrip('+')}"
+            f" ({a}: {entry['a']['best_group']} vs {entry['a']['worst_group']}) to "
+            f"{fmt_signed_points(entry['b']['gap']).lstrip('+')} ({b}: {entry['b']['best_group']}"
+            f" vs {entry['b']['worst_group']}); change {fmt_difference(entry['change'], entry['ci'])}.")
+
+
+def shared_images_sentence(*, n_total: int, n_shared: int, reasons: dict[str, int],
+                           labels: tuple[str, str], held_out_only: bool) -> str:
+    """How many images both versions are compared on, and why the others were dropped."""
+    a, b = labels
+    why = {"missing_from_predictions_of_b": f"not in {b}'s predictions",
+           "not_held_out_from_a": f"used in {a}'s training or validation (not in its test split)",
+           "not_held_out_from_b": f"used in {b}'s training or validation (not in its test split)"}
+    dropped = [f"{fmt_count(v)} {why.get(k, k)}" for k, v in reasons.items() if v]
+    scope = "held out from both versions" if held_out_only else "shared (training images included)"
+    text = f"Compared on {fmt_count(n_shared)} of {fmt_count(n_total)} images, {scope}"
+    if dropped:
+        text += "; left out: " + "; ".join(dropped)
+    return text + "."

@@ -1,0 +1,50 @@
+"""Compare model versions: paired, per-group differences with honest intervals.
+
+Two versions of a model are compared on the **same images** — those held out from
+both versions' training (the intersection of their ``split.csv`` test sets) — so
+every difference is paired: a bootstrap that resamples *patients* once for both
+versions, McNemar's exact test on the images whose answer flipped, the change in
+the worst-vs-best group gap, and non-inferiority per group against a margin δ.
+Multiplicity: a max-T step-down over every (group, metric) difference.
+
+::
+
+    from auditkit.compare import compare_audits, write_comparison
+    doc, paired = compare_audits("audits/derm-v1", "audits/derm-v2")
+    write_comparison(doc, paired, "audits/derm-v1-vs-v2")
+
+The schema of ``comparison.json`` is in ``docs/compare.md``.
+"""
+
+from ._core import DEFAULT_MARGIN, DEFAULT_NI_METRICS, OVERALL, compare_predictions
+from ._inputs import (
+    COMPARISON_SCHEMA_VERSION,
+    CompareSettings,
+    compare_audits,
+    compare_models,
+    find_audits,
+    from_audits,
+    previous_version_comparison,
+    version_trend,
+    write_comparison,
+)
+from ._paired import PAIRED_METRICS, maxt_stepdown, paired_bootstrap
+
+__all__ = [
+    "COMPARISON_SCHEMA_VERSION",
+    "DEFAULT_MARGIN",
+    "DEFAULT_NI_METRICS",
+    "OVERALL",
+    "PAIRED_METRICS",
+    "CompareSettings",
+    "compare_audits",
+    "compare_models",
+    "compare_predictions",
+    "find_audits",
+    "from_audits",
+    "maxt_stepdown",
+    "paired_bootstrap",
+    "previous_version_comparison",
+    "version_trend",
+    "write_comparison",
+]

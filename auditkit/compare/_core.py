@@ -1,0 +1,429 @@
+"""The comparison itself: two versions' answers on the same images -> differences per group.
+
+A pure function of arrays (:func:`compare_predictions`); reading audits, models and
+datasets lives in :mod:`auditkit.compare._inputs`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .. import wording
+from .._metrics import LOWER_IS_BETTER, percentile_interval
+from ..data import UNKNOWN
+from ..exceptions import ConfigError
+from ._paired import (
+    PAIRED_METRICS,
+    build_columns,
+    maxt_stepdown,
+    metric_from_sums,
+    paired_bootstrap,
+)
+
+__all__ = ["DEFAULT_MARGIN", "DEFAULT_NI_METRICS", "OVERALL", "compare_predictions"]
+
+#: Default non-inferiority margin δ: B may be at most 5 percentage points worse than A.
+DEFAULT_MARGIN = 0.05
+#: Metrics judged for non-inferiority by default.
+DEFAULT_NI_METRICS = ("accuracy", "sensitivity")
+#: Attribute and group name of the row over all shared images.
+OVERALL = ("overall", "all images")
+GAP_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv", "ece")
+
+
+def _mcnemar(table: list[list[int]]) -> dict[str, Any]:
+    """McNemar's exact test (binomial on the discordant pairs), from statsmodels."""
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    discordant = table[0][1] + table[1][0]
+    if discordant == 0:
+        return {"statistic": 0.0, "p_value": 1.0, "method": "exact binomial on discordant pairs"}
+    res = mcnemar(np.asarray(table), exact=True)
+    return {"statistic": float(res.statistic), "p_value": float(res.pvalue),
+            "method": "exact binomial on discordant pairs"}
+
+
+def _groupings(groups: pd.DataFrame, intersections: Sequence[Sequence[str]],
+               group_order: dict[str, list[str]] | None) -> list[tuple[str, list[str], np.ndarray]]:
+    """``(attribute, ordered group names, group code per image)`` for overall + each grouping."""
+    n = len(groups)
+    columns = {c: groups[c].astype(str).to_numpy() for c in groups.columns}
+    for pair in intersections:
+        a, b = pair
+        for name in (a, b):
+            if name not in columns:
+                raise ConfigError(
+                    f"Intersection {a}×{b}: expected attributes among {list(groups.columns)}; "
+                    f"got {name!r} instead.")
+        columns[f"{a}×{b}"] = np.char.add(np.char.add(columns[a].astype(str), " × "),
+                                          columns[b].astype(str))
+    out = [(OVERALL[0], [OVERALL[1]], np.zeros(n, dtype=np.int64))]
+    for attribute, values in columns.items():
+        order = list((group_order or {}).get(attribute, []))
+        present = list(dict.fromkeys(values.tolist()))
+        names = [g for g in order if g in present] + sorted(g for g in present if g not in order)
+        lookup = {g: i for i, g in enumerate(names)}
+        out.append((attribute, names, np.asarray([lookup[v] for v in values], dtype=np.int64)))
+    return out
+
+
+def compare_predictions(
+    *,
+    y: np.ndarray,
+    pred_a: np.ndarray,
+    pred_b: np.ndarray,
+    proba_a: np.ndarray,
+    proba_b: np.ndarray,
+    positive: int,
+    class_names: Sequence[str],
+    groups: pd.DataFrame,
+    patients: np.ndarray | None = None,
+    intersections: Sequence[Sequence[str]] = (),
+    group_order: dict[str, list[str]] | None = None,
+    metrics: Sequence[str] = PAIRED_METRICS,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    alpha: float = 0.05,
+    margin: float = DEFAULT_MARGIN,
+    ni_metrics: Sequence[str] = DEFAULT_NI_METRICS,
+    min_group_size: int = 10,
+    small_cell_k: int = 10,
+    labels: tuple[str, str] = ("A", "B"),
+    random_state: int = 0,
+    chunk: int = 50,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> dict[str, Any]:
+    """Paired comparison of version B against version A on the same images.
+
+    Parameters
+    ----------
+    y, pred_a, pred_b : ndarray of int, shape (n,)
+        True class index and each version's predicted class index (same image order).
+    proba_a, proba_b : ndarray, shape (n, n_classes)
+        Each version's class probabilities in [0, 1].
+    positive : int
+        Index of the clinically positive class; binary metrics are one-vs-rest for it.
+    class_names : sequence of str
+    groups : DataFrame
+        One column per patient attribute, holding each image's group (n rows).
+    patients : ndarray, optional
+        Patient id per image: resamples draw patients once for both versions.
+    intersections : list of (str, str)
+        Attribute pairs compared jointly.
+    group_order : dict, optional
+        Natural order of each attribute's groups.
+    metrics : sequence of str
+        Among :data:`~auditkit.compare.PAIRED_METRICS`.
+    n_boot : int
+        Paired bootstrap resamples.
+    confidence : float
+        Level of the per-comparison intervals.
+    alpha : float
+        Family-wise error rate of the max-T step-down over every (group, metric)
+        difference; the simultaneous intervals have level ``1 − alpha``.
+    margin : float
+        Non-inferiority margin δ (a proportion: 0.05 is 5 percentage points).
+    ni_metrics : sequence of str
+        Metrics judged for non-inferiority.
+    min_group_size : int
+        Groups with fewer images (or patients, where known) are "too few to judge".
+    small_cell_k : int
+        Groups the small-cell policy hides are left out of gaps and sentences.
+    labels : (str, str)
+        Display names of the two versions, e.g. ``("v1", "v2")``.
+    random_state : int
+    chunk : int
+        Resamples drawn at once (memory ``chunk × patients``).
+    progress : callable, optional
+        ``progress(done, total, message)``.
+
+    Returns
+    -------
+    dict
+        The ``results`` section of ``comparison.json`` (see ``docs/compare.md``).
+    """
+    metrics = list(metrics)
+    unknown = sorted(set(metrics) - set(PAIRED_METRICS))
+    if unknown:
+        raise ConfigError(f"Unknown metrics {unknown}; expected among {list(PAIRED_METRICS)}.")
+    bad_ni = sorted(set(ni_metrics) - set(metrics))
+    if bad_ni:
+        raise ConfigError(f"Non-inferiority metrics {bad_ni} must be among the compared metrics "
+                          f"{metrics}.")
+    if not 0 <= margin < 1:
+        raise ConfigError(f"margin must be in [0, 1) (a proportion); got {margin} instead.")
+    if n_boot < 20:
+        raise ConfigError(f"n_boot must be at least 20 for intervals; got {n_boot} instead.")
+    y = np.asarray(y, dtype=int)
+    n = len(y)
+    if n == 0:
+        raise ConfigError("No shared images to compare: expected at least one; found 0.")
+    for name, arr in (("pred_a", pred_a), ("pred_b", pred_b), ("proba_a", proba_a),
+                      ("proba_b", proba_b), ("groups", groups)):
+        if len(arr) != n:
+            raise ConfigError(f"{name} must have one row per image ({n}); got {len(arr)} instead.")
+    cols = build_columns(y=y, pred_a=np.asarray(pred_a, dtype=int),
+                         pred_b=np.asarray(pred_b, dtype=int), proba_a=np.asarray(proba_a),
+                         proba_b=np.asarray(proba_b), positive=positive,
+                         n_classes=len(class_names))
+    groupings = _groupings(groups, intersections, group_order)
+    sums = paired_bootstrap(cols.values, [g[2] for g in groupings], patients=patients,
+                            n_boot=n_boot, rng=np.random.default_rng(random_state), chunk=chunk,
+                            progress=progress)
+    pid = None if patients is None else np.asarray(patients).astype(str)
+
+    rows: list[dict[str, Any]] = []
+    diffs: list[np.ndarray] = []  # per row: point (M,)
+    diff_reps: list[np.ndarray] = []  # per row: (B, M)
+    version_reps: list[dict[str, tuple[np.ndarray, np.ndarray]]] = []
+    for (attribute, names, codes), gs in zip(groupings, sums):
+        for g, group in enumerate(names):
+            mask = codes == g
+            point, reps = gs.point[g], gs.replicates[:, g]
+            n_g = int(point[cols.index["n"]])  # type: ignore[index]
+            n_pat = int(len(np.unique(pid[mask]))) if pid is not None else None
+            too_few = n_g < min_group_size or (n_pat is not None and n_pat < min_group_size)
+            both_right = int(round(point[cols.index["both_right"]]))  # type: ignore[index]
+            a_right = int(round(point[cols.index["a:correct"]]))  # type: ignore[index]
+            b_right = int(round(point[cols.index["b:correct"]]))  # type: ignore[index]
+            table = [[both_right, a_right - both_right],
+                     [b_right - both_right, n_g - a_right - b_right + both_right]]
+            row: dict[str, Any] = {
+                "attribute": attribute, "group": group, "n": n_g, "n_patients": n_pat,
+                "n_positive": int(round(point[cols.index["pos"]])),  # type: ignore[index]
+                "too_few": bool(too_few),
+                "is_unknown": UNKNOWN in group.split(" × "),
+                "intersection": "×" in attribute,
+                "flips": {"both_right": table[0][0], "right_to_wrong": table[0][1],
+                          "wrong_to_right": table[1][0], "both_wrong": table[1][1]},
+                "mcnemar": _mcnemar(table),
+                "metrics": {},
+            }
+            point_d: list[float] = []
+            reps_d: list[np.ndarray] = []
+            vreps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+            for metric in metrics:
+                va = float(metric_from_sums(point, cols.index, "a", metric))
+                vb = float(metric_from_sums(point, cols.index, "b", metric))
+                ra = metric_from_sums(reps, cols.index, "a", metric)
+                rb = metric_from_sums(reps, cols.index, "b", metric)
+                vreps[metric] = (ra, rb)
+                row["metrics"][metric] = {
+                    "a": va, "a_ci": percentile_interval(ra, confidence),
+                    "b": vb, "b_ci": percentile_interval(rb, confidence),
+                    "difference": vb - va,
+                    "ci": percentile_interval(rb - ra, confidence),
+                }
+                point_d.append(vb - va)
+                reps_d.append(rb - ra)
+            rows.append(row)
+            diffs.append(np.asarray(point_d))
+            diff_reps.append(np.column_stack(reps_d))
+            version_reps.append(vreps)
+
+    # which groups the small-cell policy will hide (they never enter gaps or sentences)
+    if small_cell_k > 0:
+        from ..suppression import suppress_group_rows
+
+        shown = suppress_group_rows([{k: r[k] for k in ("attribute", "group", "n", "n_patients")}
+                                     for r in rows], k=small_cell_k, count_patients=True)
+        for r, s in zip(rows, shown):
+            r["hidden_by_small_cell_rule"] = bool(s.get("suppressed"))
+    else:
+        for r in rows:
+            r["hidden_by_small_cell_rule"] = False
+
+    # one family: every difference of a judgeable group (max-T step-down)
+    in_family = np.array([not r["too_few"] and not r["hidden_by_small_cell_rule"] for r in rows])
+    est = np.concatenate([d if ok else np.full(len(metrics), np.nan)
+                          for d, ok in zip(diffs, in_family)])
+    reps_all = np.concatenate(diff_reps, axis=1)
+    p_adj, critical = maxt_stepdown(est, reps_all, alpha=alpha)
+    with np.errstate(invalid="ignore"):
+        se = np.nanstd(reps_all, axis=0, ddof=1)
+    family_size = int(np.isfinite(p_adj).sum())
+    for i, r in enumerate(rows):
+        for j, metric in enumerate(metrics):
+            flat = i * len(metrics) + j
+            entry = r["metrics"][metric]
+            if np.isfinite(p_adj[flat]) and np.isfinite(critical):
+                half = critical * se[flat]
+                entry["ci_adjusted"] = [entry["difference"] - half, entry["difference"] + half]
+                entry["p_adjusted"] = float(p_adj[flat])
+                better = entry["difference"] < 0 if metric in LOWER_IS_BETTER else (
+                    entry["difference"] > 0)
+                entry["change"] = (("better" if better else "worse")
+                                   if p_adj[flat] < alpha else "cannot tell")
+            else:
+                entry["ci_adjusted"] = [None, None]
+                entry["p_adjusted"] = None
+                entry["change"] = "not assessed"
+
+    # Holm over the McNemar p-values of the judgeable groups (statsmodels)
+    from statsmodels.stats.multitest import multipletests
+
+    judge_idx = [i for i, ok in enumerate(in_family) if ok]
+    if judge_idx:
+        holm = multipletests([rows[i]["mcnemar"]["p_value"] for i in judge_idx], alpha=alpha,
+                             method="holm")[1]
+        for i, p in zip(judge_idx, holm):
+            rows[i]["mcnemar"]["p_holm"] = float(p)
+    for r in rows:
+        r["mcnemar"].setdefault("p_holm", None)
+
+    noninf = _noninferiority(rows, ni_metrics=list(ni_metrics), margin=margin,
+                             min_group_size=min_group_size, labels=labels)
+    gaps = _gap_changes(rows, version_reps, metrics=metrics, confidence=confidence)
+    result: dict[str, Any] = {
+        "status": "assessed",
+        "n": n,
+        "n_patients": int(len(np.unique(pid))) if pid is not None else None,
+        "resampling_unit": "patient" if pid is not None else "image",
+        "positive_class": class_names[positive],
+        "class_names": list(class_names),
+        "metrics": metrics,
+        "n_boot": n_boot,
+        "confidence": confidence,
+        "groups": rows,
+        "gaps": gaps,
+        "noninferiority": noninf,
+        "multiplicity": {
+            "method": "max-T step-down (Westfall & Young 1993) over the paired bootstrap",
+            "alpha": alpha,
+            "family_size": family_size,
+            "critical_value": critical if np.isfinite(critical) else None,
+            "mcnemar": "Holm over the judgeable groups (statsmodels multipletests)",
+        },
+    }
+    result["summary"] = summary_sentences(result, labels=labels)
+    return result
+
+
+def _noninferiority(rows: list[dict[str, Any]], *, ni_metrics: list[str], margin: float,
+                    min_group_size: int, labels: tuple[str, str]) -> dict[str, Any]:
+    """Per group and metric: is B no worse than A by more than δ? (simultaneous interval)."""
+    per_metric: dict[str, Any] = {}
+    for metric in ni_metrics:
+        sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+        judged: dict[str, int] = {"meets": 0, "concern": 0, "cannot tell": 0, "not assessed": 0}
+        cannot: list[str] = []
+        concern: list[str] = []
+        for r in rows:
+            e = r["metrics"][metric]
+            where = f"{r['attribute']}: {r['group']}" if r["attribute"] != OVERALL[0] else OVERALL[1]
+            lo, hi = e["ci_adjusted"]
+            if r["hidden_by_small_cell_rule"]:
+                verdict, reason = "not assessed", "withheld by small-cell protection"
+            elif e["difference"] is None or not np.isfinite(e["difference"]):
+                verdict, reason = "not assessed", f"{wording.metric_name(metric)} is undefined here"
+            elif r["too_few"] or lo is None:
+                verdict = "cannot tell"
+                reason = wording.too_few("images" if r["n_patients"] is None else "patients",
+                                         r["n"] if r["n_patients"] is None else r["n_patients"],
+                                         min_group_size) if r["too_few"] else "no interval"
+            else:
+                worse_bound = sign * (lo if sign > 0 else hi)  # most pessimistic change for B
+                best_bound = sign * (hi if sign > 0 else lo)
+                if worse_bound > -margin:
+                    verdict, reason = "meets", ""
+                elif best_bound < -margin:
+                    verdict, reason = "concern", ""
+                else:
+                    verdict, reason = "cannot tell", "the interval straddles the margin"
+            e["noninferiority"] = {"verdict": verdict, "reason": reason}
+            judged[verdict] += 1
+            if verdict in ("cannot tell", "not assessed"):
+                cannot.append(where)
+            if verdict == "concern":
+                concern.append(where)
+        if judged["concern"]:
+            overall = "concern"
+        elif judged["meets"] and not judged["cannot tell"]:
+            overall = "meets"
+        elif judged["meets"] or judged["cannot tell"]:
+            overall = "cannot tell"
+        else:
+            overall = "not assessed"
+        per_metric[metric] = {
+            "verdict": overall, "counts": judged, "groups_cannot_judge": cannot,
+            "groups_concern": concern,
+            "sentence": wording.noninferiority_sentence(
+                metric=metric, verdict=overall, margin=margin, labels=labels,
+                cannot_judge=cannot, concern=concern),
+        }
+    return {"margin": margin, "metrics": ni_metrics,
+            "interval": "simultaneous (max-T) interval of B − A over every group and metric",
+            "by_metric": per_metric}
+
+
+def _gap_changes(rows: list[dict[str, Any]], version_reps: list[dict[str, Any]], *,
+                 metrics: list[str], confidence: float) -> list[dict[str, Any]]:
+    """Per attribute and metric: worst-vs-best gap of A and of B, and B's gap − A's gap."""
+    out: list[dict[str, Any]] = []
+    by_attr: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        if r["attribute"] != OVERALL[0]:
+            by_attr.setdefault(r["attribute"], []).append(i)
+    for attribute, idx in by_attr.items():
+        ok = [i for i in idx if not (rows[i]["too_few"] or rows[i]["is_unknown"]
+                                     or rows[i]["hidden_by_small_cell_rule"])]
+        excluded = [rows[i]["group"] for i in idx if i not in ok]
+        for metric in (m for m in GAP_METRICS if m in metrics):
+            valid = [i for i in ok if np.isfinite(rows[i]["metrics"][metric]["a"])
+                     and np.isfinite(rows[i]["metrics"][metric]["b"])]
+            if len(valid) < 2:
+                out.append({"attribute": attribute, "metric": metric, "status": "not_assessed",
+                            "reason": "fewer than two groups large enough to judge",
+                            "excluded_groups": excluded})
+                continue
+            lower_better = metric in LOWER_IS_BETTER
+            entry: dict[str, Any] = {"attribute": attribute, "metric": metric,
+                                     "status": "assessed", "excluded_groups": excluded}
+            gap_reps = []
+            for k, v in enumerate(("a", "b")):
+                vals = np.array([rows[i]["metrics"][metric][v] for i in valid])
+                best = valid[int(np.argmin(vals) if lower_better else np.argmax(vals))]
+                worst = valid[int(np.argmax(vals) if lower_better else np.argmin(vals))]
+                reps = np.column_stack([version_reps[i][metric][k] for i in valid])
+                with np.errstate(invalid="ignore"):
+                    gap_reps.append(np.nanmax(reps, axis=1) - np.nanmin(reps, axis=1))
+                entry[v] = {"gap": float(vals.max() - vals.min()),
+                            "best_group": rows[best]["group"], "worst_group": rows[worst]["group"]}
+            change = entry["b"]["gap"] - entry["a"]["gap"]
+            ci = percentile_interval(gap_reps[1] - gap_reps[0], confidence)
+            entry["change"] = change
+            entry["ci"] = ci
+            if ci[0] is not None and ci[1] is not None and ci[1] < 0:
+                entry["verdict"] = "narrowed"
+            elif ci[0] is not None and ci[0] > 0:
+                entry["verdict"] = "widened"
+            else:
+                entry["verdict"] = "cannot tell"
+            out.append(entry)
+    return out
+
+
+def summary_sentences(result: dict[str, Any], *, labels: tuple[str, str]) -> list[str]:
+    """Plain-language findings, most important first (from :mod:`auditkit.wording`)."""
+    rows = result["groups"]
+    overall = rows[0]
+    out = [wording.comparison_overall_sentence(overall, metric="accuracy", labels=labels)]
+    positive = result["positive_class"]
+    if "sensitivity" in result["metrics"]:
+        candidates = [r for r in rows if r["attribute"] != OVERALL[0] and not r["too_few"]
+                      and not r["hidden_by_small_cell_rule"] and not r["is_unknown"]
+                      and r["metrics"]["sensitivity"]["p_adjusted"] is not None]
+        if candidates:
+            big = max(candidates, key=lambda r: abs(r["metrics"]["sensitivity"]["difference"]))
+            out.append(wording.comparison_group_sentence(big, metric="sensitivity",
+                                                         labels=labels, positive=positive))
+    changed = [r for r in rows if not r["hidden_by_small_cell_rule"]
+               and any(e.get("change") in ("better", "worse") for e in r["metrics"].values())]
+    out.append(wording.comparison_changes_sentence(changed, labels=labels))
+    for ni in result["noninferiority"]["by_metric"].values():
+        out.append(ni["sentence"])
+    return out

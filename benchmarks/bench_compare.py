@@ -1,0 +1,101 @@
+"""Time of a paired version comparison: 100,000 paired predictions × 20 groups × 1,000 resamples.
+
+Target (issue 11): under 5 s on the project's 2-core CPU. Memory stays bounded: the
+bootstrap draws ``chunk`` resamples at a time (``chunk × patients`` floats), never a
+resamples × images matrix; the script prints the peak traced memory to show it.
+
+Baseline for the ratio: two *independent* bootstraps through
+:func:`auditkit._metrics.compute_metrics` (the audit's own machinery, one call per
+group and version, all resamples at once), which is what an unpaired comparison
+would cost — timed on the same data.
+
+    python benchmarks/bench_compare.py [--n 100000] [--boot 1000] [--patients 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import tracemalloc
+
+import numpy as np
+import pandas as pd
+
+from auditkit._metrics import MetricInputs, compute_metrics
+from auditkit.compare import PAIRED_METRICS, compare_predictions
+
+
+def make_data(n: int, n_patients: int, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    proba = {}
+    preds = {}
+    shared = rng.random(n)
+    for v, acc in (("a", 0.70), ("b", 0.72)):
+        right = (shared + 0.1 * rng.random(n)) < acc * 1.05  # correlated versions
+        p = np.where(right, y, (y + rng.integers(1, 3, n)) % 3)
+        pr = rng.dirichlet([1.0, 1.0, 1.0], n)
+        pr[np.arange(n), p] += 1.5
+        proba[v] = pr / pr.sum(axis=1, keepdims=True)
+        preds[v] = proba[v].argmax(axis=1)
+    # 20 groups: 4 attributes x 5 groups
+    groups = pd.DataFrame({f"attr{j}": rng.choice([f"g{k}" for k in range(5)], n)
+                           for j in range(4)})
+    patients = (np.arange(n) // max(1, n // n_patients)).astype(str) if n_patients else None
+    return {"y": y, "pred_a": preds["a"], "pred_b": preds["b"], "proba_a": proba["a"],
+            "proba_b": proba["b"], "groups": groups, "patients": patients}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--boot", type=int, default=1000)
+    parser.add_argument("--patients", type=int, default=0,
+                        help="number of patients (0: every image its own patient)")
+    parser.add_argument("--baseline", action="store_true",
+                        help="also time two independent compute_metrics bootstraps")
+    args = parser.parse_args()
+    data = make_data(args.n, args.patients)
+    n_groups = sum(data["groups"][c].nunique() for c in data["groups"].columns)
+    # warm up imports (statsmodels) outside the timing
+    compare_predictions(**{k: (v[:200] if k != "groups" else v.iloc[:200]) if v is not None
+                           else None for k, v in data.items()},
+                        positive=1, class_names=["benign", "malignant", "other"], n_boot=20)
+    tracemalloc.start()
+    t0, c0 = time.perf_counter(), time.process_time()
+    result = compare_predictions(**data, positive=1, class_names=["benign", "malignant", "other"],
+                                 n_boot=args.boot, random_state=0)
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    units = args.patients or args.n
+    print(f"paired comparison: {args.n:,} paired predictions ({units:,} resampled units) x "
+          f"{n_groups} groups (+ overall) x {args.boot:,} resamples x {len(PAIRED_METRICS)} "
+          f"metrics: {seconds:.2f} s wall, {cpu:.2f} s CPU (target < 5 s: "
+          f"{'met' if seconds < 5 else 'NOT met'}; load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} cores)")
+    print(f"peak traced memory {peak / 2**20:.0f} MiB (an n x B float matrix would be "
+          f"{args.n * args.boot * 8 / 2**20:,.0f} MiB)")
+    print(f"family size {result['multiplicity']['family_size']}")
+    if args.baseline:
+        t0 = time.perf_counter()
+        rng = np.random.default_rng(0)
+        cols = {c: data["groups"][c].to_numpy() for c in data["groups"].columns}
+        masks = [np.ones(args.n, dtype=bool)] + [cols[c] == g for c in cols
+                                                for g in np.unique(cols[c])]
+        for mask in masks:
+            for v in ("a", "b"):
+                compute_metrics(MetricInputs(
+                    y=data["y"][mask], pred=data[f"pred_{v}"][mask],
+                    proba=data[f"proba_{v}"][mask], positive=1,
+                    clusters=None if data["patients"] is None else data["patients"][mask]),
+                    n_boot=args.boot, rng=rng,
+                    metrics=[m for m in PAIRED_METRICS])
+        base = time.perf_counter() - t0
+        print(f"baseline, two independent compute_metrics bootstraps (unpaired): {base:.2f} s; "
+              f"ratio paired / unpaired = {seconds / base:.2f}")
+
+
+if __name__ == "__main__":
+    main()
