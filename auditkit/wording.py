@@ -247,12 +247,28 @@ def _where(row: dict) -> str:
     return f"for {row['attribute'].replace('_', ' ')} {row['group']}"
 
 
-def comparison_overall_sentence(row: dict, *, metric: str, labels: tuple[str, str]) -> str:
+def _points_range(ci: Sequence[float | None] | None) -> str:
+    if ci is None or len(ci) != 2 or _missing(ci[0]) or _missing(ci[1]):
+        return "no interval"
+    return (f"{fmt_signed_points(ci[0]).split(' ')[0]} to "
+            f"{fmt_signed_points(ci[1]).split(' ')[0]}")
+
+
+def _both_intervals(e: dict, n_comparisons: int | None) -> str:
+    """``"−25 to −5 on its own; −31 to +1 allowing for all 147 comparisons"``."""
+    text = f"{_points_range(e.get('ci'))} on its own"
+    if n_comparisons and e.get("ci_adjusted") and not _missing(e["ci_adjusted"][0]):
+        text += (f"; {_points_range(e['ci_adjusted'])} allowing for all "
+                 f"{fmt_count(n_comparisons)} comparisons")
+    return text
+
+
+def comparison_overall_sentence(row: dict, *, metric: str, labels: tuple[str, str],
+                                n_comparisons: int | None = None) -> str:
     """Headline: B's metric against A's on the same images, with the paired interval."""
     e = row["metrics"][metric]
     a, b = labels
     n = fmt_n(row.get("n"), row.get("n_patients"))
-    diff = fmt_difference(e["difference"], e["ci"])
     if e.get("change") == "better":
         judged = "a real improvement"
     elif e.get("change") == "worse":
@@ -260,11 +276,13 @@ def comparison_overall_sentence(row: dict, *, metric: str, labels: tuple[str, st
     else:
         judged = "the data cannot tell this apart from chance"
     return (f"On the same {n}, {b} has {metric_name(metric)} {fmt_interval(e['b'], e['b_ci'])} "
-            f"against {a}'s {fmt_interval(e['a'], e['a_ci'])}: {diff}, {judged}.")
+            f"against {a}'s {fmt_interval(e['a'], e['a_ci'])}: "
+            f"{fmt_signed_points(e['difference'])} ({_both_intervals(e, n_comparisons)}), "
+            f"{judged}.")
 
 
 def comparison_group_sentence(row: dict, *, metric: str, labels: tuple[str, str],
-                              positive: str) -> str:
+                              positive: str, n_comparisons: int | None = None) -> str:
     """``"v2 catches about 4 more malignant cases per 100 for skin type V-VI; …"``."""
     e = row["metrics"][metric]
     b = labels[1]
@@ -272,15 +290,13 @@ def comparison_group_sentence(row: dict, *, metric: str, labels: tuple[str, str]
     verb = {"sensitivity": ("catches", "misses"), "specificity": ("clears", "wrongly flags")}
     more_less = "more" if per100 >= 0 else "fewer"
     amount = abs(round(per100))
-    lo, hi = e["ci"]
-    interval = (f"({fmt_signed_points(lo).split(' ')[0]} to {fmt_signed_points(hi).split(' ')[0]})"
-                if not (_missing(lo) or _missing(hi)) else "(no interval)")
+    interval = f"({_both_intervals(e, n_comparisons)})"
     if metric in verb:
         what = f"{verb[metric][0]} about {amount} {more_less} {positive} cases per 100"
     else:
         what = f"changes {metric_name(metric)} by {fmt_signed_points(e['difference'])}"
     if e.get("change") in ("better", "worse"):
-        tail = f"this is clear of chance even after correcting for every comparison {interval}"
+        tail = f"this is clear of chance even allowing for every comparison {interval}"
     else:
         tail = f"the data cannot tell this apart from chance {interval}"
     return (f"The largest change in {metric_name(metric)}: {b} {what} {_where(row)} "
@@ -305,17 +321,22 @@ def comparison_changes_sentence(changed: Sequence[dict], *, labels: tuple[str, s
 
 def noninferiority_sentence(*, metric: str, verdict: str, margin: float,
                             labels: tuple[str, str], cannot_judge: Sequence[str],
-                            concern: Sequence[str]) -> str:
+                            concern: Sequence[str], undecided: Sequence[str] = ()) -> str:
     """The statement a committee votes on, with its verdict word and the groups left open."""
     a, b = labels
+
+    def listed(groups: Sequence[str]) -> str:
+        return ", ".join(groups[:8]) + (f" and {len(groups) - 8} more" if len(groups) > 8 else "")
+
     claim = (f"{b} is not worse than {a} by more than {fmt_signed_points(margin).lstrip('+')} "
              f"of {metric_name(metric)} for any group")
     text = f"{verdict_label(verdict)}: {claim}"
     if verdict == "concern":
-        text += f" — {b} is worse by more than the margin for {', '.join(concern)}"
+        text += f" — {b} is worse by more than the margin for {listed(concern)}"
+    if undecided:
+        text += f". The data cannot tell for {listed(undecided)} (interval straddles the margin)"
     if cannot_judge:
-        shown = ", ".join(cannot_judge[:8]) + (" …" if len(cannot_judge) > 8 else "")
-        text += f". Cannot be judged: {shown}"
+        text += f". Too few or withheld to judge: {listed(cannot_judge)}"
     return text + "."
 
 
@@ -340,8 +361,8 @@ def shared_images_sentence(*, n_total: int, n_shared: int, reasons: dict[str, in
     """How many images both versions are compared on, and why the others were dropped."""
     a, b = labels
     why = {"missing_from_predictions_of_b": f"not in {b}'s predictions",
-           "not_held_out_from_a": f"used in {a}'s training or validation (not in its test split)",
-           "not_held_out_from_b": f"used in {b}'s training or validation (not in its test split)"}
+           "not_held_out_from_a": f"not in {a}'s test split (training, validation or unused)",
+           "not_held_out_from_b": f"not in {b}'s test split (training, validation or unused)"}
     dropped = [f"{fmt_count(v)} {why.get(k, k)}" for k, v in reasons.items() if v]
     scope = "held out from both versions" if held_out_only else "shared (training images included)"
     text = f"Compared on {fmt_count(n_shared)} of {fmt_count(n_total)} images, {scope}"

@@ -250,8 +250,8 @@ def compare_predictions(
         for j, metric in enumerate(metrics):
             flat = i * len(metrics) + j
             entry = r["metrics"][metric]
-            if np.isfinite(p_adj[flat]) and np.isfinite(critical):
-                half = critical * se[flat]
+            if np.isfinite(p_adj[flat]) and (np.isfinite(critical) or se[flat] == 0):
+                half = critical * se[flat] if se[flat] > 0 else 0.0
                 entry["ci_adjusted"] = [entry["difference"] - half, entry["difference"] + half]
                 entry["p_adjusted"] = float(p_adj[flat])
                 better = entry["difference"] < 0 if metric in LOWER_IS_BETTER else (
@@ -275,8 +275,12 @@ def compare_predictions(
     for r in rows:
         r["mcnemar"].setdefault("p_holm", None)
 
+    ni_bounds, ni_critical = _ni_bounds(rows, diffs, diff_reps, in_family, metrics=metrics,
+                                        ni_metrics=list(ni_metrics), alpha=alpha)
     noninf = _noninferiority(rows, ni_metrics=list(ni_metrics), margin=margin,
-                             min_group_size=min_group_size, labels=labels)
+                             min_group_size=min_group_size, labels=labels, bounds=ni_bounds)
+    noninf["critical_value"] = ni_critical
+    noninf["alpha"] = alpha
     gaps = _gap_changes(rows, version_reps, metrics=metrics, confidence=confidence)
     result: dict[str, Any] = {
         "status": "assessed",
@@ -303,60 +307,105 @@ def compare_predictions(
     return result
 
 
+def _ni_bounds(rows: list[dict[str, Any]], diffs: list[np.ndarray], diff_reps: list[np.ndarray],
+               in_family: np.ndarray, *, metrics: list[str], ni_metrics: list[str],
+               alpha: float) -> tuple[dict[tuple[int, str], tuple[float, float]], float | None]:
+    """Simultaneous one-sided bounds on B's improvement over A, over the non-inferiority family.
+
+    The family is every (judgeable group, non-inferiority metric). Improvement is
+    B − A (A − B for lower-is-better metrics). With ``T*_j = (d*_j − d_j) / se_j`` in
+    the improvement direction, ``c`` is the ``1 − alpha`` quantile of ``max_j T*_j``
+    and ``d_j − c·se_j`` are lower bounds holding jointly with probability ``1 − alpha``
+    (the one-sided max-T of Westfall & Young, 1993); ``d_j + c·se_j`` bound from above.
+    """
+    members = []
+    for i, ok in enumerate(in_family):
+        if not ok:
+            continue
+        for metric in ni_metrics:
+            j = metrics.index(metric)
+            sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+            d = sign * diffs[i][j]
+            reps = sign * diff_reps[i][:, j]
+            with np.errstate(invalid="ignore"):
+                se = float(np.nanstd(reps, ddof=1)) if len(reps) > 1 else float("nan")
+            if np.isfinite(d) and np.isfinite(se):
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    t = (reps - d) / se if se > 0 else np.zeros_like(reps)
+                members.append((i, metric, d, se, t))
+    if not members:
+        return {}, None
+    t_star = np.column_stack([m[4] for m in members])
+    t_star = np.where(np.isnan(t_star), -np.inf, t_star)
+    critical = float(np.quantile(t_star.max(axis=1), 1.0 - alpha))
+    return {(i, metric): (d - critical * se, d + critical * se)
+            for i, metric, d, se, _ in members}, critical
+
+
+def _group_label(row: dict[str, Any]) -> str:
+    if row["attribute"] == OVERALL[0]:
+        return OVERALL[1]
+    return f"{row['attribute'].replace('_', ' ')} {row['group']}"
+
+
 def _noninferiority(rows: list[dict[str, Any]], *, ni_metrics: list[str], margin: float,
-                    min_group_size: int, labels: tuple[str, str]) -> dict[str, Any]:
-    """Per group and metric: is B no worse than A by more than δ? (simultaneous interval)."""
+                    min_group_size: int, labels: tuple[str, str],
+                    bounds: dict[tuple[int, str], tuple[float, float]]) -> dict[str, Any]:
+    """Per group and metric: is B no worse than A by more than δ? (simultaneous bounds)."""
     per_metric: dict[str, Any] = {}
     for metric in ni_metrics:
-        sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
         judged: dict[str, int] = {"meets": 0, "concern": 0, "cannot tell": 0, "not assessed": 0}
-        cannot: list[str] = []
+        too_few_groups: list[str] = []
+        undecided: list[str] = []
         concern: list[str] = []
-        for r in rows:
+        for i, r in enumerate(rows):
             e = r["metrics"][metric]
-            where = f"{r['attribute']}: {r['group']}" if r["attribute"] != OVERALL[0] else OVERALL[1]
-            lo, hi = e["ci_adjusted"]
+            where = _group_label(r)
+            lo = hi = None
             if r["hidden_by_small_cell_rule"]:
                 verdict, reason = "not assessed", "withheld by small-cell protection"
             elif e["difference"] is None or not np.isfinite(e["difference"]):
                 verdict, reason = "not assessed", f"{wording.metric_name(metric)} is undefined here"
-            elif r["too_few"] or lo is None:
+            elif r["too_few"] or (i, metric) not in bounds:
                 verdict = "cannot tell"
                 reason = wording.too_few("images" if r["n_patients"] is None else "patients",
                                          r["n"] if r["n_patients"] is None else r["n_patients"],
                                          min_group_size) if r["too_few"] else "no interval"
             else:
-                worse_bound = sign * (lo if sign > 0 else hi)  # most pessimistic change for B
-                best_bound = sign * (hi if sign > 0 else lo)
-                if worse_bound > -margin:
-                    verdict, reason = "meets", ""
-                elif best_bound < -margin:
-                    verdict, reason = "concern", ""
+                lo, hi = bounds[(i, metric)]
+                if lo > -margin:
+                    verdict, reason = "meets", "the lower bound is above −δ"
+                elif hi < -margin:
+                    verdict, reason = "concern", "the upper bound is below −δ"
                 else:
-                    verdict, reason = "cannot tell", "the interval straddles the margin"
-            e["noninferiority"] = {"verdict": verdict, "reason": reason}
+                    verdict, reason = "cannot tell", "the interval straddles −δ"
+            e["noninferiority"] = {"verdict": verdict, "reason": reason,
+                                   "improvement_bounds": [lo, hi]}
             judged[verdict] += 1
-            if verdict in ("cannot tell", "not assessed"):
-                cannot.append(where)
             if verdict == "concern":
                 concern.append(where)
+            elif verdict == "cannot tell" and lo is not None:
+                undecided.append(where)
+            elif verdict != "meets":
+                too_few_groups.append(where)
         if judged["concern"]:
             overall = "concern"
-        elif judged["meets"] and not judged["cannot tell"]:
+        elif judged["meets"] and not undecided:
             overall = "meets"
-        elif judged["meets"] or judged["cannot tell"]:
+        elif judged["meets"] or undecided:
             overall = "cannot tell"
         else:
             overall = "not assessed"
         per_metric[metric] = {
-            "verdict": overall, "counts": judged, "groups_cannot_judge": cannot,
-            "groups_concern": concern,
+            "verdict": overall, "counts": judged, "groups_concern": concern,
+            "groups_undecided": undecided, "groups_cannot_judge": too_few_groups,
             "sentence": wording.noninferiority_sentence(
                 metric=metric, verdict=overall, margin=margin, labels=labels,
-                cannot_judge=cannot, concern=concern),
+                cannot_judge=too_few_groups, concern=concern, undecided=undecided),
         }
     return {"margin": margin, "metrics": ni_metrics,
-            "interval": "simultaneous (max-T) interval of B − A over every group and metric",
+            "interval": ("one-sided simultaneous (max-T) bounds on B's improvement over every "
+                         "judgeable group and non-inferiority metric"),
             "by_metric": per_metric}
 
 
@@ -411,16 +460,20 @@ def summary_sentences(result: dict[str, Any], *, labels: tuple[str, str]) -> lis
     """Plain-language findings, most important first (from :mod:`auditkit.wording`)."""
     rows = result["groups"]
     overall = rows[0]
-    out = [wording.comparison_overall_sentence(overall, metric="accuracy", labels=labels)]
+    n_comp = result["multiplicity"]["family_size"]
+    out = [wording.comparison_overall_sentence(overall, metric="accuracy", labels=labels,
+                                               n_comparisons=n_comp)]
     positive = result["positive_class"]
     if "sensitivity" in result["metrics"]:
         candidates = [r for r in rows if r["attribute"] != OVERALL[0] and not r["too_few"]
                       and not r["hidden_by_small_cell_rule"] and not r["is_unknown"]
                       and r["metrics"]["sensitivity"]["p_adjusted"] is not None]
         if candidates:
-            big = max(candidates, key=lambda r: abs(r["metrics"]["sensitivity"]["difference"]))
+            big = min(candidates, key=lambda r: (r["metrics"]["sensitivity"]["p_adjusted"],
+                                                 -abs(r["metrics"]["sensitivity"]["difference"])))
             out.append(wording.comparison_group_sentence(big, metric="sensitivity",
-                                                         labels=labels, positive=positive))
+                                                         labels=labels, positive=positive,
+                                                         n_comparisons=n_comp))
     changed = [r for r in rows if not r["hidden_by_small_cell_rule"]
                and any(e.get("change") in ("better", "worse") for e in r["metrics"].values())]
     out.append(wording.comparison_changes_sentence(changed, labels=labels))

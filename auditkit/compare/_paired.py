@@ -266,8 +266,11 @@ def maxt_stepdown(estimates: np.ndarray, replicates: np.ndarray, *, alpha: float
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         se = np.nanstd(reps, axis=0, ddof=1) if reps.shape[0] > 1 else np.full(est.shape, np.nan)
-    member = np.isfinite(est) & np.isfinite(se) & (se > 0)
     p_adj = np.full(est.shape, np.nan)
+    # a difference that no resample moves (e.g. identical answers) is certain
+    certain = np.isfinite(est) & (se == 0)
+    p_adj[certain] = np.where(est[certain] == 0, 1.0, 0.0)
+    member = np.isfinite(est) & np.isfinite(se) & (se > 0)
     if not member.any():
         return p_adj, float("nan")
     idx = np.flatnonzero(member)

@@ -1,0 +1,454 @@
+"""Version comparison: paired differences, McNemar, gaps, non-inferiority, the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from statsmodels.stats.contingency_tables import mcnemar
+
+import auditkit
+from auditkit._metrics import MetricInputs, compute_metrics, percentile_interval
+from auditkit.cli import main
+from auditkit.compare import (
+    PAIRED_METRICS,
+    CompareSettings,
+    compare_audits,
+    compare_predictions,
+    maxt_stepdown,
+    paired_bootstrap,
+    previous_version_comparison,
+    version_trend,
+)
+from auditkit.compare._paired import build_columns, metric_from_sums
+from tests.conftest import write_model
+
+CLASSES = ["benign", "malignant"]
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+class ThresholdNet(torch.nn.Module):
+    """Calls an image malignant when its mean (normalised) brightness exceeds ``threshold``."""
+
+    def __init__(self, threshold: float) -> None:
+        super().__init__()
+        self.threshold = torch.nn.Parameter(torch.tensor(threshold))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = x.mean(dim=(1, 2, 3)).unsqueeze(1) - self.threshold
+        return torch.cat([-3 * m, 3 * m], dim=1)
+
+
+def make_dataset(folder: Path, *, n: int = 80, seed: int = 0, shift: int = 0) -> Path:
+    """Images of random brightness; the label follows brightness with noise (so models err)."""
+    rng = np.random.default_rng(seed)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        level = int(rng.integers(20, 236))
+        label = "malignant" if level + rng.normal(0, 45) > 128 else "benign"
+        arr = np.full((8, 8, 3), min(255, level + shift), dtype=np.uint8)
+        name = f"images/img_{i:03d}.png"
+        Image.fromarray(arr).save(folder / name)
+        rows.append({"image": name, "label": label, "patient_id": f"PID-QX-{i // 2:04d}",
+                     "sex": "F" if (i // 2) % 2 else "M",
+                     "site": "rare" if i < 4 else ("a" if i < n // 2 else "b")})
+    pd.DataFrame(rows).to_csv(folder / "table.csv", index=False)
+    (folder / "auditkit.toml").write_text(
+        'name = "tiny"\ntable = "table.csv"\nimage_column = "image"\nlabel_column = "label"\n'
+        'classes = ["benign", "malignant"]\npatient_column = "patient_id"\n'
+        '[[attributes]]\nname = "sex"\ncolumn = "sex"\nkind = "sex"\n'
+        '[[attributes]]\nname = "site"\ncolumn = "site"\nkind = "categorical"\n')
+    return folder
+
+
+def write_version(registry: Path, version: str, threshold: float, test_images: list[str],
+                  all_images: list[str]) -> Path:
+    folder = write_model(registry / "tiny" / version, ThresholdNet(threshold), fmt="torchscript",
+                         size=8, version=version)
+    split = pd.DataFrame({"image": all_images,
+                          "split": ["test" if im in test_images else "train" for im in all_images]})
+    split.to_csv(folder / "split.csv", index=False)
+    return folder
+
+
+@pytest.fixture
+def two_versions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    data = make_dataset(tmp_path / "data" / "tiny")
+    images = pd.read_csv(data / "table.csv")["image"].tolist()
+    reg = tmp_path / "reg"
+    # v1 trained on the first 10 images, v2 on images 10-19: 60 images held out from both
+    write_version(reg, "v1", 0.0, images[10:], images)
+    write_version(reg, "v2", 0.4, images[:10] + images[20:], images)
+    monkeypatch.setenv("AUDITKIT_MODELS", str(reg))
+    audits = {}
+    for v in ("v1", "v2"):
+        out = tmp_path / "audits" / f"tiny@{v}"
+        assert main(["audit", "--model", f"tiny@{v}", "--dataset", str(data), "--out", str(out),
+                     "--checks", "fairness", "--n-boot", "50", "--device", "cpu",
+                     "--min-group-size", "3"]) == 0
+        audits[v] = out
+    return {"data": data, "registry": reg, "audits": audits, "images": images}
+
+
+def synthetic(n: int = 3000, seed: int = 0, n_classes: int = 3) -> dict:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, n_classes, n)
+    out = {"y": y}
+    for v, acc in (("a", 0.7), ("b", 0.75)):
+        right = rng.random(n) < acc
+        pred = np.where(right, y, (y + rng.integers(1, n_classes, n)) % n_classes)
+        proba = rng.dirichlet(np.ones(n_classes), n)
+        proba[np.arange(n), pred] += 1.0
+        out[f"proba_{v}"] = proba / proba.sum(axis=1, keepdims=True)
+        out[f"pred_{v}"] = out[f"proba_{v}"].argmax(axis=1)
+    out["groups"] = pd.DataFrame({"sex": rng.choice(["F", "M"], n),
+                                  "skin": rng.choice(["I-II", "III-IV", "V-VI"], n,
+                                                     p=[0.6, 0.3, 0.1])})
+    out["patients"] = np.array([f"p{i // 3}" for i in range(n)])
+    return out
+
+
+# --------------------------------------------------------------------------- the engine
+
+
+def test_paired_point_estimates_equal_the_audit_metrics_per_group() -> None:
+    d = synthetic()
+    res = compare_predictions(**d, positive=1, class_names=["b", "m", "n"], n_boot=50)
+    for row in res["groups"]:
+        mask = (np.ones(len(d["y"]), bool) if row["attribute"] == "overall"
+                else (d["groups"][row["attribute"]] == row["group"]).to_numpy())
+        for v in ("a", "b"):
+            point, _ = compute_metrics(MetricInputs(y=d["y"][mask], pred=d[f"pred_{v}"][mask],
+                                                    proba=d[f"proba_{v}"][mask], positive=1),
+                                       metrics=list(PAIRED_METRICS))
+            for metric in PAIRED_METRICS:
+                assert row["metrics"][metric][v] == pytest.approx(point[metric], abs=1e-12), (
+                    row["group"], metric)
+        assert row["n_patients"] == len(set(d["patients"][mask]))
+
+
+def test_resamples_do_not_depend_on_the_chunk_size() -> None:
+    d = synthetic(n=500)
+    cols = build_columns(y=d["y"], pred_a=d["pred_a"], pred_b=d["pred_b"], proba_a=d["proba_a"],
+                         proba_b=d["proba_b"], positive=1, n_classes=3)
+    codes = [np.zeros(500, int), pd.factorize(d["groups"]["skin"])[0]]
+    one = paired_bootstrap(cols.values, codes, patients=d["patients"], n_boot=60,
+                           rng=np.random.default_rng(3), chunk=60)
+    many = paired_bootstrap(cols.values, codes, patients=d["patients"], n_boot=60,
+                            rng=np.random.default_rng(3), chunk=7)
+    for a, b in zip(one, many):
+        np.testing.assert_allclose(a.replicates, b.replicates, rtol=1e-6, atol=1e-5)  # float32 sums
+
+
+def test_patients_are_resampled_together_for_both_versions() -> None:
+    # every patient has two images, both right under A and both wrong under B, or the
+    # reverse: a resample of images would split pairs, one of patients never does
+    y = np.zeros(40, int)
+    pred_a = np.repeat([0, 1], 20)
+    pred_b = 1 - pred_a
+    proba = np.full((40, 2), 0.5)
+    cols = build_columns(y=y, pred_a=pred_a, pred_b=pred_b, proba_a=proba, proba_b=proba,
+                         positive=1, n_classes=2)
+    patients = np.repeat(np.arange(20), 2)
+    (gs,) = paired_bootstrap(cols.values, [np.zeros(40, int)], patients=patients, n_boot=200,
+                             rng=np.random.default_rng(0))
+    n_right = gs.replicates[:, 0, cols.index["a:correct"]]
+    assert np.all(n_right % 2 == 0)  # whole patients only
+    # and the two versions' sums come from the same draw: they add up to the total
+    total = gs.replicates[:, 0, cols.index["n"]]
+    np.testing.assert_array_equal(n_right + gs.replicates[:, 0, cols.index["b:correct"]], total)
+
+
+@pytest.mark.parametrize("rho", [0.8])
+def test_simulation_paired_interval_is_narrower_and_covers_the_truth(rho: float) -> None:
+    """Correlated versions with a known accuracy difference: coverage and width."""
+    rng = np.random.default_rng(2026)
+    n, reps, n_boot = 300, 200, 200
+    p_a, p_b = 0.70, 0.76
+    covered, paired_w, unpaired_w = 0, [], []
+    from scipy.stats import norm
+
+    for r in range(reps):
+        # Gaussian copula: both versions tend to fail on the same hard images
+        z = rng.multivariate_normal([0, 0], [[1, rho], [rho, 1]], size=n)
+        right_a = z[:, 0] < norm.ppf(p_a)
+        right_b = z[:, 1] < norm.ppf(p_b)
+        y = np.zeros(n, int)
+        pred_a, pred_b = np.where(right_a, 0, 1), np.where(right_b, 0, 1)
+        proba = np.full((n, 2), 0.5)
+        cols = build_columns(y=y, pred_a=pred_a, pred_b=pred_b, proba_a=proba, proba_b=proba,
+                             positive=1, n_classes=2)
+        (gs,) = paired_bootstrap(cols.values, [np.zeros(n, int)], patients=None, n_boot=n_boot,
+                                 rng=np.random.default_rng(r))
+        diff = (metric_from_sums(gs.replicates[:, 0], cols.index, "b", "accuracy")
+                - metric_from_sums(gs.replicates[:, 0], cols.index, "a", "accuracy"))
+        lo, hi = percentile_interval(diff, 0.95)
+        covered += lo <= p_b - p_a <= hi
+        paired_w.append(hi - lo)
+        # unpaired: two independent bootstraps (what two separate audits would give)
+        rng_u = np.random.default_rng(10_000 + r)
+        _, ra = compute_metrics(MetricInputs(y=y, pred=pred_a, proba=proba, positive=1),
+                                n_boot=n_boot, rng=rng_u, metrics=["accuracy"])
+        _, rb = compute_metrics(MetricInputs(y=y, pred=pred_b, proba=proba, positive=1),
+                                n_boot=n_boot, rng=rng_u, metrics=["accuracy"])
+        ulo, uhi = percentile_interval(rb["accuracy"] - ra["accuracy"], 0.95)
+        unpaired_w.append(uhi - ulo)
+    coverage = covered / reps
+    print(f"coverage {coverage:.3f}, mean width paired {np.mean(paired_w):.4f}, "
+          f"unpaired {np.mean(unpaired_w):.4f}")
+    # nominal 95%; the binomial sd over 200 replications is 1.5 points
+    assert 0.91 <= coverage <= 0.985, coverage
+    # both versions fail on many of the same images: pairing removes that shared noise
+    assert np.mean(paired_w) < 0.75 * np.mean(unpaired_w), (np.mean(paired_w),
+                                                           np.mean(unpaired_w))
+
+
+def test_simulation_maxt_stepdown_controls_the_familywise_error() -> None:
+    """12 groups, no true difference anywhere: the corrected family errs in about 5% of runs."""
+    rng = np.random.default_rng(7)
+    reps, n, n_groups, n_boot = 200, 600, 12, 300
+    any_raw, any_adj = 0, 0
+    for r in range(reps):
+        y = np.zeros(n, int)
+        right_a = rng.random(n) < 0.7
+        right_b = np.where(rng.random(n) < 0.5, right_a, rng.random(n) < 0.7)  # same rate
+        proba = np.full((n, 2), 0.5)
+        cols = build_columns(y=y, pred_a=np.where(right_a, 0, 1), pred_b=np.where(right_b, 0, 1),
+                             proba_a=proba, proba_b=proba, positive=1, n_classes=2)
+        groups = np.arange(n) % n_groups
+        (gs,) = paired_bootstrap(cols.values, [groups], patients=None, n_boot=n_boot,
+                                 rng=np.random.default_rng(r))
+        point = (metric_from_sums(gs.point, cols.index, "b", "accuracy")
+                 - metric_from_sums(gs.point, cols.index, "a", "accuracy"))
+        boot = (metric_from_sums(gs.replicates, cols.index, "b", "accuracy")
+                - metric_from_sums(gs.replicates, cols.index, "a", "accuracy"))
+        p_adj, critical = maxt_stepdown(point, boot, alpha=0.05)
+        raw = [percentile_interval(boot[:, g], 0.95) for g in range(n_groups)]
+        any_raw += any(lo > 0 or hi < 0 for lo, hi in raw)
+        any_adj += bool((p_adj < 0.05).any())
+        assert critical > 1.96
+    print(f"family-wise error: corrected {any_adj / reps:.3f}, uncorrected {any_raw / reps:.3f}")
+    assert any_adj / reps <= 0.10, any_adj / reps
+    assert any_raw / reps >= 0.25, any_raw / reps  # uncorrected, 12 tests err far more often
+
+
+def test_maxt_finds_a_real_difference() -> None:
+    rng = np.random.default_rng(1)
+    est = np.array([0.10, 0.0, 0.01])
+    reps = est + rng.normal(0, 0.02, size=(1000, 3))
+    p, crit = maxt_stepdown(est, reps, alpha=0.05)
+    assert p[0] < 0.01 and p[1] > 0.5 and p[2] > 0.2
+    assert 1.96 < crit < 3.0
+
+
+# --------------------------------------------------------------------------- verdicts
+
+
+def test_noninferiority_verdicts_and_sentence() -> None:
+    rng = np.random.default_rng(0)
+    n = 4000
+    y = rng.integers(0, 2, n)
+    group = np.where(np.arange(n) < 2000, "big", np.where(np.arange(n) < 3994, "worse", "tiny"))
+    right_a = rng.random(n) < 0.8
+    # B = A except in "worse", where B is wrong 30 points more often
+    right_b = np.where(group == "worse", right_a & (rng.random(n) < 0.62), right_a)
+    pred_a, pred_b = np.where(right_a, y, 1 - y), np.where(right_b, y, 1 - y)
+    proba_a = np.column_stack([1 - pred_a * 0.8 - 0.1, pred_a * 0.8 + 0.1])
+    proba_b = np.column_stack([1 - pred_b * 0.8 - 0.1, pred_b * 0.8 + 0.1])
+    res = compare_predictions(y=y, pred_a=pred_a, pred_b=pred_b, proba_a=proba_a,
+                              proba_b=proba_b, positive=1, class_names=CLASSES,
+                              groups=pd.DataFrame({"g": group}), n_boot=300, margin=0.05,
+                              small_cell_k=0, labels=("v1", "v2"))
+    rows = {r["group"]: r for r in res["groups"]}
+    ni = {g: rows[g]["metrics"]["accuracy"]["noninferiority"]["verdict"] for g in rows}
+    # half the images lose 30 points: overall B is clearly worse by more than δ too
+    assert ni == {"all images": "concern", "big": "meets", "worse": "concern",
+                  "tiny": "cannot tell"}
+    assert rows["worse"]["metrics"]["accuracy"]["change"] == "worse"
+    assert rows["big"]["flips"]["right_to_wrong"] == rows["big"]["flips"]["wrong_to_right"] == 0
+    by = res["noninferiority"]["by_metric"]["accuracy"]
+    assert by["verdict"] == "concern" and by["groups_concern"] == ["all images", "g worse"]
+    assert by["groups_cannot_judge"] == ["g tiny"]
+    assert by["sentence"].startswith("▲ concern: v2 is not worse than v1 by more than 5 points "
+                                     "of accuracy for any group — v2 is worse by more than the "
+                                     "margin for all images, g worse")
+    assert "Too few or withheld to judge: g tiny" in by["sentence"]
+    # the change in gap: B opened a gap between "big" and "worse"
+    gap = next(g for g in res["gaps"] if g["attribute"] == "g" and g["metric"] == "accuracy")
+    assert gap["verdict"] == "widened" and gap["ci"][0] > 0
+    assert gap["b"]["worst_group"] == "worse"
+
+
+def test_identical_versions_do_not_differ_and_say_so() -> None:
+    d = synthetic(n=1500)
+    res = compare_predictions(y=d["y"], pred_a=d["pred_a"], pred_b=d["pred_a"],
+                              proba_a=d["proba_a"], proba_b=d["proba_a"], positive=1,
+                              class_names=["b", "m", "n"], groups=d["groups"],
+                              patients=d["patients"], n_boot=100, labels=("v1", "v2"))
+    assert all(r["mcnemar"]["p_value"] == 1.0 for r in res["groups"])
+    assert ("v1 and v2 do not differ meaningfully anywhere" in " ".join(res["summary"]))
+
+
+def test_bad_settings_say_what_was_expected() -> None:
+    d = synthetic(n=100)
+    with pytest.raises(auditkit.ConfigError, match=r"Unknown metrics \['auroc'\]; expected"):
+        compare_predictions(**d, positive=1, class_names=["b", "m", "n"], metrics=["auroc"])
+    with pytest.raises(auditkit.ConfigError, match=r"margin must be in \[0, 1\)"):
+        compare_predictions(**d, positive=1, class_names=["b", "m", "n"], margin=5)
+
+
+# --------------------------------------------------------------------------- audits and the CLI
+
+
+def _recompute_from_predictions(dir_a: Path, dir_b: Path, shared: list[str],
+                                attributes: list[str]) -> dict:
+    fa = pd.read_csv(dir_a / "predictions.csv", dtype=str, keep_default_na=False)
+    fb = pd.read_csv(dir_b / "predictions.csv", dtype=str, keep_default_na=False)
+    fa = fa.set_index("image").loc[shared]
+    fb = fb.set_index("image").loc[shared]
+    ra = (fa["pred"] == fa["label"]).to_numpy()
+    rb = (fb["pred"] == fb["label"]).to_numpy()
+    out = {("overall", "all images"): (ra, rb)}
+    for attr in attributes:
+        for g in fa[attr].unique():
+            mask = (fa[attr] == g).to_numpy()
+            out[(attr, g)] = (ra[mask], rb[mask])
+    return out
+
+
+def _check_against_recomputation(doc: dict, recomputed: dict) -> int:
+    checked = 0
+    for row in doc["results"]["groups"]:
+        key = (row["attribute"], row["group"])
+        if row.get("suppressed") or key not in recomputed:
+            continue
+        ra, rb = recomputed[key]
+        acc = row["metrics"]["accuracy"]
+        assert acc["difference"] == pytest.approx(rb.mean() - ra.mean(), abs=1e-12), key
+        table = [[int((ra & rb).sum()), int((ra & ~rb).sum())],
+                 [int((~ra & rb).sum()), int((~ra & ~rb).sum())]]
+        assert row["flips"] == {"both_right": table[0][0], "right_to_wrong": table[0][1],
+                                "wrong_to_right": table[1][0], "both_wrong": table[1][1]}
+        expected = mcnemar(np.asarray(table), exact=True).pvalue if table[0][1] + table[1][0] \
+            else 1.0
+        assert row["mcnemar"]["p_value"] == pytest.approx(expected, rel=1e-12), key
+        checked += 1
+    return checked
+
+
+def test_cli_compare_audit_dirs_matches_recomputation(two_versions: dict, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cmp"
+    a, b = two_versions["audits"]["v1"], two_versions["audits"]["v2"]
+    assert main(["compare", str(a), str(b), "--out", str(out), "--n-boot", "200",
+                 "--min-group-size", "3", "--small-cell-k", "5"]) == 0
+    printed = capsys.readouterr()
+    assert "Compared on 60 of 80 images, held out from both versions" in printed.out
+    assert "paired bootstrap" in printed.err  # progress lines
+    doc = json.loads((out / "comparison.json").read_text())
+    assert doc["schema_version"] == "1.0" and doc["kind"] == "comparison"
+    assert doc["images"]["dropped"] == {"missing_from_predictions_of_b": 0,
+                                        "not_held_out_from_a": 10, "not_held_out_from_b": 10}
+    assert doc["labels"] == {"a": "v1", "b": "v2"}
+    images = two_versions["images"]
+    shared = images[20:]
+    checked = _check_against_recomputation(
+        doc, _recompute_from_predictions(a, b, shared, ["sex", "site"]))
+    assert checked >= 4
+    paired = pd.read_csv(out / "paired_predictions.csv")
+    assert sorted(paired["image"]) == sorted(shared)
+    assert {"pred_a", "pred_b", "flip", "prob_malignant_a", "prob_malignant_b"} <= set(paired)
+    # the versions really differ here, and the flip table says how
+    overall = doc["results"]["groups"][0]
+    assert overall["flips"]["right_to_wrong"] + overall["flips"]["wrong_to_right"] > 0
+
+
+def test_library_compare_uses_patients_and_hides_small_groups(two_versions: dict) -> None:
+    ds = auditkit.load_dataset(two_versions["data"])
+    doc, paired = compare_audits(two_versions["audits"]["v1"], two_versions["audits"]["v2"],
+                                 dataset=ds, settings=CompareSettings(n_boot=100, small_cell_k=5,
+                                                                      min_group_size=3))
+    res = doc["results"]
+    assert res["resampling_unit"] == "patient" and res["n_patients"] == 30
+    # "rare" has 4 images but none is held out from both: absent; every shown group has >= 5
+    for row in res["groups"]:
+        assert row.get("suppressed") or row["n"] >= 5
+    text = json.dumps(doc) + paired.to_csv()
+    assert "PID-QX-" not in text  # planted patient ids never leave the library
+
+
+def test_different_datasets_exit_2(two_versions: dict, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    other = make_dataset(tmp_path / "other" / "tiny", shift=3)  # same names, other pixels
+    out = tmp_path / "audit-other"
+    assert main(["audit", "--model", "tiny@v2", "--dataset", str(other), "--out", str(out),
+                 "--n-boot", "20", "--device", "cpu"]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(two_versions["audits"]["v1"]), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "Expected two audits of the same dataset content; found 'tiny' (content hash" in err
+
+
+def test_no_shared_held_out_images_exit_2(two_versions: dict, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    images = two_versions["images"]
+    reg = two_versions["registry"]
+    # v3 holds out only images v1 trained on
+    write_version(reg, "v3", 0.2, images[:10], images)
+    out = tmp_path / "audit-v3"
+    assert main(["audit", "--model", "tiny@v3", "--dataset", str(two_versions["data"]),
+                 "--out", str(out), "--n-boot", "20", "--device", "cpu"]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(two_versions["audits"]["v1"]), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert ("Expected images held out from both v1 and v3 (the intersection of their split.csv "
+            "test sets) among the 80 images of tiny; found none") in err
+    assert main(["compare", "--models", "tiny@v1"]) == 2
+    assert "--models expects NAME@A,NAME@B" in capsys.readouterr().err
+
+
+def test_previous_version_comparison_and_trend(two_versions: dict, tmp_path: Path) -> None:
+    audits_dir = tmp_path / "audits"
+    res = previous_version_comparison("tiny", "v2", "tiny", audits_dir=audits_dir,
+                                      settings=CompareSettings(n_boot=50, min_group_size=3))
+    assert res["status"] == "assessed" and res["previous"] == "v1"
+    assert res["sentence"].startswith("On the same n = 60 images")
+    first = previous_version_comparison("tiny", "v1", "tiny", audits_dir=audits_dir)
+    assert first == {"status": "not_assessed",
+                     "reason": "not assessed: tiny@v1 is the first version"}
+    trend = version_trend("tiny", "tiny", audits_dir=audits_dir)
+    assert [r["version"] for r in trend] == ["v1", "v2"]
+    for row in trend:
+        audit = json.loads((Path(row["audit"]) / "audit.json").read_text())
+        assert row["headline"]["value"] == audit["results"]["performance"]["metrics"][
+            "accuracy"]["value"]
+        assert row["worst_group"]["value"] <= row["headline"]["value"] + 1e-12
+        assert row["worst_group"]["ci"][0] is not None
+
+
+@pytest.mark.slow  # two derm-lesion audits on 4,087 images, then the comparison
+def test_demo_compare_derm_v1_v2(tmp_path: Path, data_root: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    audits = tmp_path / "audits"
+    monkeypatch.setenv("AUDITKIT_AUDITS", str(audits))
+    out = tmp_path / "cmp"
+    assert main(["compare", "--models", "derm-lesion@v1,derm-lesion@v2", "--dataset",
+                 "fitzpatrick17k", "--out", str(out), "--n-boot", "200", "--device", "cpu",
+                 "--data-root", str(data_root)]) == 0
+    doc = json.loads((out / "comparison.json").read_text())
+    assert doc["images"]["shared"] == 820  # both versions' test split
+    dirs = {Path(doc["a"]["audit"]).name.split("__")[0]: Path(doc["a"]["audit"]),
+            Path(doc["b"]["audit"]).name.split("__")[0]: Path(doc["b"]["audit"])}
+    split = pd.read_csv(auditkit.resolve_model("derm-lesion@v1").folder / "split.csv")
+    shared = split.loc[split["split"] == "test", "image"].tolist()
+    recomputed = _recompute_from_predictions(dirs["derm-lesion@v1"], dirs["derm-lesion@v2"],
+                                             shared, ["skin_type_group", "source_site"])
+    assert _check_against_recomputation(doc, recomputed) >= 5
