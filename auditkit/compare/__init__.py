@@ -29,6 +29,7 @@ from ._inputs import (
     write_comparison,
 )
 from ._paired import PAIRED_METRICS, maxt_stepdown, paired_bootstrap
+from ._tables import family_versions, flip_table, forest_table, gap_table, trend_table
 
 __all__ = [
     "COMPARISON_SCHEMA_VERSION",
@@ -40,11 +41,16 @@ __all__ = [
     "compare_audits",
     "compare_models",
     "compare_predictions",
+    "family_versions",
     "find_audits",
+    "flip_table",
+    "forest_table",
     "from_audits",
+    "gap_table",
     "maxt_stepdown",
     "paired_bootstrap",
     "previous_version_comparison",
+    "trend_table",
     "version_trend",
     "write_comparison",
 ]

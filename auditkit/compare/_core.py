@@ -6,6 +6,7 @@ datasets lives in :mod:`auditkit.compare._inputs`.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -243,7 +244,8 @@ def compare_predictions(
                           for d, ok in zip(diffs, in_family)])
     reps_all = np.concatenate(diff_reps, axis=1)
     p_adj, critical = maxt_stepdown(est, reps_all, alpha=alpha)
-    with np.errstate(invalid="ignore"):
+    with warnings.catch_warnings():  # all-nan columns (metric undefined) stay nan
+        warnings.simplefilter("ignore", RuntimeWarning)
         se = np.nanstd(reps_all, axis=0, ddof=1)
     family_size = int(np.isfinite(p_adj).sum())
     for i, r in enumerate(rows):
@@ -327,7 +329,8 @@ def _ni_bounds(rows: list[dict[str, Any]], diffs: list[np.ndarray], diff_reps: l
             sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
             d = sign * diffs[i][j]
             reps = sign * diff_reps[i][:, j]
-            with np.errstate(invalid="ignore"):
+            with warnings.catch_warnings():  # all-nan (metric undefined) stays nan
+                warnings.simplefilter("ignore", RuntimeWarning)
                 se = float(np.nanstd(reps, ddof=1)) if len(reps) > 1 else float("nan")
             if np.isfinite(d) and np.isfinite(se):
                 with np.errstate(invalid="ignore", divide="ignore"):
@@ -438,7 +441,8 @@ def _gap_changes(rows: list[dict[str, Any]], version_reps: list[dict[str, Any]],
                 best = valid[int(np.argmin(vals) if lower_better else np.argmax(vals))]
                 worst = valid[int(np.argmax(vals) if lower_better else np.argmin(vals))]
                 reps = np.column_stack([version_reps[i][metric][k] for i in valid])
-                with np.errstate(invalid="ignore"):
+                with warnings.catch_warnings():  # a resample with no defined value stays nan
+                    warnings.simplefilter("ignore", RuntimeWarning)
                     gap_reps.append(np.nanmax(reps, axis=1) - np.nanmin(reps, axis=1))
                 entry[v] = {"gap": float(vals.max() - vals.min()),
                             "best_group": rows[best]["group"], "worst_group": rows[worst]["group"]}
