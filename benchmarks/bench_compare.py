@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from auditkit._metrics import MetricInputs, compute_metrics
-from auditkit.compare import PAIRED_METRICS, compare_predictions
+from auditkit.compare import COMPARED_METRICS, PAIRED_METRICS, compare_predictions
 
 
 def make_data(n: int, n_patients: int, seed: int = 0) -> dict:
@@ -53,10 +53,13 @@ def main() -> None:
     parser.add_argument("--boot", type=int, default=1000)
     parser.add_argument("--patients", type=int, default=0,
                         help="number of patients (0: every image its own patient)")
+    parser.add_argument("--metrics", choices=["all", "sums"], default="all",
+                        help="all: every compared metric (default); sums: without AUROC")
     parser.add_argument("--baseline", action="store_true",
                         help="also time two independent compute_metrics bootstraps")
     args = parser.parse_args()
     data = make_data(args.n, args.patients)
+    metrics = list(COMPARED_METRICS if args.metrics == "all" else PAIRED_METRICS)
     n_groups = sum(data["groups"][c].nunique() for c in data["groups"].columns)
     # warm up imports (statsmodels) outside the timing
     compare_predictions(**{k: (v[:200] if k != "groups" else v.iloc[:200]) if v is not None
@@ -65,14 +68,14 @@ def main() -> None:
     tracemalloc.start()
     t0, c0 = time.perf_counter(), time.process_time()
     result = compare_predictions(**data, positive=1, class_names=["benign", "malignant", "other"],
-                                 n_boot=args.boot, random_state=0)
+                                 n_boot=args.boot, random_state=0, metrics=metrics)
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     units = args.patients or args.n
     print(f"paired comparison: {args.n:,} paired predictions ({units:,} resampled units) x "
-          f"{n_groups} groups (+ overall) x {args.boot:,} resamples x {len(PAIRED_METRICS)} "
-          f"metrics: {seconds:.2f} s wall, {cpu:.2f} s CPU (target < 5 s: "
+          f"{n_groups} groups (+ overall) x {args.boot:,} resamples x {len(metrics)} "
+          f"metrics ({', '.join(metrics)}): {seconds:.2f} s wall, {cpu:.2f} s CPU (target < 5 s: "
           f"{'met' if seconds < 5 else 'NOT met'}; load average {os.getloadavg()[0]:.1f} on "
           f"{os.cpu_count()} cores)")
     print(f"peak traced memory {peak / 2**20:.0f} MiB (an n x B float matrix would be "
@@ -91,7 +94,7 @@ def main() -> None:
                     proba=data[f"proba_{v}"][mask], positive=1,
                     clusters=None if data["patients"] is None else data["patients"][mask]),
                     n_boot=args.boot, rng=rng,
-                    metrics=[m for m in PAIRED_METRICS])
+                    metrics=metrics)
         base = time.perf_counter() - t0
         print(f"baseline, two independent compute_metrics bootstraps (unpaired): {base:.2f} s; "
               f"ratio paired / unpaired = {seconds / base:.2f}")

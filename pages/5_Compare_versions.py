@@ -9,7 +9,7 @@ import auditkit
 from auditkit import wording
 from auditkit.cli import default_audits_dir
 from auditkit.compare import (
-    PAIRED_METRICS,
+    COMPARED_METRICS,
     CompareSettings,
     compare_audits,
     family_versions,
@@ -113,7 +113,7 @@ st.caption(doc["images"]["description"] + f" Non-inferiority margin δ = {margin
            "them.")
 
 st.header("1. Differences by group")
-metric = st.selectbox("Metric", list(PAIRED_METRICS), format_func=wording.metric_name,
+metric = st.selectbox("Metric", list(COMPARED_METRICS), format_func=wording.metric_name,
                       key="compare_metric")
 st.caption(f"{wording.metric_name(metric).capitalize()}: {wording.metric_meaning(metric)}.")
 table = forest_table(doc, metric)

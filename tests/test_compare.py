@@ -16,7 +16,7 @@ import auditkit
 from auditkit._metrics import MetricInputs, compute_metrics, percentile_interval
 from auditkit.cli import main
 from auditkit.compare import (
-    PAIRED_METRICS,
+    COMPARED_METRICS,
     CompareSettings,
     compare_audits,
     compare_predictions,
@@ -128,8 +128,8 @@ def test_paired_point_estimates_equal_the_audit_metrics_per_group() -> None:
         for v in ("a", "b"):
             point, _ = compute_metrics(MetricInputs(y=d["y"][mask], pred=d[f"pred_{v}"][mask],
                                                     proba=d[f"proba_{v}"][mask], positive=1),
-                                       metrics=list(PAIRED_METRICS))
-            for metric in PAIRED_METRICS:
+                                       metrics=list(COMPARED_METRICS))
+            for metric in COMPARED_METRICS:
                 assert row["metrics"][metric][v] == pytest.approx(point[metric], abs=1e-12), (
                     row["group"], metric)
         assert row["n_patients"] == len(set(d["patients"][mask]))
@@ -299,8 +299,8 @@ def test_identical_versions_do_not_differ_and_say_so() -> None:
 
 def test_bad_settings_say_what_was_expected() -> None:
     d = synthetic(n=100)
-    with pytest.raises(auditkit.ConfigError, match=r"Unknown metrics \['auroc'\]; expected"):
-        compare_predictions(**d, positive=1, class_names=["b", "m", "n"], metrics=["auroc"])
+    with pytest.raises(auditkit.ConfigError, match=r"Unknown metrics \['brier'\]; expected"):
+        compare_predictions(**d, positive=1, class_names=["b", "m", "n"], metrics=["brier"])
     with pytest.raises(auditkit.ConfigError, match=r"margin must be in \[0, 1\)"):
         compare_predictions(**d, positive=1, class_names=["b", "m", "n"], margin=5)
 

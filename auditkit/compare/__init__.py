@@ -16,7 +16,13 @@ Multiplicity: a max-T step-down over every (group, metric) difference.
 The schema of ``comparison.json`` is in ``docs/compare.md``.
 """
 
-from ._core import DEFAULT_MARGIN, DEFAULT_NI_METRICS, OVERALL, compare_predictions
+from ._core import (
+    COMPARED_METRICS,
+    DEFAULT_MARGIN,
+    DEFAULT_NI_METRICS,
+    OVERALL,
+    compare_predictions,
+)
 from ._inputs import (
     COMPARISON_SCHEMA_VERSION,
     CompareSettings,
@@ -32,6 +38,7 @@ from ._paired import PAIRED_METRICS, maxt_stepdown, paired_bootstrap
 from ._tables import family_versions, flip_table, forest_table, gap_table, trend_table
 
 __all__ = [
+    "COMPARED_METRICS",
     "COMPARISON_SCHEMA_VERSION",
     "DEFAULT_MARGIN",
     "DEFAULT_NI_METRICS",

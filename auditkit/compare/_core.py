@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .. import wording
-from .._metrics import LOWER_IS_BETTER, percentile_interval
+from .._metrics import LOWER_IS_BETTER, _weighted_auroc, percentile_interval
 from ..data import UNKNOWN
 from ..exceptions import ConfigError
 from ._paired import (
@@ -25,7 +25,12 @@ from ._paired import (
     paired_bootstrap,
 )
 
-__all__ = ["DEFAULT_MARGIN", "DEFAULT_NI_METRICS", "OVERALL", "compare_predictions"]
+__all__ = ["COMPARED_METRICS", "DEFAULT_MARGIN", "DEFAULT_NI_METRICS", "OVERALL",
+           "compare_predictions"]
+
+#: Every metric compared: the ratios of sums plus AUROC (a rank statistic resampled with
+#: the same patient draw through :func:`auditkit._metrics._weighted_auroc`).
+COMPARED_METRICS = (*PAIRED_METRICS, "auroc")
 
 #: Default non-inferiority margin δ: B may be at most 5 percentage points worse than A.
 DEFAULT_MARGIN = 0.05
@@ -33,7 +38,8 @@ DEFAULT_MARGIN = 0.05
 DEFAULT_NI_METRICS = ("accuracy", "sensitivity")
 #: Attribute and group name of the row over all shared images.
 OVERALL = ("overall", "all images")
-GAP_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv", "ece")
+GAP_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv", "ece",
+               "auroc")
 
 
 def _mcnemar(table: list[list[int]]) -> dict[str, Any]:
@@ -85,7 +91,7 @@ def compare_predictions(
     patients: np.ndarray | None = None,
     intersections: Sequence[Sequence[str]] = (),
     group_order: dict[str, list[str]] | None = None,
-    metrics: Sequence[str] = PAIRED_METRICS,
+    metrics: Sequence[str] = COMPARED_METRICS,
     n_boot: int = 1000,
     confidence: float = 0.95,
     alpha: float = 0.05,
@@ -118,7 +124,8 @@ def compare_predictions(
     group_order : dict, optional
         Natural order of each attribute's groups.
     metrics : sequence of str
-        Among :data:`~auditkit.compare.PAIRED_METRICS`.
+        Among :data:`~auditkit.compare.COMPARED_METRICS` (default all). AUROC scores with
+        the positive-class probability and costs ``chunk × n`` memory per resample chunk.
     n_boot : int
         Paired bootstrap resamples.
     confidence : float
@@ -148,9 +155,9 @@ def compare_predictions(
         The ``results`` section of ``comparison.json`` (see ``docs/compare.md``).
     """
     metrics = list(metrics)
-    unknown = sorted(set(metrics) - set(PAIRED_METRICS))
+    unknown = sorted(set(metrics) - set(COMPARED_METRICS))
     if unknown:
-        raise ConfigError(f"Unknown metrics {unknown}; expected among {list(PAIRED_METRICS)}.")
+        raise ConfigError(f"Unknown metrics {unknown}; expected among {list(COMPARED_METRICS)}.")
     bad_ni = sorted(set(ni_metrics) - set(metrics))
     if bad_ni:
         raise ConfigError(f"Non-inferiority metrics {bad_ni} must be among the compared metrics "
@@ -172,16 +179,36 @@ def compare_predictions(
                          proba_b=np.asarray(proba_b), positive=positive,
                          n_classes=len(class_names))
     groupings = _groupings(groups, intersections, group_order)
+    auroc: dict[tuple[int, int], dict[str, Any]] = {}
+    on_chunk = None
+    if "auroc" in metrics:
+        is_pos = y == positive
+        scores = {"a": np.asarray(proba_a, dtype=np.float64)[:, positive],
+                  "b": np.asarray(proba_b, dtype=np.float64)[:, positive]}
+        for gi, (_, names, codes) in enumerate(groupings):
+            for g in range(len(names)):
+                idx = np.flatnonzero(codes == g)
+                auroc[(gi, g)] = {"idx": idx, **{
+                    v: (float(_weighted_auroc(s[idx], is_pos[idx], np.ones((1, len(idx))))[0]),
+                        np.full(n_boot, np.nan)) for v, s in scores.items()}}
+
+        def on_chunk(weights: np.ndarray, start: int) -> None:
+            for entry in auroc.values():
+                w = weights[:, entry["idx"]]
+                for v, s in scores.items():
+                    entry[v][1][start:start + len(w)] = _weighted_auroc(
+                        s[entry["idx"]], is_pos[entry["idx"]], w)
+
     sums = paired_bootstrap(cols.values, [g[2] for g in groupings], patients=patients,
                             n_boot=n_boot, rng=np.random.default_rng(random_state), chunk=chunk,
-                            progress=progress)
+                            progress=progress, on_chunk=on_chunk)
     pid = None if patients is None else np.asarray(patients).astype(str)
 
     rows: list[dict[str, Any]] = []
     diffs: list[np.ndarray] = []  # per row: point (M,)
     diff_reps: list[np.ndarray] = []  # per row: (B, M)
     version_reps: list[dict[str, tuple[np.ndarray, np.ndarray]]] = []
-    for (attribute, names, codes), gs in zip(groupings, sums):
+    for gi, ((attribute, names, codes), gs) in enumerate(zip(groupings, sums)):
         for g, group in enumerate(names):
             mask = codes == g
             point, reps = gs.point[g], gs.replicates[:, g]
@@ -208,10 +235,13 @@ def compare_predictions(
             reps_d: list[np.ndarray] = []
             vreps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
             for metric in metrics:
-                va = float(metric_from_sums(point, cols.index, "a", metric))
-                vb = float(metric_from_sums(point, cols.index, "b", metric))
-                ra = metric_from_sums(reps, cols.index, "a", metric)
-                rb = metric_from_sums(reps, cols.index, "b", metric)
+                if metric == "auroc":
+                    (va, ra), (vb, rb) = auroc[(gi, g)]["a"], auroc[(gi, g)]["b"]
+                else:
+                    va = float(metric_from_sums(point, cols.index, "a", metric))
+                    vb = float(metric_from_sums(point, cols.index, "b", metric))
+                    ra = metric_from_sums(reps, cols.index, "a", metric)
+                    rb = metric_from_sums(reps, cols.index, "b", metric)
                 vreps[metric] = (ra, rb)
                 row["metrics"][metric] = {
                     "a": va, "a_ci": percentile_interval(ra, confidence),

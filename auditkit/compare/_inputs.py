@@ -17,8 +17,7 @@ import pandas as pd
 from .. import wording
 from .._version import __version__
 from ..exceptions import AuditKitError, ConfigError, DataError, DatasetNotFoundError
-from ._core import DEFAULT_MARGIN, DEFAULT_NI_METRICS, compare_predictions
-from ._paired import PAIRED_METRICS
+from ._core import COMPARED_METRICS, DEFAULT_MARGIN, DEFAULT_NI_METRICS, compare_predictions
 
 __all__ = [
     "COMPARISON_SCHEMA_VERSION",
@@ -53,7 +52,7 @@ class CompareSettings:
     ni_metrics : list of str
         Metrics judged for non-inferiority (default accuracy and sensitivity).
     metrics : list of str
-        Metrics compared (:data:`~auditkit.compare.PAIRED_METRICS`).
+        Metrics compared (:data:`~auditkit.compare.COMPARED_METRICS`).
     min_group_size : int
     small_cell_k : int
         Small-cell protection applied to both exports (0 turns it off).
@@ -69,7 +68,7 @@ class CompareSettings:
     alpha: float = 0.05
     margin: float = DEFAULT_MARGIN
     ni_metrics: list[str] = field(default_factory=lambda: list(DEFAULT_NI_METRICS))
-    metrics: list[str] = field(default_factory=lambda: list(PAIRED_METRICS))
+    metrics: list[str] = field(default_factory=lambda: list(COMPARED_METRICS))
     min_group_size: int = 10
     small_cell_k: int = 10
     intersections: list[list[str]] = field(default_factory=list)

@@ -142,7 +142,9 @@ class GroupSums:
 def paired_bootstrap(values: np.ndarray, memberships: Sequence[np.ndarray], *,
                      patients: np.ndarray | None, n_boot: int, rng: np.random.Generator,
                      chunk: int = 100,
-                     progress: Callable[[int, int, str], None] | None = None) -> list[GroupSums]:
+                     progress: Callable[[int, int, str], None] | None = None,
+                     on_chunk: Callable[[np.ndarray, int], None] | None = None,
+                     ) -> list[GroupSums]:
     """Point and resampled column sums per group of every grouping, one draw for all.
 
     Parameters
@@ -159,6 +161,10 @@ def paired_bootstrap(values: np.ndarray, memberships: Sequence[np.ndarray], *,
     rng : numpy.random.Generator
     chunk : int
         Resamples drawn at once; memory is about ``chunk × n_patients`` floats.
+    on_chunk : callable, optional
+        ``on_chunk(image_weights, start)`` with each image's weight in this chunk's
+        resamples ``(b, n)`` (its patient's draw count) and the index of the chunk's first
+        resample: for statistics that are not sums (AUROC). Costs ``chunk × n`` memory.
 
     Returns
     -------
@@ -197,6 +203,8 @@ def paired_bootstrap(values: np.ndarray, memberships: Sequence[np.ndarray], *,
     unit_patient = rank[np.searchsorted(np.unique(unit_raw_patient), unit_raw_patient)]
     m = len(first)
     nested = len(unit_patient) == m  # every patient in exactly one cell
+    image_patient = np.empty(n, dtype=np.int64)
+    image_patient[order] = unit_patient[unit_of_image_sorted.ravel()]
     bounds = np.searchsorted(unit_cell, np.arange(n_cells + 1))
     unit32 = unit_sums.astype(np.float32)
     cell_point = np.vstack([unit_sums[bounds[c]:bounds[c + 1]].sum(axis=0)
@@ -216,6 +224,8 @@ def paired_bootstrap(values: np.ndarray, memberships: Sequence[np.ndarray], *,
         b = min(chunk, n_boot - done)
         weights, _ = bootstrap_weights(None, m, b, rng)  # (b, m) patient draw counts
         w32 = weights.astype(np.float32)
+        if on_chunk is not None:
+            on_chunk(np.take(w32, image_patient, axis=1), done)
         if not nested:
             w32 = np.take(w32, unit_patient, axis=1)  # each unit weighs as its patient
         for c in range(n_cells):
