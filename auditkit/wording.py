@@ -291,7 +291,9 @@ def comparison_group_sentence(row: dict, *, metric: str, labels: tuple[str, str]
     more_less = "more" if per100 >= 0 else "fewer"
     amount = abs(round(per100))
     interval = f"({_both_intervals(e, n_comparisons)})"
-    if metric in verb:
+    if metric in verb and amount == 0:
+        what = f"{verb[metric][0]} as many {positive} cases as {labels[0]}"
+    elif metric in verb:
         what = f"{verb[metric][0]} about {amount} {more_less} {positive} cases per 100"
     else:
         what = f"changes {metric_name(metric)} by {fmt_signed_points(e['difference'])}"
@@ -303,19 +305,21 @@ def comparison_group_sentence(row: dict, *, metric: str, labels: tuple[str, str]
             f"({fmt_n(row.get('n'), row.get('n_patients'))}); {tail}.")
 
 
-def comparison_changes_sentence(changed: Sequence[dict], *, labels: tuple[str, str]) -> str:
-    """Which groups changed clearly, or plainly that none did."""
+def comparison_changes_sentence(changed: Sequence[dict], *, labels: tuple[str, str],
+                                limit: int = 4) -> str:
+    """Which groups changed clearly (strongest evidence first), or plainly that none did."""
     a, b = labels
-    if not changed:
+    found = [(e.get("p_adjusted") or 0.0, r, metric, e)
+             for r in changed for metric, e in r["metrics"].items()
+             if e.get("change") in ("better", "worse")]
+    if not found:
         return (f"{a} and {b} do not differ meaningfully anywhere: no difference in any group "
                 "or metric is clear of chance once every comparison is accounted for.")
-    parts = []
-    for r in changed[:6]:
-        for metric, e in r["metrics"].items():
-            if e.get("change") in ("better", "worse"):
-                parts.append(f"{metric_name(metric)} {_where(r)} "
-                             f"({e['change']}: {fmt_difference(e['difference'], e['ci'])})")
-    more = f" and {len(changed) - 6} more group(s)" if len(changed) > 6 else ""
+    found.sort(key=lambda t: (t[0], -abs(t[3]["difference"])))
+    parts = [f"{metric_name(metric)} {_where(r)} ({e['change']}: "
+             f"{fmt_difference(e['difference'], e['ci'])})" for _, r, metric, e in found[:limit]]
+    more = (f"; and {len(found) - limit} more clear change{'s' if len(found) - limit > 1 else ''}"
+            " (table below)") if len(found) > limit else ""
     return f"Clear changes from {a} to {b}: " + "; ".join(parts) + more + "."
 
 

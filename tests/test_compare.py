@@ -452,3 +452,17 @@ def test_demo_compare_derm_v1_v2(tmp_path: Path, data_root: Path,
     recomputed = _recompute_from_predictions(dirs["derm-lesion@v1"], dirs["derm-lesion@v2"],
                                              shared, ["skin_type_group", "source_site"])
     assert _check_against_recomputation(doc, recomputed) >= 5
+
+
+def test_difference_wording() -> None:
+    from auditkit import wording
+
+    assert wording.fmt_difference(0.04, [-0.03, 0.11]) == "+4 points (−3 to +11)"
+    assert wording.fmt_difference(-0.01, [None, None]) == "−1 point (no interval)"
+    assert wording.fmt_signed_points(0.0) == "0 points"
+    sentence = wording.shared_images_sentence(
+        n_total=4087, n_shared=820, labels=("v1", "v2"), held_out_only=True,
+        reasons={"missing_from_predictions_of_b": 0, "not_held_out_from_a": 3267,
+                 "not_held_out_from_b": 0})
+    assert sentence == ("Compared on 820 of 4,087 images, held out from both versions; left "
+                        "out: 3,267 not in v1's test split (training, validation or unused).")

@@ -468,8 +468,11 @@ def _gap_changes(rows: list[dict[str, Any]], version_reps: list[dict[str, Any]],
             gap_reps = []
             for k, v in enumerate(("a", "b")):
                 vals = np.array([rows[i]["metrics"][metric][v] for i in valid])
+                # ties: best is the first of the top values, worst the last of the bottom
+                rev = len(vals) - 1
                 best = valid[int(np.argmin(vals) if lower_better else np.argmax(vals))]
-                worst = valid[int(np.argmax(vals) if lower_better else np.argmin(vals))]
+                worst = valid[rev - int(np.argmax(vals[::-1]) if lower_better
+                                        else np.argmin(vals[::-1]))]
                 reps = np.column_stack([version_reps[i][metric][k] for i in valid])
                 with warnings.catch_warnings():  # a resample with no defined value stays nan
                     warnings.simplefilter("ignore", RuntimeWarning)

@@ -40,7 +40,6 @@ def two_cxr_versions(tiny_covid: Path) -> Path:
     return v2
 
 
-@pytest.mark.slow  # two audits of 40 images, then the comparison: ~15 s
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # plotly/streamlit internals
 def test_compare_page_audits_then_compares(two_cxr_versions: Path) -> None:
     at = AppTest.from_file(PAGE, default_timeout=180).run()
