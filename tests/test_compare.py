@@ -466,3 +466,37 @@ def test_difference_wording() -> None:
                  "not_held_out_from_b": 0})
     assert sentence == ("Compared on 820 of 4,087 images, held out from both versions; left "
                         "out: 3,267 not in v1's test split (training, validation or unused).")
+
+
+def test_from_audits_changes_where_both_audits_hold_them() -> None:
+    from auditkit.compare import from_audits
+
+    def group(attr: str, g: str, n: int, value: float, ci: list[float], key: str) -> dict:
+        return {"attribute": attr, "group": g, "n": n, "too_few": False,
+                key: {"value": value, "ci": ci}}
+
+    def audit(ra: float, auc: float) -> dict:
+        return {"results": {
+            "robustness": {"status": "assessed", "attacks": [{
+                "attack": "pgd", "budget_label": "2/255",
+                "overall": {"robust_accuracy": {"value": ra, "ci": [ra - 0.1, ra + 0.1]}},
+                "by_group": [group("sex", "F", 40, ra, [ra - 0.2, ra + 0.2], "robust_accuracy"),
+                             {"attribute": "sex", "group": "X", "suppressed": True}]}],
+                "corruptions": []},
+            "privacy": {"membership": {"status": "assessed", "strongest_attack": "loss",
+                                       "overall": {"loss": {"auc": {"value": auc,
+                                                                    "ci": [auc - 0.05,
+                                                                           auc + 0.05]}}},
+                                       "groups": []}}}}
+
+    out = from_audits(audit(0.40, 0.60), audit(0.50, 0.55))
+    pgd = out["robust_accuracy"]["attacks"][0]
+    assert pgd["overall"]["difference"] == pytest.approx(0.10)
+    # independent samples: half-widths 0.1 each -> se = 0.1/1.96·√2
+    assert pgd["overall"]["ci"] == pytest.approx([0.10 - 0.1 * 2 ** 0.5, 0.10 + 0.1 * 2 ** 0.5])
+    assert [g["group"] for g in pgd["by_group"]] == ["F"]  # withheld groups stay withheld
+    assert out["membership_auc"]["overall"]["difference"] == pytest.approx(-0.05)
+    only_a = from_audits(audit(0.4, 0.6), {"results": {}})
+    assert only_a["robust_accuracy"]["status"] == "not_assessed"
+    assert only_a["membership_auc"]["reason"] == ("not assessed: membership inference was not "
+                                                  "run in both audits")

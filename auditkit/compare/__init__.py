@@ -23,15 +23,14 @@ from ._core import (
     OVERALL,
     compare_predictions,
 )
+from ._families import previous_version_comparison, version_trend
+from ._from_audits import from_audits
 from ._inputs import (
     COMPARISON_SCHEMA_VERSION,
     CompareSettings,
     compare_audits,
     compare_models,
     find_audits,
-    from_audits,
-    previous_version_comparison,
-    version_trend,
     write_comparison,
 )
 from ._paired import PAIRED_METRICS, maxt_stepdown, paired_bootstrap

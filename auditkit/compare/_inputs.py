@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +15,7 @@ import pandas as pd
 
 from .. import wording
 from .._version import __version__
-from ..exceptions import AuditKitError, ConfigError, DataError, DatasetNotFoundError
+from ..exceptions import ConfigError, DataError, DatasetNotFoundError
 from ._core import COMPARED_METRICS, DEFAULT_MARGIN, DEFAULT_NI_METRICS, compare_predictions
 
 __all__ = [
@@ -25,8 +24,6 @@ __all__ = [
     "compare_audits",
     "compare_models",
     "find_audits",
-    "previous_version_comparison",
-    "version_trend",
     "write_comparison",
 ]
 
@@ -272,6 +269,8 @@ def _finish(doc: dict[str, Any], paired: pd.DataFrame, patients: np.ndarray | No
     from ..suppression import apply_small_cell_policy
 
     if audits is not None:
+        from ._from_audits import from_audits
+
         doc["results"]["from_audits"] = from_audits(audits[0], audits[1])
     doc, paired = apply_small_cell_policy(doc, paired, k=settings.small_cell_k,
                                           patient_ids=patients, count_patients=True)
@@ -416,220 +415,3 @@ def write_comparison(doc: dict[str, Any], paired: pd.DataFrame,
     tmp.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     os.replace(tmp, out / "comparison.json")
     return out / "comparison.json"
-
-
-# --------------------------------------------------------------------------- from the audits
-
-
-def _unpaired(a: dict[str, Any] | None, b: dict[str, Any] | None,
-              z: float = 1.959964) -> dict[str, Any] | None:
-    """B − A of two stored ``{value, ci}`` with an approximate interval (independent samples)."""
-    if not a or not b or a.get("value") is None or b.get("value") is None:
-        return None
-    out: dict[str, Any] = {"a": a["value"], "a_ci": a.get("ci"), "b": b["value"],
-                           "b_ci": b.get("ci"), "difference": b["value"] - a["value"],
-                           "ci": [None, None]}
-    ca, cb = a.get("ci") or [None, None], b.get("ci") or [None, None]
-    if None not in (*ca, *cb):
-        se = math.sqrt(((ca[1] - ca[0]) / (2 * z)) ** 2 + ((cb[1] - cb[0]) / (2 * z)) ** 2)
-        out["ci"] = [out["difference"] - z * se, out["difference"] + z * se]
-    return out
-
-
-def _group_changes(entries_a: Sequence[dict[str, Any]], entries_b: Sequence[dict[str, Any]],
-                   pick: Callable[[dict[str, Any]], dict[str, Any] | None]) -> list[dict[str, Any]]:
-    by_b = {(e.get("attribute"), e.get("group")): e for e in entries_b}
-    rows = []
-    for ea in entries_a:
-        eb = by_b.get((ea.get("attribute"), ea.get("group")))
-        if eb is None or ea.get("suppressed") or eb.get("suppressed"):
-            continue
-        change = _unpaired(pick(ea), pick(eb))
-        if change is None:
-            continue
-        n_a, n_b = ea.get("n"), eb.get("n")
-        rows.append({"attribute": ea.get("attribute"), "group": ea.get("group"),
-                     "n": min(n_a, n_b) if n_a is not None and n_b is not None else None,
-                     "n_a": n_a, "n_b": n_b, "too_few": bool(ea.get("too_few") or eb.get("too_few")),
-                     **change})
-    return rows
-
-
-def from_audits(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Changes in robust accuracy per ε, corruption sensitivity and membership AUC.
-
-    Only where both audits hold the check. These come from each audit's own samples
-    (attacked images, membership sample), not from paired predictions, so the
-    interval is approximate: ``(B − A) ± 1.96·√(se_A² + se_B²)`` with each se read
-    off its stored 95% interval.
-    """
-    method = ("unpaired: each audit's own sample; interval (B − A) ± 1.96·√(se_A² + se_B²), "
-              "se from each stored 95% interval")
-    out: dict[str, Any] = {"method": method}
-    ra, rb = a["results"].get("robustness"), b["results"].get("robustness")
-    if ra and rb and ra.get("status") == rb.get("status") == "assessed":
-        attacks = []
-        by_b = {(x["attack"], x.get("budget_label")): x for x in rb.get("attacks", [])}
-        for x in ra.get("attacks", []):
-            y = by_b.get((x["attack"], x.get("budget_label")))
-            if y is None:
-                continue
-            attacks.append({
-                "attack": x["attack"], "budget_label": x.get("budget_label"),
-                "overall": _unpaired(x["overall"].get("robust_accuracy"),
-                                     y["overall"].get("robust_accuracy")),
-                "by_group": _group_changes(x.get("by_group", []), y.get("by_group", []),
-                                           lambda e: e.get("robust_accuracy"))})
-        corr = []
-        by_b = {(x["corruption"], x["severity"]): x for x in rb.get("corruptions", [])}
-        for x in ra.get("corruptions", []):
-            y = by_b.get((x["corruption"], x["severity"]))
-            if y is None:
-                continue
-            corr.append({
-                "corruption": x["corruption"], "severity": x["severity"],
-                "overall": _unpaired(x["overall"].get("flip_rate"), y["overall"].get("flip_rate")),
-                "by_group": _group_changes(x.get("by_group", []), y.get("by_group", []),
-                                           lambda e: e.get("flip_rate"))})
-        out["robust_accuracy"] = {"status": "assessed", "attacks": attacks}
-        out["corruption_flip_rate"] = {"status": "assessed", "corruptions": corr}
-    else:
-        reason = wording.not_assessed("robustness was not run in both audits")
-        out["robust_accuracy"] = {"status": "not_assessed", "reason": reason}
-        out["corruption_flip_rate"] = {"status": "not_assessed", "reason": reason}
-    ma = (a["results"].get("privacy") or {}).get("membership") or {}
-    mb = (b["results"].get("privacy") or {}).get("membership") or {}
-    if ma.get("status") == mb.get("status") == "assessed":
-        attack = ma.get("strongest_attack", "loss")
-        if attack not in (mb.get("overall") or {}):
-            attack = "loss"
-        out["membership_auc"] = {
-            "status": "assessed", "attack": attack,
-            "overall": _unpaired(ma["overall"].get(attack, {}).get("auc"),
-                                 mb["overall"].get(attack, {}).get("auc")),
-            "by_group": _group_changes(ma.get("groups", []), mb.get("groups", []),
-                                       lambda e: (e.get("attacks") or {}).get(attack, {}).get("auc")),
-        }
-    else:
-        out["membership_auc"] = {"status": "not_assessed", "reason": wording.not_assessed(
-            "membership inference was not run in both audits")}
-    return out
-
-
-# --------------------------------------------------------------------------- families
-
-
-def _audits_of(name: str, dataset_name: str, audits_dir: str | os.PathLike[str]
-               ) -> dict[str, dict[str, Any]]:
-    """Newest stored audit per version of ``name`` on ``dataset_name``."""
-    newest: dict[str, dict[str, Any]] = {}
-    for entry in find_audits(audits_dir):
-        m, d = entry["audit"]["model"], entry["audit"]["dataset"]
-        if m.get("name") == name and d.get("name") == dataset_name:
-            newest.setdefault(m["version"], entry)
-    return newest
-
-
-def previous_version_comparison(
-    name: str,
-    version: str,
-    dataset_name: str,
-    *,
-    audits_dir: str | os.PathLike[str],
-    registry: str | os.PathLike[str] | None = None,
-    settings: CompareSettings | None = None,
-    data_root: str | os.PathLike[str] | None = None,
-) -> dict[str, Any]:
-    """"What changed since the previous version": for an Overview page.
-
-    Finds the version of ``name`` just before ``version`` in the registry, the newest
-    stored audit of each on ``dataset_name``, and compares them.
-
-    Returns
-    -------
-    dict
-        ``{"status": "assessed", "previous": "v1", "sentence": str, "summary": [str],
-        "comparison": <comparison.json document>}``, or ``{"status": "not_assessed",
-        "reason": str}`` (no previous version, or no stored audit of one of the two).
-    """
-    from ..models import _version_key, list_models
-
-    versions = sorted({m.card.version for m in list_models(registry) if m.card.name == name},
-                      key=_version_key)
-    if version not in versions:
-        return {"status": "not_assessed",
-                "reason": wording.not_assessed(f"{name}@{version} is not in the registry")}
-    pos = versions.index(version)
-    if pos == 0:
-        return {"status": "not_assessed",
-                "reason": wording.not_assessed(f"{name}@{version} is the first version")}
-    previous = versions[pos - 1]
-    audits = _audits_of(name, dataset_name, audits_dir)
-    missing = [v for v in (previous, version) if v not in audits]
-    if missing:
-        return {"status": "not_assessed", "previous": previous, "reason": wording.not_assessed(
-            f"no stored audit of {', '.join(f'{name}@{v}' for v in missing)} on {dataset_name}",
-            f"auditkit compare --models {name}@{previous},{name}@{version} --dataset "
-            f"{dataset_name}")}
-    try:
-        doc, _ = compare_audits(audits[previous]["path"], audits[version]["path"],
-                                settings=settings, registry=registry, data_root=data_root)
-    except AuditKitError as exc:
-        return {"status": "not_assessed", "previous": previous,
-                "reason": wording.not_assessed(str(exc))}
-    summary = doc["results"].get("summary", [])
-    return {"status": "assessed", "previous": previous,
-            "sentence": summary[0] if summary else "", "summary": summary, "comparison": doc}
-
-
-def version_trend(name: str, dataset_name: str, *, audits_dir: str | os.PathLike[str],
-                  metric: str = "accuracy",
-                  registry: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
-    """Headline and worst-group ``metric`` of every version of a family, with intervals.
-
-    One row per registry version of ``name``, oldest first: ``version``, ``status``,
-    ``headline`` ``{value, ci, n}`` (the audit's performance section), ``worst_group``
-    ``{attribute, group, value, ci, n}`` (lowest judgeable group of the fairness section:
-    not too few, not unknown, not withheld) and ``audit`` (folder). Each version is
-    measured on its own held-out split, so the rows are not paired: compare two of them
-    with :func:`compare_audits` for a paired difference.
-    """
-    from .._metrics import LOWER_IS_BETTER
-    from ..models import _version_key, list_models
-
-    versions = sorted({m.card.version for m in list_models(registry) if m.card.name == name},
-                      key=_version_key)
-    audits = _audits_of(name, dataset_name, audits_dir)
-    rows = []
-    for v in versions:
-        entry = audits.get(v)
-        if entry is None:
-            rows.append({"version": v, "status": "not_assessed",
-                         "reason": wording.not_assessed(f"no stored audit on {dataset_name}")})
-            continue
-        res = entry["audit"]["results"]
-        perf = res["performance"]
-        head = perf.get("metrics", {}).get(metric, {})
-        row: dict[str, Any] = {"version": v, "status": "assessed", "audit": str(entry["path"]),
-                               "created_at": entry["audit"].get("created_at"),
-                               "headline": {"value": head.get("value"), "ci": head.get("ci"),
-                                            "n": perf.get("n"),
-                                            "n_patients": perf.get("n_patients")},
-                               "worst_group": None}
-        groups = [g for g in (res.get("fairness") or {}).get("groups", [])
-                  if not g.get("too_few") and not g.get("is_unknown") and not g.get("suppressed")
-                  and not g.get("intersection")
-                  and (g.get(metric) or {}).get("value") is not None]
-        if groups:
-            key = (lambda g: -g[metric]["value"]) if metric in LOWER_IS_BETTER else (
-                lambda g: g[metric]["value"])
-            w = min(groups, key=key)
-            row["worst_group"] = {"attribute": w["attribute"], "group": w["group"],
-                                  "value": w[metric]["value"], "ci": w[metric]["ci"],
-                                  "n": w["n"], "n_patients": w.get("n_patients")}
-        else:
-            row["worst_group_reason"] = wording.not_assessed(
-                "the audit has no fairness results with a judgeable group",
-                "run the audit with --checks fairness")
-        rows.append(row)
-    return rows
