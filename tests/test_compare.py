@@ -500,3 +500,16 @@ def test_from_audits_changes_where_both_audits_hold_them() -> None:
     assert only_a["robust_accuracy"]["status"] == "not_assessed"
     assert only_a["membership_auc"]["reason"] == ("not assessed: membership inference was not "
                                                   "run in both audits")
+
+
+def test_not_an_audit_folder_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "audit.json").write_text("{not json")
+    (tmp_path / "a" / "predictions.csv").write_text("image,label,pred\n")
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 2
+    assert "is not valid JSON" in capsys.readouterr().err
+    assert main(["compare", str(tmp_path / "b"), str(tmp_path / "a")]) == 2
+    assert ("Expected an audit folder with audit.json and predictions.csv; "
+            f"{tmp_path / 'b' / 'audit.json'} was not found.") in capsys.readouterr().err
+    assert main(["compare", str(tmp_path / "a")]) == 2
+    assert "Expected two audit folders" in capsys.readouterr().err
