@@ -42,7 +42,9 @@ families = family_versions()
 if not families:
     st.info("No models in the registry. Add model folders under models/.")
     st.stop()
-family = st.sidebar.selectbox("Model family", list(families), key="compare_family")
+comparable = [i for i, v in enumerate(families.values()) if len(v) > 1]
+family = st.sidebar.selectbox("Model family", list(families), key="compare_family",
+                              index=comparable[0] if comparable else 0)
 versions = families[family]
 cards = {m["version"]: m for m in registry_models() if m["name"] == family}
 names = auditkit.builtin_dataset_names()
@@ -138,7 +140,8 @@ fig.add_vline(x=delta, line_dash="dash", line_color="#d62728",
               annotation_text=f"δ = {margin_pts} points worse", annotation_position="top")
 fig.update_layout(xaxis_title=f"{labels[1]} − {labels[0]}, {wording.metric_name(metric)} "
                   "(percentage points)", height=160 + 28 * len(table),
-                  margin={"l": 10, "r": 10, "t": 30, "b": 40}, legend={"orientation": "h"})
+                  margin={"l": 10, "r": 10, "t": 30, "b": 40}, legend={"orientation": "h"},
+                  yaxis={"autorange": "reversed"})  # all images first, then each attribute
 st.plotly_chart(fig, key="compare_forest")
 st.dataframe(
     table[["label", "size", "a_text", "b_text", "difference_text", "adjusted_text", "change",
