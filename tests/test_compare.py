@@ -513,3 +513,22 @@ def test_not_an_audit_folder_exits_2(tmp_path: Path, capsys: pytest.CaptureFixtu
             f"{tmp_path / 'b' / 'audit.json'} was not found.") in capsys.readouterr().err
     assert main(["compare", str(tmp_path / "a")]) == 2
     assert "Expected two audit folders" in capsys.readouterr().err
+
+
+def test_compare_models_equals_compare_audits(two_versions: dict) -> None:
+    from auditkit.compare import compare_models
+
+    ds = auditkit.load_dataset(two_versions["data"])
+    settings = CompareSettings(n_boot=100, min_group_size=3, small_cell_k=5)
+    models = [auditkit.load_model(f"tiny@{v}", device="cpu") for v in ("v1", "v2")]
+    direct, paired = compare_models(models[0], models[1], ds, settings=settings)
+    stored, _ = compare_audits(two_versions["audits"]["v1"], two_versions["audits"]["v2"],
+                               dataset=ds, settings=settings)
+    assert direct["images"]["shared"] == stored["images"]["shared"] == len(paired) == 60
+    assert "from_audits" not in direct["results"]
+    for a, b in zip(direct["results"]["groups"], stored["results"]["groups"]):
+        assert (a["attribute"], a["group"]) == (b["attribute"], b["group"])
+        if not a.get("suppressed"):
+            for key in ("a", "b", "difference", "ci", "ci_adjusted"):
+                assert a["metrics"]["accuracy"][key] == pytest.approx(
+                    b["metrics"]["accuracy"][key]), key
