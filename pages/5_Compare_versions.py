@@ -20,7 +20,7 @@ from auditkit.compare import (
     trend_table,
     version_trend,
 )
-from ui.common import data_root, registry_models, run_with_progress
+from ui.common import data_root, new_run_dir, registry_models, run_with_progress
 
 st.set_page_config(page_title="Compare versions — auditkit", layout="wide")
 st.title("Is the new version better — and better for everyone?")
@@ -79,7 +79,7 @@ if missing and st.sidebar.button(f"Audit {', '.join(missing)} on {dataset}", key
         run_with_progress(ref=f"{family}@{v}", dataset_name=dataset,
                           config=auditkit.AuditConfig(checks=["performance", "fairness"],
                                                       n_boot=int(n_boot)),
-                          out_dir=audits_dir / f"{family}@{v}__{dataset}__compare")
+                          out_dir=new_run_dir(f"{family}@{v}", dataset, "compare"))
     st.rerun()
 if missing:
     st.info(f"No stored audit of **{family} {', '.join(missing)}** on **{dataset}** yet. Press "

@@ -532,3 +532,18 @@ def test_compare_models_equals_compare_audits(two_versions: dict) -> None:
             for key in ("a", "b", "difference", "ci", "ci_adjusted"):
                 assert a["metrics"]["accuracy"][key] == pytest.approx(
                     b["metrics"]["accuracy"][key]), key
+
+
+def test_intersections_are_compared_too() -> None:
+    d = synthetic(n=1200)
+    res = compare_predictions(**d, positive=1, class_names=["b", "m", "n"], n_boot=50,
+                              intersections=[("sex", "skin")])
+    inter = [r for r in res["groups"] if r["attribute"] == "sex×skin"]
+    assert len(inter) == 6 and all(r["intersection"] for r in inter)
+    row = next(r for r in inter if r["group"] == "F × V-VI")
+    mask = ((d["groups"]["sex"] == "F") & (d["groups"]["skin"] == "V-VI")).to_numpy()
+    expected = (d["pred_b"][mask] == d["y"][mask]).mean() - (d["pred_a"][mask] == d["y"][mask]).mean()
+    assert row["metrics"]["accuracy"]["difference"] == pytest.approx(expected)
+    with pytest.raises(auditkit.ConfigError, match="expected attributes among"):
+        compare_predictions(**d, positive=1, class_names=["b", "m", "n"], n_boot=50,
+                            intersections=[("sex", "age")])
