@@ -547,3 +547,20 @@ def test_intersections_are_compared_too() -> None:
     with pytest.raises(auditkit.ConfigError, match="expected attributes among"):
         compare_predictions(**d, positive=1, class_names=["b", "m", "n"], n_boot=50,
                             intersections=[("sex", "age")])
+
+
+def test_resampled_auroc_equals_the_audit_weighted_auroc() -> None:
+    from auditkit._metrics import _weighted_auroc
+    from auditkit.compare._paired import AurocPlan
+
+    rng = np.random.default_rng(5)
+    n = 400
+    score = np.round(rng.random(n), 2)  # many ties
+    is_pos = rng.random(n) < 0.3
+    idx = np.flatnonzero(rng.random(n) < 0.6)  # one group
+    weights = rng.integers(0, 4, size=(50, n)).astype(np.float32)
+    got = AurocPlan.build(idx, score, is_pos).replicates(weights)
+    expected = _weighted_auroc(score[idx], is_pos[idx], weights[:, idx].astype(np.float64))
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    none_pos = AurocPlan.build(np.flatnonzero(~is_pos), score, is_pos).replicates(weights)
+    assert np.isnan(none_pos).all()

@@ -19,6 +19,7 @@ from ..data import UNKNOWN
 from ..exceptions import ConfigError
 from ._paired import (
     PAIRED_METRICS,
+    AurocPlan,
     build_columns,
     maxt_stepdown,
     metric_from_sums,
@@ -188,16 +189,15 @@ def compare_predictions(
         for gi, (_, names, codes) in enumerate(groupings):
             for g in range(len(names)):
                 idx = np.flatnonzero(codes == g)
-                auroc[(gi, g)] = {"idx": idx, **{
+                auroc[(gi, g)] = {
                     v: (float(_weighted_auroc(s[idx], is_pos[idx], np.ones((1, len(idx))))[0]),
-                        np.full(n_boot, np.nan)) for v, s in scores.items()}}
+                        np.full(n_boot, np.nan), AurocPlan.build(idx, s, is_pos))
+                    for v, s in scores.items()}
 
         def on_chunk(weights: np.ndarray, start: int) -> None:
             for entry in auroc.values():
-                w = weights[:, entry["idx"]]
-                for v, s in scores.items():
-                    entry[v][1][start:start + len(w)] = _weighted_auroc(
-                        s[entry["idx"]], is_pos[entry["idx"]], w)
+                for v in scores:
+                    entry[v][1][start:start + len(weights)] = entry[v][2].replicates(weights)
 
     sums = paired_bootstrap(cols.values, [g[2] for g in groupings], patients=patients,
                             n_boot=n_boot, rng=np.random.default_rng(random_state), chunk=chunk,
@@ -236,7 +236,7 @@ def compare_predictions(
             vreps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
             for metric in metrics:
                 if metric == "auroc":
-                    (va, ra), (vb, rb) = auroc[(gi, g)]["a"], auroc[(gi, g)]["b"]
+                    (va, ra, _), (vb, rb, _) = auroc[(gi, g)]["a"], auroc[(gi, g)]["b"]
                 else:
                     va = float(metric_from_sums(point, cols.index, "a", metric))
                     vb = float(metric_from_sums(point, cols.index, "b", metric))

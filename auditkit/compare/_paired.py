@@ -32,6 +32,7 @@ from .._metrics import ECE_BINS, bootstrap_weights
 
 __all__ = [
     "PAIRED_METRICS",
+    "AurocPlan",
     "PairedColumns",
     "metric_from_sums",
     "maxt_stepdown",
@@ -240,6 +241,44 @@ def paired_bootstrap(values: np.ndarray, memberships: Sequence[np.ndarray], *,
             progress(done, n_boot, "paired bootstrap")
     out = [GroupSums(point=onehot.T @ cell_point, replicates=r) for onehot, r in zip(maps, reps)]
     return out
+
+
+@dataclass
+class AurocPlan:
+    """Precomputed ranks of one group's scores, for resampled AUROC by cumulative sums.
+
+    With the negatives sorted by score, a positive's weighted count of negatives below it
+    (ties counting half) is a difference of the negatives' cumulative weights at two
+    precomputed positions, so each resample costs a few passes over the group's weights
+    and no sort. Equals :func:`auditkit._metrics._weighted_auroc` (a test checks it).
+    """
+
+    neg: np.ndarray  # image indices of the negatives, sorted by score
+    pos: np.ndarray  # image indices of the positives
+    below: np.ndarray  # per positive: number of negatives with a lower score
+    upto: np.ndarray  # per positive: number of negatives with a lower or equal score
+
+    @classmethod
+    def build(cls, idx: np.ndarray, score: np.ndarray, is_pos: np.ndarray) -> AurocPlan:
+        """``idx`` the group's image indices; ``score``/``is_pos`` over all images."""
+        s, p = score[idx], is_pos[idx]
+        neg_order = np.argsort(s[~p], kind="mergesort")
+        neg_scores = s[~p][neg_order]
+        pos_scores = s[p]
+        return cls(neg=idx[~p][neg_order], pos=idx[p],
+                   below=np.searchsorted(neg_scores, pos_scores, side="left"),
+                   upto=np.searchsorted(neg_scores, pos_scores, side="right"))
+
+    def replicates(self, weights: np.ndarray) -> np.ndarray:
+        """AUROC for each row of per-image ``weights`` ``(b, n)`` (nan without both classes)."""
+        b = weights.shape[0]
+        cum = np.zeros((b, len(self.neg) + 1), dtype=np.float64)
+        np.cumsum(weights[:, self.neg], axis=1, out=cum[:, 1:])
+        w_pos = weights[:, self.pos].astype(np.float64)
+        num = (w_pos * (cum[:, self.below] + cum[:, self.upto])).sum(axis=1) * 0.5
+        den = w_pos.sum(axis=1) * cum[:, -1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
 def maxt_stepdown(estimates: np.ndarray, replicates: np.ndarray, *, alpha: float = 0.05
