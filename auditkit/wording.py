@@ -203,3 +203,217 @@ def not_assessed(reason: str, how: str | None = None) -> str:
     if how:
         text += f" ({how})"
     return text
+
+
+# --------------------------------------------------------------------------- statistics
+# Sentences of the statistical judgements (issue 12): gaps between groups, the family
+# they are tested in, baselines, power, and what "not assessed" means. Each is tested
+# against the numbers it describes (tests/test_statistics_wording.py).
+
+
+def fmt_points(diff: float | None, digits: int = 0) -> str:
+    """A difference of two proportions in percentage points: ``0.123 -> "12 points"``."""
+    if _missing(diff):
+        return "–"
+    return f"{100.0 * float(diff):.{digits}f} points"  # type: ignore[arg-type]
+
+
+def fmt_p(p: float | None) -> str:
+    """A p-value: ``"p = 0.031"``, ``"p < 0.001"``; missing -> ``"p –"``."""
+    if _missing(p):
+        return "p –"
+    if p < 0.001:  # type: ignore[operator]
+        return "p < 0.001"
+    return f"p = {float(p):.3f}"  # type: ignore[arg-type]
+
+
+def fmt_evidence(count: int | None, what: str, units: int | None = None) -> str:
+    """n in the resampling unit: ``"12 positives from 7 patients"`` or ``"12 positives"``."""
+    if count is None:
+        return f"{what} unknown"
+    text = f"{fmt_count(count)} {what}"
+    if units is not None:
+        text += f" from {fmt_count(units)} patient{'s' if units != 1 else ''}"
+    return text
+
+
+_DENOMINATOR_WORDS = {
+    "images": "images", "positives": "positives", "negatives": "negatives",
+    "positive calls": "positive calls", "negative calls": "negative calls",
+}
+
+
+def share_missed(rate_caught: float | None) -> str:
+    """What a sensitivity means in words that match it: ``0.33 -> "misses 67%"``."""
+    if _missing(rate_caught):
+        return "cannot be measured"
+    missed = 1.0 - float(rate_caught)  # type: ignore[arg-type]
+    if missed <= 0:
+        return "misses none"
+    if missed >= 1:
+        return "misses all"
+    return f"misses {fmt_pct(missed)}"
+
+
+def share_false_alarm(specificity: float | None) -> str:
+    """What a specificity means in words: ``0.9 -> "raises a false alarm on 10%"``."""
+    if _missing(specificity):
+        return "cannot be measured"
+    alarms = 1.0 - float(specificity)  # type: ignore[arg-type]
+    if alarms <= 0:
+        return "raises no false alarm"
+    if alarms >= 1:
+        return "raises a false alarm on all"
+    return f"raises a false alarm on {fmt_pct(alarms)}"
+
+
+def correction_note(family: dict) -> str:  # type: ignore[type-arg]
+    """How gaps were judged: the test, the family and its size, in one paragraph."""
+    size = family.get("size", 0)
+    if not size:
+        return ("No gap between groups could be tested: no attribute has two groups large "
+                "enough to compare.")
+    codings = {c: a for c, a in (family.get("codings") or {}).items() if len(a) > 1}
+    merged = "".join(f" {', '.join(a)} are codings of one variable ({c}) and count once."
+                     for c, a in sorted(codings.items()))
+    level = fmt_pct(1 - float(family.get("alpha", 0.05)))
+    return (f"Each gap between the best and the worst group is compared with the largest gap "
+            f"chance produces when patients are shuffled across groups "
+            f"({fmt_count(family.get('n_permutations'))} permutations). The chance of calling "
+            f"any gap real when none is, over all {fmt_count(size)} attribute × metric "
+            f"comparisons, is held at {fmt_pct(float(family.get('alpha', 0.05)))} "
+            f"(Westfall-Young step-down).{merged} Gap intervals are simultaneous {level} "
+            "intervals: they exclude 0 exactly when a gap is called real.")
+
+
+def gap_not_assessed_reason(group_entries: Sequence[dict], parts: Sequence[str],  # type: ignore[type-arg]
+                            minimum: int) -> str:
+    """The real reason a gap was not assessed: which groups were left out, and why."""
+    hidden, unknown, small, few = [], [], [], []
+    for e in group_entries:
+        if e.get("hidden_by_small_cell_rule") or e.get("suppressed"):
+            hidden.append(e["group"])
+        elif e.get("is_unknown"):
+            unknown.append(e["group"])
+        elif e.get("too_few"):
+            small.append(f"{e['group']} ({fmt_evidence(e.get('n'), 'images', e.get('n_patients'))})")
+        else:
+            for p in parts:
+                m = e.get(p) or {}
+                if m.get("too_few"):
+                    few.append(f"{e['group']} ({fmt_evidence(m.get('denominator'), m.get('denominator_of', 'images'), m.get('denominator_patients'))} for {metric_name(p)})")
+                    break
+    causes = []
+    if hidden:
+        causes.append(f"{', '.join(hidden)} hidden by small-cell protection")
+    if small:
+        causes.append(f"{', '.join(small)} below {fmt_count(minimum)} images or patients")
+    if few:
+        causes.append(f"too few in the metric's denominator: {', '.join(few)}; at least "
+                      f"{fmt_count(minimum)} needed")
+    if unknown:
+        causes.append(f"{', '.join(unknown)} not compared (group unknown)")
+    text = "fewer than two groups can be compared"
+    return text + (": " + "; ".join(causes) if causes else "")
+
+
+def attribute_not_assessed(attribute: str, reason: str) -> str:
+    """``"Sex: not assessed — <reason>."``"""
+    return f"{attribute.replace('_', ' ').capitalize()}: not assessed — {reason}."
+
+
+def gap_verdict(d: dict) -> str:  # type: ignore[type-arg]
+    """The verdict clause of a gap, with the adjusted p-value and the power behind it."""
+    p = fmt_p(d.get("p_adjusted"))
+    if d.get("real"):
+        return (f"this gap is larger than chance ({p}, adjusted for "
+                f"{fmt_count(d.get('family_size'))} comparisons)")
+    text = (f"the data cannot tell whether this gap is real or chance ({p}, adjusted for "
+            f"{fmt_count(d.get('family_size'))} comparisons)")
+    mdd = d.get("minimum_detectable_gap")
+    if not _missing(mdd):
+        text += (f"; only a gap of about {fmt_points(mdd)} or more would have been detected "
+                 "reliably (80% power)")
+    return text
+
+
+def gap_sentence(d: dict, positive_class: str = "positive") -> str:  # type: ignore[type-arg]
+    """One plain sentence about a disparity entry, numbers and verdict agreeing."""
+    attr = d["attribute"].replace("_", " ")
+    metric = d.get("metric", "")
+    if d.get("status") != "assessed":
+        return f"{attr.capitalize()}, {metric_name(metric)}: " + not_assessed(
+            d.get("reason", "no reason recorded")) + "."
+    if metric in ("demographic_parity_difference", "equalized_odds_difference"):
+        name = ("share called positive" if metric == "demographic_parity_difference"
+                else "error rates (equalized odds)")
+        return (f"{attr.capitalize()}: the largest difference in {name} between groups is "
+                f"{fmt_points(d.get('value'))} (simultaneous interval "
+                f"{fmt_points((d.get('ci') or [None])[0])} to "
+                f"{fmt_points((d.get('ci') or [None, None])[1])}); {gap_verdict(d)}.")
+    unit_w, unit_b = d.get("units_worst"), d.get("units_best")
+    what = d.get("denominator_of", "images")
+    n_w = fmt_evidence(d.get("n_worst"), what, unit_w)
+    n_b = fmt_evidence(d.get("n_best"), what, unit_b)
+    if metric == "sensitivity":
+        text = (f"For {attr} {d['worst_group']} the model {share_missed(d['worst'])} of "
+                f"{positive_class} cases ({n_w}); for {d['best_group']} it "
+                f"{share_missed(d['best'])} ({n_b})")
+    elif metric == "specificity":
+        text = (f"For {attr} {d['worst_group']} the model {share_false_alarm(d['worst'])} of "
+                f"cases without {positive_class} ({n_w}); for {d['best_group']} it "
+                f"{share_false_alarm(d['best'])} ({n_b})")
+    elif metric == "overconfidence":
+        text = (f"Calibration for {attr}: confidence exceeds accuracy by "
+                f"{fmt_points(d['worst'])} for {d['worst_group']} ({n_w}) and by "
+                f"{fmt_points(d['best'])} for {d['best_group']} ({n_b})")
+    else:
+        text = (f"{metric_name(metric).capitalize()} for {attr}: {d['worst_group']} "
+                f"{fmt_pct(d['worst'])} ({n_w}), {d['best_group']} {fmt_pct(d['best'])} ({n_b})")
+    lo, hi = (d.get("gap_ci") or [None, None])[:2]
+    return (f"{text}. Gap {fmt_points(d.get('gap'))} (simultaneous interval {fmt_points(lo)} "
+            f"to {fmt_points(hi)}); {gap_verdict(d)}.")
+
+
+def baseline_sentence(kind: str, b: dict) -> str:  # type: ignore[type-arg]
+    """The model against a baseline a committee asks about first.
+
+    ``kind`` is ``"majority_class"`` (``b``: ``model``, ``baseline``, ``difference``,
+    ``ci``, ``class``) or ``"chance_balanced_accuracy"`` / ``"chance_auroc"``.
+    """
+    lo, hi = (b.get("ci") or [None, None])[:2]
+    diff = b.get("difference")
+    interval = f"difference {fmt_points(diff)}, 95% interval {fmt_points(lo)} to {fmt_points(hi)}"
+    if kind == "majority_class":
+        head = (f"Accuracy {fmt_pct(b['model'])} against {fmt_pct(b['baseline'])} for always "
+                f"answering '{b['class']}', the most common class ({interval})")
+        if _missing(diff):
+            return head + "."
+        if not _missing(hi) and hi < 0:  # type: ignore[operator]
+            return (f"The model is worse than always answering '{b['class']}': " + head[0].lower()
+                    + head[1:] + ".")
+        if diff < 0:  # type: ignore[operator]
+            return (f"The model is less accurate than always answering '{b['class']}' would be: "
+                    + head[0].lower() + head[1:] + "; the data cannot tell whether it is really "
+                    "worse.")
+        if not _missing(lo) and lo > 0:  # type: ignore[operator]
+            return head + "; the model beats this baseline."
+        return head + "; the data cannot tell the model apart from this baseline."
+    name = "Balanced accuracy" if kind == "chance_balanced_accuracy" else "AUROC"
+    head = (f"{name} {fmt_pct(b['model'])} against {fmt_pct(b['baseline'])} for guessing "
+            f"({interval})")
+    if _missing(diff):
+        return head + "."
+    if not _missing(lo) and lo > 0:  # type: ignore[operator]
+        return head + "; better than chance."
+    return head + "; the model is no better than chance on this evidence."
+
+
+def performance_headline(perf: dict) -> str:  # type: ignore[type-arg]
+    """The one-line result the CLI prints: accuracy, its interval and the n it rests on."""
+    acc = (perf.get("metrics") or {}).get("accuracy") or {}
+    text = (f"accuracy {fmt_interval(acc.get('value'), acc.get('ci'))} on "
+            f"{fmt_n(perf.get('n'), perf.get('n_patients'))}")
+    if perf.get("evaluated_on"):
+        text += f" ({perf['evaluated_on']})"
+    return text
