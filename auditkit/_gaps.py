@@ -231,7 +231,7 @@ def run_gap_tests(settings: GapTest, *, y: np.ndarray, pred: np.ndarray, proba: 
             k = len(classes)
             rec = np.stack([_ratio(s[..., 10 + 2 * i], s[..., 9 + 2 * i]) for i in range(k)], -1)
             ok = np.stack([judge(s[..., 9 + 2 * i], h[..., 5 + i]) for i in range(k)], -1)
-            values["balanced_accuracy"] = (rec.mean(axis=-1), ok.all(axis=-1))
+            values["balanced_accuracy"] = (rec.mean(axis=-1), np.asarray(ok.all(axis=-1)))
         if "auroc" in wanted:
             auc = _group_aurocs(pairs, labels, g, unit, proba[:, positive], y == positive,
                                 s[..., _P] * s[..., _NEG])
@@ -278,9 +278,9 @@ def run_gap_tests(settings: GapTest, *, y: np.ndarray, pred: np.ndarray, proba: 
     for j, key in enumerate(keys):
         attribute, metric = key
         info = extra[key]
-        gap = float(table[0, j])
+        gap_obs = float(table[0, j])
         entry: dict[str, Any] = {
-            "gap": gap, "p_value": float(result.p_raw[j]),
+            "gap": gap_obs, "p_value": float(result.p_raw[j]),
             "p_adjusted": float(result.p_adjusted[j]), "real": bool(result.reject[j]),
             "critical_gap": float(result.critical[j]),
             "n_permutations": b, "family_size": family_size,
@@ -289,12 +289,12 @@ def run_gap_tests(settings: GapTest, *, y: np.ndarray, pred: np.ndarray, proba: 
                                  if ok],
             **{k: v for k, v in info.items() if k in ("tpr_difference", "fpr_difference")},
         }
-        if np.isnan(gap):
+        if np.isnan(gap_obs):
             out[key] = entry
             continue
         upper_bound = 2.0 if metric == "overconfidence" else 1.0
         crit = float(result.critical[j])
-        entry["ci_simultaneous"] = [max(0.0, gap - crit), min(upper_bound, gap + crit)]
+        entry["ci_simultaneous"] = [max(0.0, gap_obs - crit), min(upper_bound, gap_obs + crit)]
         if "best" in info:
             entry["best_group"] = info["groups"][info["best"]]
             entry["worst_group"] = info["groups"][info["worst"]]

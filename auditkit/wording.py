@@ -417,3 +417,40 @@ def performance_headline(perf: dict) -> str:  # type: ignore[type-arg]
     if perf.get("evaluated_on"):
         text += f" ({perf['evaluated_on']})"
     return text
+
+
+def membership_finding(auc: float | None, ci: Sequence[float | None] | None,
+                       tpr_1pct: float | None = None, *, resolvable: bool = True,
+                       subject: str = "a patient's image", n_attacks: int = 1) -> str:
+    """What a membership-inference result means, said symmetrically.
+
+    An interval that contains 0.5 rules out neither chance nor leakage up to its upper
+    end, and the sentence says both. ``n_attacks > 1``: the interval belongs to the
+    strongest of several attacks and was widened for picking it.
+    """
+    if _missing(auc):
+        return "The leak could not be measured (no members or no non-members to compare)."
+    lo, hi = (list(ci) + [None, None])[:2] if ci else (None, None)
+    interval = f"AUC {auc:.2f}" + (f", 95% CI {lo:.2f}–{hi:.2f}" if not _missing(lo)
+                                   and not _missing(hi) else "")
+    picked = (f" The interval is widened for picking the strongest of {n_attacks} attacks."
+              if n_attacks > 1 else "")
+    if not _missing(lo) and lo <= 0.5 <= (hi if not _missing(hi) else 1.0):  # type: ignore[operator]
+        text = (f"Someone holding the model's outputs could not tell whether {subject} was "
+                f"used in training better than a coin toss ({interval}). The data cannot rule "
+                f"out chance; nor can they rule out leakage up to an AUC of "
+                f"{(hi if not _missing(hi) else 1.0):.2f}.{picked}")
+    else:
+        a = float(auc)  # type: ignore[arg-type]
+        degree = ("slightly better than" if a < 0.55 else "somewhat better than" if a < 0.65
+                  else "clearly better than" if a < 0.8 else "far better than")
+        text = (f"Someone holding the model's outputs could tell whether {subject} was used in "
+                f"training {degree} a coin toss ({interval}).{picked}")
+    if not _missing(tpr_1pct) and resolvable:
+        text += (f" When wrongly accusing only 1 in 100 people who were not in training, the "
+                 f"attack picks out {100 * tpr_1pct:.1f}% of training patients (chance: 1%).")  # type: ignore[operator]
+    elif not _missing(tpr_1pct):
+        text += (f" Without wrongly accusing anyone who was not in training, the attack picks "
+                 f"out {100 * tpr_1pct:.1f}% of training patients (too few images never "  # type: ignore[operator]
+                 "trained on to measure a 1-in-100 false-alarm rate).")
+    return text
