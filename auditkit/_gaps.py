@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ._metrics import LOWER_IS_BETTER, _weighted_auroc
+from ._metrics import LOWER_IS_BETTER
 from .stats import minimum_detectable_difference, westfall_young_stepdown
 
 __all__ = ["GAP_METRICS", "PARITY_STATISTICS", "GapTest", "run_gap_tests"]
@@ -68,22 +68,30 @@ def _unit_sums(y: np.ndarray, pred: np.ndarray, proba: np.ndarray, positive: int
     return sums, has.astype(np.float64)
 
 
+_CHUNK_CELLS = 2_000_000  # one-hot cells per chunk of labellings (bounds memory)
+
+
+def _onehot_chunks(labels: np.ndarray, n_groups: int):  # type: ignore[no-untyped-def]
+    """Yield ``(rows slice, one-hot (r, m, G) float64)`` over chunks of labellings."""
+    r, m = labels.shape
+    step = max(1, _CHUNK_CELLS // max(m * n_groups, 1))
+    groups = np.arange(n_groups, dtype=labels.dtype)
+    for start in range(0, r, step):
+        block = labels[start:start + step]
+        yield slice(start, start + len(block)), (block[:, :, None] == groups).astype(np.float64)
+
+
 def _group_sums(values: np.ndarray, labels: np.ndarray, n_groups: int) -> np.ndarray:
     """Sum unit rows ``values (m, k)`` by group for every labelling ``labels (R, m)``.
 
-    Returns ``(R, n_groups, k)``; units labelled -1 are left out.
+    Returns ``(R, n_groups, k)``; units labelled -1 are left out. One batched matrix
+    product per chunk of labellings.
     """
-    r, m = labels.shape
-    if m <= _PAIR_MATRIX_MAX_UNITS:  # small: one batched matrix product
-        onehot = (labels[:, :, None] == np.arange(n_groups)[None, None, :]).astype(np.float64)
-        return np.matmul(onehot.transpose(0, 2, 1), values)
-    keep = labels >= 0
-    idx = (np.arange(r)[:, None] * n_groups + labels)[keep]
-    rows = np.broadcast_to(np.arange(m), (r, m))[keep]
-    out = np.empty((r * n_groups, values.shape[1]))
-    for j in range(values.shape[1]):
-        out[:, j] = np.bincount(idx, weights=values[rows, j], minlength=r * n_groups)
-    return out.reshape(r, n_groups, values.shape[1])
+    r = labels.shape[0]
+    out = np.empty((r, n_groups, values.shape[1]))
+    for rows, onehot in _onehot_chunks(labels, n_groups):
+        out[rows] = np.matmul(onehot.transpose(0, 2, 1), values)
+    return out
 
 
 _PAIR_MATRIX_MAX_UNITS = 400
@@ -115,9 +123,37 @@ def _group_aurocs(pairs: np.ndarray | None, labels: np.ndarray, g: int, unit: np
         numer = (onehot * np.matmul(pairs, onehot)).sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(n_pairs > 0, numer / np.where(n_pairs > 0, n_pairs, 1.0), np.nan)
-    img_groups = labels[:, unit]
-    return np.column_stack([_weighted_auroc(score, is_pos, (img_groups == j).astype(float))
-                            for j in range(g)])
+    return _group_aurocs_by_cumsum(labels[:, unit], g, score, is_pos, n_pairs)
+
+
+def _group_aurocs_by_cumsum(img_labels: np.ndarray, g: int, score: np.ndarray,
+                            is_pos: np.ndarray, n_pairs: np.ndarray) -> np.ndarray:
+    """Mann-Whitney AUROC per group from one global sort: ``(R, G)``.
+
+    Walking the images from the lowest score up, a positive of group ``j`` beats every
+    negative of group ``j`` already passed (ties count one half): a cumulative sum of the
+    one-hot group labels of the negatives gives all groups and labellings at once.
+    """
+    order = np.argsort(score, kind="mergesort")
+    s_sorted, pos_sorted = score[order], is_pos[order]
+    lab = img_labels[:, order]
+    _, first, counts = np.unique(s_sorted, return_index=True, return_counts=True)
+    block = np.repeat(np.arange(first.size), counts)[pos_sorted]  # tie block of each positive
+    neg_lab = np.where(pos_sorted[None, :], -1, lab)
+    pos_lab = lab[:, pos_sorted]
+    numer = np.zeros((lab.shape[0], g))
+    for j in range(g):
+        neg_j = (neg_lab == j).astype(np.int32)
+        cum = np.cumsum(neg_j, axis=1, dtype=np.int32)
+        if first.size == s_sorted.size:  # no ties: a positive beats the negatives before it
+            credit_pos = cum[:, pos_sorted]
+        else:
+            tied = np.add.reduceat(neg_j, first, axis=1)  # negatives of group j per tie block
+            below = cum[:, first] - neg_j[:, first]  # strictly below each block's first image
+            credit_pos = (below + 0.5 * tied)[:, block]
+        numer[:, j] = np.where(pos_lab == j, credit_pos, 0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n_pairs > 0, numer / np.where(n_pairs > 0, n_pairs, 1.0), np.nan)
 
 
 def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:

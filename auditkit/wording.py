@@ -10,7 +10,9 @@ Sections (each issue adds its sentences to its own section, below the formatters
 - verdicts: the four verdict words and their icons;
 - numbers: percentages, plain numbers, intervals, sample sizes;
 - metric meanings: one plain sentence per metric name;
-- sentences: shared phrasings ("too few to judge", "not assessed because …").
+- sentences: shared phrasings ("too few to judge", "not assessed because …");
+- statistics: gaps between groups, the family they are tested in, baselines, power,
+  membership inference findings (issue 12).
 """
 
 from __future__ import annotations
@@ -27,15 +29,29 @@ __all__ = [
     "VERDICTS",
     "Verdict",
     "VerdictWord",
+    "attribute_not_assessed",
+    "baseline_sentence",
+    "correction_note",
+    "fmt_points_interval",
     "fmt_count",
+    "fmt_evidence",
     "fmt_interval",
     "fmt_n",
     "fmt_number",
+    "fmt_p",
     "fmt_pct",
+    "fmt_points",
     "fmt_value",
+    "gap_not_assessed_reason",
+    "gap_sentence",
+    "gap_verdict",
+    "membership_finding",
     "metric_meaning",
     "metric_name",
     "not_assessed",
+    "performance_headline",
+    "share_false_alarm",
+    "share_missed",
     "too_few",
     "verdict_label",
 ]
@@ -218,6 +234,21 @@ def fmt_points(diff: float | None, digits: int = 0) -> str:
     return f"{100.0 * float(diff):.{digits}f} points"  # type: ignore[arg-type]
 
 
+def fmt_points_interval(diff: float | None, ci: Sequence[float | None] | None, *,
+                        label: str = "95% interval", signed: bool = False) -> str:
+    """``"-7 points (95% interval -39 to +26)"``; no interval -> ``"(no interval)"``."""
+    if _missing(diff):
+        return "–"
+
+    def one(x: float) -> str:
+        return f"{100.0 * x:+.0f}" if signed else f"{100.0 * x:.0f}"
+
+    head = f"{one(float(diff))} points"  # type: ignore[arg-type]
+    if ci is None or len(ci) != 2 or _missing(ci[0]) or _missing(ci[1]):
+        return f"{head} (no interval)"
+    return f"{head} ({label} {one(float(ci[0]))} to {one(float(ci[1]))})"  # type: ignore[arg-type]
+
+
 def fmt_p(p: float | None) -> str:
     """A p-value: ``"p = 0.031"``, ``"p < 0.001"``; missing -> ``"p –"``."""
     if _missing(p):
@@ -235,12 +266,6 @@ def fmt_evidence(count: int | None, what: str, units: int | None = None) -> str:
     if units is not None:
         text += f" from {fmt_count(units)} patient{'s' if units != 1 else ''}"
     return text
-
-
-_DENOMINATOR_WORDS = {
-    "images": "images", "positives": "positives", "negatives": "negatives",
-    "positive calls": "positive calls", "negative calls": "negative calls",
-}
 
 
 def share_missed(rate_caught: float | None) -> str:
@@ -337,6 +362,9 @@ def gap_verdict(d: dict) -> str:  # type: ignore[type-arg]
     return text
 
 
+_SIMULTANEOUS = "simultaneous 95% interval"
+
+
 def gap_sentence(d: dict, positive_class: str = "positive") -> str:  # type: ignore[type-arg]
     """One plain sentence about a disparity entry, numbers and verdict agreeing."""
     attr = d["attribute"].replace("_", " ")
@@ -348,9 +376,8 @@ def gap_sentence(d: dict, positive_class: str = "positive") -> str:  # type: ign
         name = ("share called positive" if metric == "demographic_parity_difference"
                 else "error rates (equalized odds)")
         return (f"{attr.capitalize()}: the largest difference in {name} between groups is "
-                f"{fmt_points(d.get('value'))} (simultaneous interval "
-                f"{fmt_points((d.get('ci') or [None])[0])} to "
-                f"{fmt_points((d.get('ci') or [None, None])[1])}); {gap_verdict(d)}.")
+                f"{fmt_points_interval(d.get('value'), d.get('ci'), label=_SIMULTANEOUS)}; "
+                f"{gap_verdict(d)}.")
     unit_w, unit_b = d.get("units_worst"), d.get("units_best")
     what = d.get("denominator_of", "images")
     n_w = fmt_evidence(d.get("n_worst"), what, unit_w)
@@ -370,9 +397,8 @@ def gap_sentence(d: dict, positive_class: str = "positive") -> str:  # type: ign
     else:
         text = (f"{metric_name(metric).capitalize()} for {attr}: {d['worst_group']} "
                 f"{fmt_pct(d['worst'])} ({n_w}), {d['best_group']} {fmt_pct(d['best'])} ({n_b})")
-    lo, hi = (d.get("gap_ci") or [None, None])[:2]
-    return (f"{text}. Gap {fmt_points(d.get('gap'))} (simultaneous interval {fmt_points(lo)} "
-            f"to {fmt_points(hi)}); {gap_verdict(d)}.")
+    return (f"{text}. Gap {fmt_points_interval(d.get('gap'), d.get('gap_ci'), label=_SIMULTANEOUS)}"
+            f"; {gap_verdict(d)}.")
 
 
 def baseline_sentence(kind: str, b: dict) -> str:  # type: ignore[type-arg]
@@ -383,7 +409,7 @@ def baseline_sentence(kind: str, b: dict) -> str:  # type: ignore[type-arg]
     """
     lo, hi = (b.get("ci") or [None, None])[:2]
     diff = b.get("difference")
-    interval = f"difference {fmt_points(diff)}, 95% interval {fmt_points(lo)} to {fmt_points(hi)}"
+    interval = f"difference {fmt_points_interval(diff, b.get('ci'), signed=True)}"
     if kind == "majority_class":
         head = (f"Accuracy {fmt_pct(b['model'])} against {fmt_pct(b['baseline'])} for always "
                 f"answering '{b['class']}', the most common class ({interval})")
