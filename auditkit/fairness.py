@@ -43,6 +43,7 @@ __all__ = [
     "calibration_curves",
     "describe_gap",
     "estimate_skin_tone",
+    "gaps_table",
     "groups_table",
     "operating_points",
     "operating_points_from_predictions",
@@ -673,7 +674,13 @@ def operating_points_from_predictions(frame: pd.DataFrame, *, attribute: str,
 
 
 def groups_table(result: dict[str, Any], *, attribute: str, metric: str) -> pd.DataFrame:
-    """Rows of one attribute's groups for one metric: value, interval, n, too_few."""
+    """Rows of one attribute's groups for one metric.
+
+    Columns: ``group``, ``value``, ``low``, ``high``, ``n``, ``n_patients``,
+    ``denominator`` (what the metric divides by, e.g. positives for sensitivity),
+    ``denominator_patients``, ``denominator_of``, ``too_few`` (the group, or this
+    metric's denominator, is below the minimum), ``suppressed``.
+    """
     rows = []
     for e in result["groups"]:
         if e["attribute"] != attribute:
@@ -682,9 +689,42 @@ def groups_table(result: dict[str, Any], *, attribute: str, metric: str) -> pd.D
         ci = m.get("ci") or [None, None]
         rows.append({"group": e["group"], "value": m.get("value"), "low": ci[0], "high": ci[1],
                      "n": e.get("n"), "n_patients": e.get("n_patients"),
-                     "too_few": e.get("too_few"), "suppressed": e.get("suppressed", False)})
-    table = pd.DataFrame(rows, columns=["group", "value", "low", "high", "n", "n_patients",
-                                        "too_few", "suppressed"])
+                     "denominator": m.get("denominator"),
+                     "denominator_patients": m.get("denominator_patients"),
+                     "denominator_of": m.get("denominator_of"),
+                     "too_few": bool(e.get("too_few") or m.get("too_few")),
+                     "suppressed": e.get("suppressed", False)})
+    columns = ["group", "value", "low", "high", "n", "n_patients", "denominator",
+               "denominator_patients", "denominator_of", "too_few", "suppressed"]
+    table = pd.DataFrame(rows, columns=columns)
     for col in ("value", "low", "high"):
+        table[col] = pd.to_numeric(table[col], errors="coerce").astype(float)
+    return table
+
+
+def gaps_table(result: dict[str, Any], *, attribute: str) -> pd.DataFrame:
+    """One attribute's tested gaps: one row per metric (and parity difference).
+
+    Columns: ``metric`` (display name), ``worst``, ``best``, ``gap``, ``low``, ``high``
+    (simultaneous interval), ``p_adjusted``, ``verdict`` (wording verdict label),
+    ``minimum_detectable_gap``, ``note`` (the reason when not assessed).
+    """
+    rows = []
+    for d in result.get("disparities", []):
+        if d["attribute"] != attribute:
+            continue
+        ci = d.get("gap_ci", d.get("ci")) or [None, None]
+        assessed = d.get("status") == "assessed"
+        verdict = ("concern" if d.get("real") else "cannot tell") if assessed else "not assessed"
+        rows.append({"metric": wording.metric_name(d["metric"]).replace("_", " "),
+                     "worst": d.get("worst_group"), "best": d.get("best_group"),
+                     "gap": d.get("gap", d.get("value")), "low": ci[0], "high": ci[1],
+                     "p_adjusted": d.get("p_adjusted"),
+                     "verdict": wording.verdict_label(verdict),
+                     "minimum_detectable_gap": d.get("minimum_detectable_gap"),
+                     "note": "" if assessed else d.get("reason", "")})
+    table = pd.DataFrame(rows, columns=["metric", "worst", "best", "gap", "low", "high",
+                                        "p_adjusted", "verdict", "minimum_detectable_gap", "note"])
+    for col in ("gap", "low", "high", "p_adjusted", "minimum_detectable_gap"):
         table[col] = pd.to_numeric(table[col], errors="coerce").astype(float)
     return table

@@ -86,6 +86,7 @@ def _check_agreement(res: dict) -> None:
 # --------------------------------------------------------------------------- family-wise error
 
 
+@pytest.mark.slow
 def test_null_simulation_calls_a_gap_real_in_at_most_5_percent_of_audits() -> None:
     """200 audits of six identical groups of 7-30 patients: how often is any gap "real"?
 
