@@ -103,11 +103,11 @@ def _concordance_by_unit(score: np.ndarray, is_pos: np.ndarray, unit: np.ndarray
     sp, sn = score[is_pos], score[~is_pos]
     k = (sp[:, None] > sn[None, :]).astype(np.float64)
     k += 0.5 * (sp[:, None] == sn[None, :])
-    by_neg_unit = np.zeros((sp.size, m))
-    np.add.at(by_neg_unit.T, unit[~is_pos], k.T)
-    out = np.zeros((m, m))
-    np.add.at(out, unit[is_pos], by_neg_unit)
-    return out
+    onehot_pos = np.zeros((sp.size, m))
+    onehot_pos[np.arange(sp.size), unit[is_pos]] = 1.0
+    onehot_neg = np.zeros((sn.size, m))
+    onehot_neg[np.arange(sn.size), unit[~is_pos]] = 1.0
+    return onehot_pos.T @ (k @ onehot_neg)
 
 
 def _group_aurocs(pairs: np.ndarray | None, labels: np.ndarray, g: int, unit: np.ndarray,
@@ -290,7 +290,7 @@ def run_gap_tests(settings: GapTest, *, y: np.ndarray, pred: np.ndarray, proba: 
             keys.append((attribute, "demographic_parity_difference"))
             stats.append(gap)
             extra[keys[-1]] = {"groups": groups, "judgeable": ok[0], "parts": ["selection_rate"],
-                               "best": int(lo[0]), "worst": int(hi[0]), "values": v[0]}
+                               "highest": int(hi[0]), "lowest": int(lo[0]), "values": v[0]}
         if "equalized_odds_difference" in wanted:
             tpr, ok_t = values["sensitivity"]
             spec, ok_f = values["specificity"]
@@ -331,6 +331,11 @@ def run_gap_tests(settings: GapTest, *, y: np.ndarray, pred: np.ndarray, proba: 
         upper_bound = 2.0 if metric == "overconfidence" else 1.0
         crit = float(result.critical[j])
         entry["ci_simultaneous"] = [max(0.0, gap_obs - crit), min(upper_bound, gap_obs + crit)]
+        if "highest" in info:  # parity: no better or worse group, only higher and lower
+            entry["highest_group"] = info["groups"][info["highest"]]
+            entry["lowest_group"] = info["groups"][info["lowest"]]
+            entry["highest"] = float(info["values"][info["highest"]])
+            entry["lowest"] = float(info["values"][info["lowest"]])
         if "best" in info:
             entry["best_group"] = info["groups"][info["best"]]
             entry["worst_group"] = info["groups"][info["worst"]]

@@ -239,8 +239,8 @@ class FairnessAudit:
                 if metric in PARITY_STATISTICS:
                     entry.update({"value": t["gap"], "ci": t["ci_simultaneous"],
                                   "ci_kind": "simultaneous"})
-                    for k in ("tpr_difference", "fpr_difference", "best_group", "worst_group",
-                              "best", "worst"):
+                    for k in ("tpr_difference", "fpr_difference", "highest_group",
+                              "lowest_group", "highest", "lowest"):
                         if k in t:
                             entry[k] = t[k]
                 else:

@@ -170,6 +170,8 @@ METRIC_NAMES: dict[str, str] = {
     "auroc": "AUROC",
     "auroc_macro": "AUROC (averaged over classes)",
     "ece": "calibration error",
+    "ece_debiased": "calibration error (debiased)",
+    "overconfidence": "overconfidence",
     "prevalence": "prevalence",
     "selection_rate": "share called positive",
 }
@@ -190,6 +192,12 @@ METRIC_MEANINGS: dict[str, str] = {
     "ece": (
         "how far the model's stated confidence is from how often it is actually right "
         "(lower is better)"),
+    "ece_debiased": (
+        "calibration error with the extra error small groups show by chance removed, so "
+        "groups of different sizes can be compared (lower is better)"),
+    "overconfidence": (
+        "how much the model's average confidence exceeds how often it is right: 0 is "
+        "calibrated, above 0 over-confident, below 0 under-confident"),
     "prevalence": "how many of the test images truly show the disease",
     "selection_rate": "how many of the test images the model calls positive",
 }
