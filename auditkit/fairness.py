@@ -608,7 +608,9 @@ def run_check(ctx: Any) -> dict[str, Any]:
     for a in attrs:
         ds = [d for d in result["disparities"] if d["attribute"] == a]
         if ds and not any(d.get("status") == "assessed" for d in ds):
-            summary.append(wording.attribute_not_assessed(a, ds[0]["reason"]))
+            # the accuracy entry's reason is about the groups themselves, not one metric
+            first = next((d for d in ds if d["metric"] == "accuracy"), ds[0])
+            summary.append(wording.attribute_not_assessed(a, first["reason"]))
     skin = None
     if opts.get("skin_tone_agreement", True):
         skin = _skin_tone_section(ctx, rows)

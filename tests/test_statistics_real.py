@@ -108,3 +108,24 @@ def test_performance_metrics_carry_denominators_on_real_data(data_root: Path) ->
     for name in ("accuracy", "sensitivity", "specificity", "auroc"):
         lo, hi = perf["metrics"][name]["ci"]
         assert lo < perf["metrics"][name]["value"] < hi
+
+
+def test_membership_leaves_validation_out_and_corrects_for_the_strongest(
+        data_root: Path, tmp_path: Path) -> None:
+    model = load_model("cxr-covid@v1", device="cpu")
+    ds = load_dataset("covid_cxr", data_root=data_root)
+    audit = run_audit(model=model, dataset=ds, out_dir=tmp_path / "p",
+                      config=AuditConfig(checks=["performance", "privacy"], n_boot=300,
+                                         options={"privacy": {"scan_identifiers": False}}))
+    mia = audit["results"]["privacy"]["membership"]
+    split = pd.read_csv(Path(model.folder) / "split.csv", dtype=str)
+    val = set(split.loc[split["split"] == "val", "image"]) & set(ds.records["image"])
+    assert val and mia["n_validation_excluded"] == len(val)
+    scored = set(pd.read_csv(tmp_path / "p" / "membership_scores.csv")["image"])
+    assert not scored & val
+    lo, hi = mia["overall"][mia["strongest_attack"]]["auc"]["ci"]
+    lo_adj, hi_adj = mia["strongest_attack_auc_ci_adjusted"]
+    assert lo_adj <= lo and hi <= hi_adj and (hi_adj - lo_adj) > (hi - lo)
+    assert mia["strongest_attack_adjusted_level"] == pytest.approx(1 - 0.05 / 3)
+    if lo_adj <= 0.5:
+        assert f"leakage up to an AUC of {hi_adj:.2f}" in mia["finding"]
