@@ -246,7 +246,6 @@ class FairnessAudit:
                 else:
                     best = lookup[(attribute, t["best_group"])]
                     worst = lookup[(attribute, t["worst_group"])]
-                    unit = "denominator_patients" if patients is not None else "denominator"
                     with np.errstate(divide="ignore", invalid="ignore"):
                         ratio = (t["worst"] / t["best"] if t["best"] else float("nan"))
                     entry.update({
@@ -254,7 +253,8 @@ class FairnessAudit:
                         "best": t["best"], "worst": t["worst"],
                         "n_best": best[metric]["denominator"],
                         "n_worst": worst[metric]["denominator"],
-                        "units_best": best[metric][unit], "units_worst": worst[metric][unit],
+                        "units_best": best[metric]["denominator_patients"],
+                        "units_worst": worst[metric]["denominator_patients"],
                         "denominator_of": best[metric]["denominator_of"],
                         "gap": t["gap"], "gap_ci": t["ci_simultaneous"],
                         "gap_ci_adjusted": t["ci_simultaneous"], "ci_kind": "simultaneous",
@@ -274,7 +274,9 @@ class FairnessAudit:
             "statistics": len(assessed),
             "alpha": self.alpha,
             "n_permutations": self.n_permutations,
-            "method": "permutation of patients across groups, Westfall-Young min-P step-down",
+            "unit": "patient" if patients is not None else "image",
+            "method": (f"permutation of {'patients' if patients is not None else 'images'} "
+                       "across groups, Westfall-Young min-P step-down"),
             "power": self.power,
         }
         return out, family

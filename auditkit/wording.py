@@ -235,11 +235,17 @@ def not_assessed(reason: str, how: str | None = None) -> str:
 # against the numbers it describes (tests/test_statistics_wording.py).
 
 
+def _cap(text: str) -> str:
+    """First letter upper case, the rest untouched ("AUROC" stays "AUROC")."""
+    return text[:1].upper() + text[1:]
+
+
 def fmt_points(diff: float | None, digits: int = 0) -> str:
     """A difference of two proportions in percentage points: ``0.123 -> "12 points"``."""
     if _missing(diff):
         return "–"
-    return f"{100.0 * float(diff):.{digits}f} points"  # type: ignore[arg-type]
+    text = f"{100.0 * float(diff):.{digits}f}"  # type: ignore[arg-type]
+    return f"{text} point" if text.lstrip("+-") == "1" else f"{text} points"
 
 
 def fmt_points_interval(diff: float | None, ci: Sequence[float | None] | None, *,
@@ -251,7 +257,8 @@ def fmt_points_interval(diff: float | None, ci: Sequence[float | None] | None, *
     def one(x: float) -> str:
         return f"{100.0 * x:+.0f}" if signed else f"{100.0 * x:.0f}"
 
-    head = f"{one(float(diff))} points"  # type: ignore[arg-type]
+    head = one(float(diff))  # type: ignore[arg-type]
+    head += " point" if head.lstrip("+-") == "1" else " points"
     if ci is None or len(ci) != 2 or _missing(ci[0]) or _missing(ci[1]):
         return f"{head} (no interval)"
     return f"{head} ({label} {one(float(ci[0]))} to {one(float(ci[1]))})"  # type: ignore[arg-type]
@@ -311,7 +318,7 @@ def correction_note(family: dict) -> str:  # type: ignore[type-arg]
                      for c, a in sorted(codings.items()))
     level = fmt_pct(1 - float(family.get("alpha", 0.05)))
     return (f"Each gap between the best and the worst group is compared with the largest gap "
-            f"chance produces when patients are shuffled across groups "
+            f"chance produces when {family.get('unit', 'patient')}s are shuffled across groups "
             f"({fmt_count(family.get('n_permutations'))} permutations). The chance of calling "
             f"any gap real when none is, over all {fmt_count(size)} attribute × metric "
             f"comparisons, is held at {fmt_pct(float(family.get('alpha', 0.05)))} "
@@ -352,7 +359,7 @@ def gap_not_assessed_reason(group_entries: Sequence[dict], parts: Sequence[str],
 
 def attribute_not_assessed(attribute: str, reason: str) -> str:
     """``"Sex: not assessed — <reason>."``"""
-    return f"{attribute.replace('_', ' ').capitalize()}: not assessed — {reason}."
+    return f"{_cap(attribute.replace('_', ' '))}: not assessed — {reason}."
 
 
 def gap_verdict(d: dict) -> str:  # type: ignore[type-arg]
@@ -378,12 +385,12 @@ def gap_sentence(d: dict, positive_class: str = "positive") -> str:  # type: ign
     attr = d["attribute"].replace("_", " ")
     metric = d.get("metric", "")
     if d.get("status") != "assessed":
-        return f"{attr.capitalize()}, {metric_name(metric)}: " + not_assessed(
+        return f"{_cap(attr)}, {metric_name(metric)}: " + not_assessed(
             d.get("reason", "no reason recorded")) + "."
     if metric in ("demographic_parity_difference", "equalized_odds_difference"):
         name = ("share called positive" if metric == "demographic_parity_difference"
                 else "error rates (equalized odds)")
-        return (f"{attr.capitalize()}: the largest difference in {name} between groups is "
+        return (f"{_cap(attr)}: the largest difference in {name} between groups is "
                 f"{fmt_points_interval(d.get('value'), d.get('ci'), label=_SIMULTANEOUS)}; "
                 f"{gap_verdict(d)}.")
     unit_w, unit_b = d.get("units_worst"), d.get("units_best")
@@ -403,7 +410,7 @@ def gap_sentence(d: dict, positive_class: str = "positive") -> str:  # type: ign
                 f"{fmt_points(d['worst'])} for {d['worst_group']} ({n_w}) and by "
                 f"{fmt_points(d['best'])} for {d['best_group']} ({n_b})")
     else:
-        text = (f"{metric_name(metric).capitalize()} for {attr}: {d['worst_group']} "
+        text = (f"{_cap(metric_name(metric))} for {attr}: {d['worst_group']} "
                 f"{fmt_pct(d['worst'])} ({n_w}), {d['best_group']} {fmt_pct(d['best'])} ({n_b})")
     return (f"{text}. Gap {fmt_points_interval(d.get('gap'), d.get('gap_ci'), label=_SIMULTANEOUS)}"
             f"; {gap_verdict(d)}.")

@@ -124,3 +124,24 @@ def test_correction_note_counts_the_family() -> None:
     assert "16 attribute × metric comparisons" in note and "1,000 permutations" in note
     assert "skin_type, skin_type_group are codings of one variable (skin tone)" in note
     assert re.search(r"held at 5%", note)
+
+
+def test_metric_names_keep_their_case_at_the_start_of_a_sentence() -> None:
+    text = wording.gap_sentence(_gap(metric="auroc", worst=0.61, best=0.78,
+                                     denominator_of="positives or negatives (the fewer)"))
+    assert text.startswith("AUROC for skin type: V 61%")
+
+
+def test_without_patient_ids_no_sentence_mentions_patients() -> None:
+    rng = np.random.default_rng(1)
+    n = 300
+    g = np.where(rng.random(n) < 0.5, "a", "b")
+    y = (rng.random(n) < 0.4).astype(int)
+    p1 = np.clip(0.3 + 0.4 * y + 0.3 * rng.random(n), 0, 1)
+    res = FairnessAudit(n_boot=0, n_permutations=200).compute(
+        y=y, pred=(p1 >= 0.5).astype(int), proba=np.column_stack([1 - p1, p1]), positive=1,
+        groups=pd.DataFrame({"site": g}))
+    text = " ".join(describe_gap(d) for d in res["disparities"]) + res["correction"]
+    assert "patient" not in text
+    assert "images are shuffled" in res["correction"]
+    assert wording.fmt_points(0.01) == "1 point" and wording.fmt_points(-0.012) == "-1 point"
