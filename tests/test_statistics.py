@@ -131,6 +131,7 @@ def test_codings_of_one_variable_count_once() -> None:
     assert "band, group are codings of one variable" in res["correction"]
 
 
+@pytest.mark.slow
 def test_power_planted_sensitivity_gap_is_found_in_at_least_80_percent() -> None:
     """Four groups of 40 patients (prevalence 40%, 2-5 images each); one group's
     sensitivity is 38% instead of 83% (a 45-point gap). Measured: found in 92% of 60
@@ -175,6 +176,7 @@ def _auroc_sample(rng, m, d=1.0, tau=0.7):
     return score, disease[unit], unit
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("patients", "low", "high"), [(7, 0.90, 1.0), (20, 0.93, 0.97),
                                                         (40, 0.93, 0.97)])
 def test_interval_coverage_for_accuracy_sensitivity_auroc(patients, low, high) -> None:
