@@ -191,7 +191,8 @@ def clustered_auroc_interval(score: np.ndarray, is_positive: np.ndarray,
     1997;53:567-578. With one image per patient this is DeLong's variance. The
     logit transform keeps the interval inside (0, 1); an AUROC of exactly 0 or 1 (no
     variance to estimate) gets a Wilson interval with one observation per patient of
-    the smaller side, so the interval never has zero width. The quantile is Student's t with (patients - 1) degrees of freedom.
+    the smaller side, so the interval never has zero width. The quantile is Student's
+    t with (patients - 1) degrees of freedom.
     """
     score = np.asarray(score, dtype=np.float64)
     pos = np.asarray(is_positive, dtype=bool)
