@@ -472,21 +472,21 @@ def membership_finding(auc: float | None, ci: Sequence[float | None] | None,
     if _missing(auc):
         return "The leak could not be measured (no members or no non-members to compare)."
     lo, hi = (list(ci) + [None, None])[:2] if ci else (None, None)
-    interval = f"AUC {auc:.2f}" + (f", 95% CI {lo:.2f}–{hi:.2f}" if not _missing(lo)
+    label = ("95% CI" if n_attacks <= 1 else
+             f"95% CI widened for picking the strongest of {n_attacks} attacks")
+    interval = f"AUC {auc:.2f}" + (f", {label} {lo:.2f}–{hi:.2f}" if not _missing(lo)
                                    and not _missing(hi) else "")
-    picked = (f" The interval is widened for picking the strongest of {n_attacks} attacks."
-              if n_attacks > 1 else "")
     if not _missing(lo) and lo <= 0.5 <= (hi if not _missing(hi) else 1.0):  # type: ignore[operator]
         text = (f"Someone holding the model's outputs could not tell whether {subject} was "
                 f"used in training better than a coin toss ({interval}). The data cannot rule "
                 f"out chance; nor can they rule out leakage up to an AUC of "
-                f"{(hi if not _missing(hi) else 1.0):.2f}.{picked}")
+                f"{(hi if not _missing(hi) else 1.0):.2f}.")
     else:
         a = float(auc)  # type: ignore[arg-type]
         degree = ("slightly better than" if a < 0.55 else "somewhat better than" if a < 0.65
                   else "clearly better than" if a < 0.8 else "far better than")
         text = (f"Someone holding the model's outputs could tell whether {subject} was used in "
-                f"training {degree} a coin toss ({interval}).{picked}")
+                f"training {degree} a coin toss ({interval}).")
     if not _missing(tpr_1pct) and resolvable:
         text += (f" When wrongly accusing only 1 in 100 people who were not in training, the "
                  f"attack picks out {100 * tpr_1pct:.1f}% of training patients (chance: 1%).")  # type: ignore[operator]
