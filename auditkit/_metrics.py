@@ -19,6 +19,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -40,10 +41,14 @@ METRICS: dict[str, str] = {
     "auroc": "how well scores rank positives above negatives (0.5 = chance)",
     "auroc_macro": "AUROC averaged over classes, one-vs-rest",
     "ece": "expected calibration error: gap between confidence and accuracy (lower is better)",
+    "ece_debiased": ("calibration error with the small-sample bias removed (Kumar et al., "
+                     "2019), comparable between groups of different sizes"),
+    "overconfidence": ("mean confidence minus accuracy (calibration in the large): 0 is "
+                       "calibrated, positive over-confident; unbiased at any group size"),
     "prevalence": "share of images that are truly positive",
     "selection_rate": "share of images the model calls positive",
 }
-LOWER_IS_BETTER = frozenset({"ece"})
+LOWER_IS_BETTER = frozenset({"ece", "ece_debiased"})
 ECE_BINS = 10
 
 
@@ -211,9 +216,40 @@ def compute_metrics(inputs: MetricInputs, *, n_boot: int = 0, rng: np.random.Gen
         per = sums(cols).reshape(-1, 3, ECE_BINS)
         count, acc, cf = per[:, 0], per[:, 1], per[:, 2]
         out["ece"] = _ratio(np.abs(acc - cf).sum(axis=1), count.sum(axis=1))
+    if "ece_debiased" in wanted or "overconfidence" in wanted:
+        conf = proba.max(axis=1)
+        bins = np.minimum((conf * ECE_BINS).astype(int), ECE_BINS - 1)
+        onehot = np.zeros((n, ECE_BINS))
+        onehot[np.arange(n), bins] = 1.0
+        cols = np.column_stack([onehot, onehot * correct[:, None], onehot * conf[:, None]])
+        per = sums(cols).reshape(-1, 3, ECE_BINS)
+        count, acc, cf = per[:, 0], per[:, 1], per[:, 2]
+        if "overconfidence" in wanted:
+            out["overconfidence"] = _ratio(cf.sum(axis=1) - acc.sum(axis=1), count.sum(axis=1))
+        if "ece_debiased" in wanted:
+            out["ece_debiased"] = _debiased_ece(count, acc, cf)
     point = {k: float(v[0]) for k, v in out.items()}
     replicates = {k: v[1:] for k, v in out.items()}
     return point, replicates
+
+
+def _debiased_ece(count: np.ndarray, correct: np.ndarray, conf: np.ndarray) -> np.ndarray:
+    """Root of the debiased squared calibration error, per row of bin sums ``(R, bins)``.
+
+    Kumar A, Liang P, Ma T. Verified uncertainty calibration. NeurIPS 2019: in each
+    bin, ``(acc - conf)^2`` overstates the squared gap by the sampling variance of the
+    bin's accuracy, ``acc (1 - acc) / (n_b - 1)``; subtracting it removes the bias that
+    makes plain ECE large in small groups. Bins with one image carry no variance
+    estimate and are left out; the root of a negative estimate is reported as 0.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = np.where(count > 0, correct / np.where(count > 0, count, 1), 0.0)
+        cf = np.where(count > 0, conf / np.where(count > 0, count, 1), 0.0)
+        var = np.where(count > 1, acc * (1 - acc) / np.where(count > 1, count - 1, 1), 0.0)
+        term = np.where(count > 1, count * ((acc - cf) ** 2 - var), 0.0)
+    used = np.where(count > 1, count, 0).sum(axis=1)
+    sq = _ratio(term.sum(axis=1), used)
+    return np.sqrt(np.clip(sq, 0.0, None))
 
 
 def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> list[float | None]:
@@ -224,3 +260,171 @@ def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> list[flo
     alpha = (1.0 - level) / 2.0
     lo, hi = np.quantile(valid, [alpha, 1.0 - alpha])
     return [float(lo), float(hi)]
+
+
+# --------------------------------------------------------------------------- judged intervals
+
+#: What each metric's denominator counts: a metric is "too few to judge" in a group
+#: when this count (images, and patients where known) is below the minimum.
+DENOMINATORS: dict[str, str] = {
+    "accuracy": "images",
+    "balanced_accuracy": "images of the rarest class",
+    "sensitivity": "positives",
+    "specificity": "negatives",
+    "ppv": "positive calls",
+    "npv": "negative calls",
+    "auroc": "positives or negatives (the fewer)",
+    "auroc_macro": "images of the rarest class",
+    "ece": "images",
+    "ece_debiased": "images",
+    "overconfidence": "images",
+    "prevalence": "images",
+    "selection_rate": "images",
+}
+
+#: Interval method per metric (see docs/statistics.md for the simulations behind them).
+INTERVAL_METHODS: dict[str, str] = {
+    **{m: "Wilson at the design-effect-adjusted n" for m in
+       ("accuracy", "sensitivity", "specificity", "ppv", "npv", "prevalence", "selection_rate")},
+    "balanced_accuracy": "cluster-robust linearised variance, t interval",
+    "overconfidence": "cluster-robust linearised variance, t interval",
+    "auroc": "Obuchowski clustered variance, logit scale, t interval",
+    "auroc_macro": "percentile bootstrap over patients",
+    "ece": "percentile bootstrap over patients",
+    "ece_debiased": "percentile bootstrap over patients",
+}
+
+
+def _units(clusters: np.ndarray | None, mask: np.ndarray) -> int:
+    if clusters is None:
+        return int(mask.sum())
+    return int(len(np.unique(np.asarray(clusters)[mask].astype(str))))
+
+
+def _balanced_accuracy_interval(y: np.ndarray, correct: np.ndarray, classes: Sequence[int],
+                                clusters: np.ndarray | None, level: float
+                                ) -> tuple[float, list[float | None], float]:
+    """Mean recall over ``classes`` with a cluster-robust linearised interval."""
+    from .stats import _quantile
+
+    ids = (np.arange(len(y)).astype(str) if clusters is None
+           else np.asarray(clusters).astype(str))
+    _, inverse = np.unique(ids, return_inverse=True)
+    m = int(inverse.max()) + 1 if len(y) else 0
+    recalls, influence = [], np.zeros(m)
+    for k in classes:
+        b = np.bincount(inverse, weights=(y == k).astype(float), minlength=m)
+        a = np.bincount(inverse, weights=((y == k) & correct).astype(float), minlength=m)
+        if b.sum() == 0:
+            return float("nan"), [None, None], float("nan")
+        r = a.sum() / b.sum()
+        recalls.append(r)
+        influence += (a - r * b) / b.sum()
+    value = float(np.mean(recalls))
+    if m < 2:
+        return value, [None, None], float("nan")
+    influence /= len(classes)
+    se = float(np.sqrt(m / (m - 1) * (influence ** 2).sum()))
+    q = _quantile(level, m)
+    return value, [max(0.0, value - q * se), min(1.0, value + q * se)], se
+
+
+def metric_table(inputs: MetricInputs, *, level: float = 0.95, min_count: int = 10,
+                 classes: Sequence[int] | None = None, n_boot: int = 0,
+                 rng: np.random.Generator | None = None,
+                 metrics: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Each metric with its interval, its denominator and whether it can be judged.
+
+    Parameters
+    ----------
+    inputs : MetricInputs
+    level : float
+        Interval level.
+    min_count : int
+        A metric is ``too_few`` when its denominator has fewer images, or fewer
+        patients where patients are known, than this.
+    classes : sequence of int, optional
+        Classes balanced accuracy averages over (default: those present in ``y``).
+    n_boot, rng :
+        Bootstrap for the metrics without an analytic interval (``auroc_macro``,
+        ``ece``, ``ece_debiased``); 0 leaves their interval empty.
+    metrics : sequence of str, optional
+
+    Returns
+    -------
+    dict
+        metric -> ``{"value", "ci", "se", "method", "denominator", "denominator_patients",
+        "denominator_of", "too_few"}``. ``se`` is the standard error behind the
+        interval (None for bootstrap ones), used for power.
+    """
+    from .stats import clustered_auroc_interval, proportion_interval, ratio_interval
+
+    wanted = list(metrics or METRICS)
+    y = np.asarray(inputs.y, dtype=int)
+    pred = np.asarray(inputs.pred, dtype=int)
+    proba = np.asarray(inputs.proba, dtype=np.float64)
+    cl = None if inputs.clusters is None else np.asarray(inputs.clusters).astype(str)
+    pos_true, pos_pred, correct = y == inputs.positive, pred == inputs.positive, y == pred
+    present = list(classes) if classes is not None else sorted(set(y.tolist()))
+    out: dict[str, dict[str, Any]] = {}
+
+    def sub(mask: np.ndarray) -> np.ndarray | None:
+        return None if cl is None else cl[mask]
+
+    def put(name: str, value: float, ci: list[float | None], se: float | None,
+            den: int, den_units: int) -> None:
+        judged_units = den_units if cl is not None else den
+        out[name] = {
+            "value": value, "ci": ci, "se": se, "method": INTERVAL_METHODS.get(name, ""),
+            "denominator": int(den),
+            "denominator_patients": int(den_units) if cl is not None else None,
+            "denominator_of": DENOMINATORS.get(name, "images"),
+            "too_few": bool(den < min_count or judged_units < min_count),
+        }
+
+    proportions = {
+        "accuracy": (np.ones_like(correct), correct),
+        "sensitivity": (pos_true, pos_pred),
+        "specificity": (~pos_true, ~pos_pred),
+        "ppv": (pos_pred, pos_true),
+        "npv": (~pos_pred, ~pos_true),
+        "prevalence": (np.ones_like(correct), pos_true),
+        "selection_rate": (np.ones_like(correct), pos_pred),
+    }
+    for name, (den_mask, hit) in proportions.items():
+        if name not in wanted:
+            continue
+        den_mask = den_mask.astype(bool)
+        value, ci, n_eff = proportion_interval(hit[den_mask].astype(float), sub(den_mask),
+                                               level=level)
+        se = (float(np.sqrt(value * (1 - value) / n_eff)) if n_eff > 0 else float("nan"))
+        put(name, value, ci, se, int(den_mask.sum()), _units(cl, den_mask))
+    if "balanced_accuracy" in wanted:
+        value, ci, se = _balanced_accuracy_interval(y, correct, present, cl, level)
+        counts = [(y == k) for k in present]
+        put("balanced_accuracy", value, ci, se,
+            min((int(c.sum()) for c in counts), default=0),
+            min((_units(cl, c) for c in counts), default=0))
+    if "overconfidence" in wanted:
+        conf = proba.max(axis=1)
+        value, ci, se = ratio_interval(conf - correct, np.ones(len(y)), cl, level=level,
+                                       bounds=(-1.0, 1.0))
+        put("overconfidence", value, ci, se, len(y), _units(cl, np.ones(len(y), bool)))
+    if "auroc" in wanted:
+        value, ci, se = clustered_auroc_interval(proba[:, inputs.positive], pos_true, cl,
+                                                 level=level)
+        put("auroc", value, ci, se, min(int(pos_true.sum()), int((~pos_true).sum())),
+            min(_units(cl, pos_true), _units(cl, ~pos_true)))
+    boot = [m for m in ("auroc_macro", "ece", "ece_debiased") if m in wanted]
+    if boot:
+        point, reps = compute_metrics(inputs, n_boot=n_boot, rng=rng, metrics=boot)
+        for name in boot:
+            if name == "auroc_macro":
+                counts = [(y == k) for k in range(proba.shape[1])]
+                den = min(int(c.sum()) for c in counts)
+                den_u = min(_units(cl, c) for c in counts)
+            else:
+                den, den_u = len(y), _units(cl, np.ones(len(y), bool))
+            put(name, point[name], percentile_interval(reps[name], level) if n_boot else
+                [None, None], None, den, den_u)
+    return {name: out[name] for name in METRICS if name in out}

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import wording
 from ._version import __version__
 from .exceptions import AuditKitError, ConfigError
 
@@ -142,12 +143,11 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         default_audits_dir() / f"{model.card.name}@{model.card.version}__{dataset.name}__{stamp}")
     audit = run_audit(model=model, dataset=dataset, config=config, out_dir=out,
                       cache_dir=args.cache_dir, progress=progress)
-    perf = audit["results"].get("performance", {}).get("metrics", {})
-    acc = perf.get("accuracy", {})
-    if acc.get("value") is not None:
-        lo, hi = acc.get("ci") or [None, None]
-        ci = f" (95% CI {lo:.3f}-{hi:.3f})" if lo is not None else ""
-        print(f"accuracy {acc['value']:.3f}{ci} on {audit['dataset']['n_images']} images")
+    perf = audit["results"].get("performance", {})
+    if (perf.get("metrics") or {}).get("accuracy", {}).get("value") is not None:
+        print(wording.performance_headline(perf))
+        for line in perf.get("summary", []):
+            print(f"  {line}")
     print(f"wrote {out / 'audit.json'} and {out / 'predictions.csv'}")
     return 0
 

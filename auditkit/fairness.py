@@ -2,40 +2,48 @@
 
 For every patient attribute (and the intersections the user picks) this computes,
 per group, n, prevalence, accuracy, balanced accuracy, sensitivity, specificity,
-PPV, NPV, AUROC (plus macro AUROC for multiclass), expected calibration error and
-selection rate, each with a 95% bootstrap interval that resamples *patients*
-within the group when patient ids are known (:mod:`auditkit._metrics`).
+PPV, NPV, AUROC (plus macro AUROC for multiclass), calibration (overconfidence,
+debiased and plain ECE) and selection rate. Each metric carries its interval, its
+denominator (positives for sensitivity, negatives for specificity, both for AUROC)
+and its own "too few to judge" when that denominator is below the minimum
+(:func:`auditkit._metrics.metric_table`; methods and their simulations in
+``docs/statistics.md``).
 
 Point estimates are the same as fairlearn's ``MetricFrame`` with scikit-learn's
-metrics (a test checks this); the intervals come from the vectorized bootstrap,
-which is what makes them cheap enough to be the default.
+metrics (a test checks this).
 
-Disparities: per attribute and metric, the best and worst judgeable group, their
-difference and ratio with intervals, plus the equalized-odds and demographic-parity
-differences (fairlearn's definitions). A gap is called real only when its interval
-excludes zero after a Bonferroni correction over every pairwise group comparison
-made in the audit; otherwise the text says the data cannot tell.
+Disparities: per attribute and metric, the best and worst judgeable group and their
+gap, tested by permutation of patients across groups against the largest gap chance
+produces, with Westfall-Young step-down control of the family-wise error over all
+attributes and metrics (codings of one variable count once): the adjusted p-value,
+a simultaneous interval that excludes 0 exactly when the gap is called real, and
+the smallest gap the data could have detected (:mod:`auditkit._gaps`). fairlearn's
+demographic-parity and equalized-odds differences are tested the same way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import combinations
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ._metrics import LOWER_IS_BETTER, METRICS, MetricInputs, compute_metrics, percentile_interval
+from . import wording
+from ._gaps import GAP_METRICS, PARITY_STATISTICS, GapTest, run_gap_tests
+from ._metrics import METRICS, MetricInputs, metric_table
 from .data import UNKNOWN
 from .exceptions import ConfigError
 
 __all__ = [
+    "GAP_METRICS",
     "FairnessAudit",
+    "attribute_concepts",
     "calibration_curves",
     "describe_gap",
     "estimate_skin_tone",
+    "gaps_table",
     "groups_table",
     "operating_points",
     "operating_points_from_predictions",
@@ -43,9 +51,6 @@ __all__ = [
     "skin_tone_agreement",
     "threshold_optimizer_mitigation",
 ]
-
-GAP_METRICS = ("sensitivity", "specificity", "accuracy", "balanced_accuracy", "ppv", "npv",
-               "auroc", "ece")
 
 
 @dataclass
@@ -57,22 +62,28 @@ class FairnessAudit:
     Parameters
     ----------
     n_boot : int
-        Bootstrap resamples per group.
+        Bootstrap resamples for the metrics without an analytic interval (macro
+        AUROC, ECE).
     confidence : float
         Interval level for metrics.
     min_group_size : int
-        Groups with fewer images, or fewer patients when ids are known, are
-        "too few to judge": shown and exported, but never called best or worst.
+        Groups with fewer images, or fewer patients when ids are known, are "too few
+        to judge"; so is each metric whose denominator (positives, negatives, calls)
+        has fewer. Shown and exported, never called best or worst.
     metrics : sequence of str, optional
         Subset of :data:`auditkit._metrics.METRICS`.
     alpha : float
-        Family-wise error rate for calling a gap real (Bonferroni).
+        Family-wise error rate for calling a gap real.
+    n_permutations : int
+        Permutations for the gap tests (the smallest possible p-value is
+        ``1 / (n_permutations + 1)``).
+    power : float
+        Power at which the minimum detectable gap is reported.
     random_state : int
     small_cell_k : int
         Small-cell protection (:mod:`auditkit.suppression`): groups the policy will
-        hide (fewer than k images or patients, and complementary cells) are left out
-        of the disparities too, so a gap can never reveal a hidden group's value.
-        0 turns this off.
+        hide are left out of the disparities too, so a gap can never reveal a hidden
+        group's value. 0 turns this off.
     """
 
     n_boot: int = 1000
@@ -80,6 +91,8 @@ class FairnessAudit:
     min_group_size: int = 10
     metrics: Sequence[str] | None = None
     alpha: float = 0.05
+    n_permutations: int = 1000
+    power: float = 0.8
     random_state: int = 0
     small_cell_k: int = 0
 
@@ -94,8 +107,9 @@ class FairnessAudit:
         patients: np.ndarray | None = None,
         intersections: Sequence[Sequence[str]] = (),
         group_order: dict[str, list[str]] | None = None,
+        concepts: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Per-group metrics, disparities and the comparison count.
+        """Per-group metrics, disparities and the family they were tested in.
 
         Parameters
         ----------
@@ -107,17 +121,23 @@ class FairnessAudit:
         groups : DataFrame
             One column per attribute, holding each image's group label.
         patients : ndarray, optional
-            Patient id per image; intervals then resample patients.
+            Patient id per image: intervals and permutations then treat a patient's
+            images as one unit.
         intersections : list of (str, str)
             Attribute pairs to audit jointly, e.g. ``("sex", "age")``.
         group_order : dict, optional
             Natural order of each attribute's groups.
+        concepts : dict, optional
+            Attribute -> the variable it codes. Codings of one variable (skin type
+            I-VI and its bands) share a concept and count once in the family.
         """
         metrics = list(self.metrics or METRICS)
         unknown_metrics = sorted(set(metrics) - set(METRICS))
         if unknown_metrics:
             raise ConfigError(f"Unknown metrics {unknown_metrics}; expected among {list(METRICS)}.")
+        y = np.asarray(y, dtype=int)
         columns = {c: groups[c].astype(str).to_numpy() for c in groups.columns}
+        concepts = dict(concepts or {})
         for pair in intersections:
             a, b = pair
             for name in (a, b):
@@ -129,8 +149,8 @@ class FairnessAudit:
             columns[f"{a}×{b}"] = np.char.add(np.char.add(columns[a].astype(str), " × "),
                                               columns[b].astype(str))
         rng = np.random.default_rng(self.random_state)
+        classes = sorted(set(y.tolist()))
         entries: list[dict[str, Any]] = []
-        replicates: dict[tuple[str, str], dict[str, np.ndarray]] = {}
         for attribute, values in columns.items():
             order = list((group_order or {}).get(attribute, []))
             present = list(dict.fromkeys(values.tolist()))
@@ -138,11 +158,11 @@ class FairnessAudit:
             for group in ordered:
                 mask = values == group
                 clusters = None if patients is None else patients[mask]
-                point, reps = compute_metrics(
+                table = metric_table(
                     MetricInputs(y=y[mask], pred=pred[mask], proba=proba[mask], positive=positive,
                                  clusters=clusters),
-                    n_boot=self.n_boot, rng=rng, metrics=metrics,
-                )
+                    level=self.confidence, min_count=self.min_group_size, classes=classes,
+                    n_boot=self.n_boot, rng=rng, metrics=metrics)
                 n = int(mask.sum())
                 n_pat = int(len(set(clusters.tolist()))) if clusters is not None else None
                 too_few = n < self.min_group_size or (
@@ -150,150 +170,163 @@ class FairnessAudit:
                 entry: dict[str, Any] = {
                     "attribute": attribute, "group": group, "n": n, "n_patients": n_pat,
                     "n_positive": int((y[mask] == positive).sum()),
+                    "n_negative": int((y[mask] != positive).sum()),
                     "too_few": bool(too_few),
                     "is_unknown": UNKNOWN in group.split(" × "),
                     "intersection": "×" in attribute,
+                    **table,
                 }
-                for name in metrics:
-                    entry[name] = {"value": point[name],
-                                   "ci": percentile_interval(reps[name], self.confidence)}
                 entries.append(entry)
-                replicates[(attribute, group)] = reps
         if self.small_cell_k > 0:
             from .suppression import suppress_group_rows
 
             shown = suppress_group_rows(entries, k=self.small_cell_k, count_patients=True)
             for entry, after in zip(entries, shown):
                 entry["hidden_by_small_cell_rule"] = bool(after.get("suppressed"))
-        disparities, n_comparisons = self._disparities(entries, replicates, metrics)
+        disparities, family = self._disparities(
+            entries, metrics, y=y, pred=pred, proba=proba, positive=positive,
+            patients=patients, columns=columns, concepts=concepts)
         return {"groups": entries, "disparities": disparities,
-                "n_comparisons": n_comparisons,
-                "correction": f"Bonferroni over {n_comparisons} pairwise group comparisons "
-                              f"(family-wise alpha {self.alpha})"}
+                "n_comparisons": family["size"], "family": family,
+                "correction": wording.correction_note(family)}
 
-    def _disparities(self, entries: list[dict[str, Any]],
-                     replicates: dict[tuple[str, str], dict[str, np.ndarray]],
-                     metrics: list[str]) -> tuple[list[dict[str, Any]], int]:
+    def _disparities(self, entries: list[dict[str, Any]], metrics: list[str], *,
+                     y: np.ndarray, pred: np.ndarray, proba: np.ndarray, positive: int,
+                     patients: np.ndarray | None, columns: dict[str, np.ndarray],
+                     concepts: dict[str, str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         by_attr: dict[str, list[dict[str, Any]]] = {}
         for e in entries:
             by_attr.setdefault(e["attribute"], []).append(e)
-        gap_metrics = [m for m in GAP_METRICS if m in metrics]
-        # every pairwise comparison of judgeable groups counts (best/worst are chosen
-        # after looking, so the correction must cover all pairs)
-        n_comp = 0
-        judgeable: dict[str, list[dict[str, Any]]] = {}
-        for attribute, group_entries in by_attr.items():
-            ok = [e for e in group_entries if not e["too_few"] and not e["is_unknown"]
-                  and not e.get("hidden_by_small_cell_rule")]
-            judgeable[attribute] = ok
-            n_comp += len(gap_metrics) * len(list(combinations(ok, 2)))
-        level = 1.0 - self.alpha / max(n_comp, 1)
+        eligible = {a: [e["group"] for e in es if _eligible(e)] for a, es in by_attr.items()}
+        lookup = {(e["attribute"], e["group"]): e for e in entries}
+        wanted = [m for m in GAP_METRICS if m in metrics]
+        wanted += [s for s, parts in (("demographic_parity_difference", ("selection_rate",)),
+                                      ("equalized_odds_difference", ("sensitivity",
+                                                                     "specificity")))
+                   if all(p in metrics for p in parts)]
+
+        def group_se(attribute: str, group: str, metric: str) -> float:
+            se = lookup[(attribute, group)][metric].get("se")
+            return float("nan") if se is None else float(se)
+
+        tests = run_gap_tests(
+            GapTest(n_permutations=self.n_permutations, alpha=self.alpha,
+                    min_count=self.min_group_size, power=self.power,
+                    random_state=self.random_state, metrics=wanted),
+            y=y, pred=pred, proba=proba, positive=positive, units=patients,
+            attributes=columns, eligible=eligible, concepts=concepts, group_se=group_se)
         out: list[dict[str, Any]] = []
-        for attribute, ok in judgeable.items():
-            excluded = [e["group"] for e in by_attr[attribute] if e not in ok]
-            for metric in gap_metrics:
-                valid = [e for e in ok if e[metric]["value"] is not None
-                         and not np.isnan(e[metric]["value"])]
-                if len(valid) < 2:
-                    out.append({"attribute": attribute, "metric": metric, "status": "not_assessed",
-                                "reason": ("fewer than two groups large enough to judge "
-                                           "(groups below the minimum size, 'unknown', and "
-                                           "groups hidden by small-cell protection are left "
-                                           "out)"),
-                                "excluded_groups": excluded})
+        for attribute, group_entries in by_attr.items():
+            excluded = [e["group"] for e in group_entries if not _eligible(e)]
+            for metric in wanted:
+                parts = {"demographic_parity_difference": ["selection_rate"],
+                         "equalized_odds_difference": ["sensitivity", "specificity"]}.get(
+                             metric, [metric])
+                base = {"attribute": attribute, "metric": metric,
+                        "excluded_groups": excluded,
+                        "too_few_groups": _too_few_groups(group_entries, parts)}
+                t = tests.get((attribute, metric))
+                if t is None or t["gap"] != t["gap"]:
+                    out.append({**base, "status": "not_assessed",
+                                "reason": wording.gap_not_assessed_reason(
+                                    group_entries, parts, self.min_group_size)})
                     continue
-                lower_better = metric in LOWER_IS_BETTER
-                ranked = sorted(valid, key=lambda e: e[metric]["value"], reverse=not lower_better)
-                best, worst = ranked[0], ranked[-1]
-                rb = replicates[(attribute, best["group"])][metric]
-                rw = replicates[(attribute, worst["group"])][metric]
-                gap = abs(best[metric]["value"] - worst[metric]["value"])
-                diff_reps = np.abs(rb - rw) * np.sign(
-                    (rb - rw) if not lower_better else (rw - rb))
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    ratio = (worst[metric]["value"] / best[metric]["value"]
-                             if best[metric]["value"] else float("nan"))
-                    ratio_reps = rw / rb
-                ci = percentile_interval(diff_reps, 0.95)
-                ci_adj = percentile_interval(diff_reps, level)
-                real = ci_adj[0] is not None and ci_adj[0] > 0
-                out.append({
-                    "attribute": attribute, "metric": metric, "status": "assessed",
-                    "best_group": best["group"], "worst_group": worst["group"],
-                    "best": best[metric]["value"], "worst": worst[metric]["value"],
-                    "n_best": best["n"], "n_worst": worst["n"],
-                    "gap": gap, "gap_ci": ci, "gap_ci_adjusted": ci_adj,
-                    "adjusted_level": level,
-                    "ratio": ratio, "ratio_ci": percentile_interval(ratio_reps, 0.95),
-                    "real": bool(real), "excluded_groups": excluded,
-                })
-            for name, parts in (("demographic_parity_difference", ("selection_rate",)),
-                                ("equalized_odds_difference", ("sensitivity", "specificity"))):
-                if not all(p in metrics for p in parts) or len(ok) < 2:
-                    continue
-                point_parts, rep_parts = [], []
-                for p in parts:
-                    vals = np.array([e[p]["value"] for e in ok], dtype=float)
-                    reps = np.vstack([replicates[(attribute, e["group"])][p] for e in ok])
-                    with np.errstate(invalid="ignore"):
-                        point_parts.append(np.nanmax(vals) - np.nanmin(vals))
-                        rep_parts.append(_nanrange(reps))
-                # EO: max over TPR gap and FPR gap (= specificity gap)
-                point = float(max(point_parts))
-                reps = np.nanmax(np.vstack(rep_parts), axis=0) if len(rep_parts) > 1 else rep_parts[0]
-                out.append({"attribute": attribute, "metric": name, "status": "assessed",
-                            "value": point, "ci": percentile_interval(reps, 0.95),
-                            "groups": [e["group"] for e in ok], "excluded_groups": excluded})
-        return out, n_comp
+                entry = {**base, "status": "assessed", "p_value": t["p_value"],
+                         "p_adjusted": t["p_adjusted"], "real": t["real"],
+                         "critical_gap": t["critical_gap"],
+                         "family_size": t["family_size"], "n_permutations": t["n_permutations"],
+                         "groups": t["judgeable_groups"]}
+                if metric in PARITY_STATISTICS:
+                    entry.update({"value": t["gap"], "ci": t["ci_simultaneous"],
+                                  "ci_kind": "simultaneous"})
+                    for k in ("tpr_difference", "fpr_difference", "highest_group",
+                              "lowest_group", "highest", "lowest"):
+                        if k in t:
+                            entry[k] = t[k]
+                else:
+                    best = lookup[(attribute, t["best_group"])]
+                    worst = lookup[(attribute, t["worst_group"])]
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        ratio = (t["worst"] / t["best"] if t["best"] else float("nan"))
+                    entry.update({
+                        "best_group": t["best_group"], "worst_group": t["worst_group"],
+                        "best": t["best"], "worst": t["worst"],
+                        "n_best": best[metric]["denominator"],
+                        "n_worst": worst[metric]["denominator"],
+                        "units_best": best[metric]["denominator_patients"],
+                        "units_worst": worst[metric]["denominator_patients"],
+                        "denominator_of": best[metric]["denominator_of"],
+                        "gap": t["gap"], "gap_ci": t["ci_simultaneous"],
+                        "gap_ci_adjusted": t["ci_simultaneous"], "ci_kind": "simultaneous",
+                        "ratio": ratio,
+                        "minimum_detectable_gap": t.get("minimum_detectable_gap"),
+                    })
+                out.append(entry)
+        assessed = [d for d in out if d["status"] == "assessed"]
+        family = {
+            "size": len({(concepts.get(d["attribute"], d["attribute"]), d["metric"])
+                         for d in assessed}),
+            "attributes": sorted({concepts.get(d["attribute"], d["attribute"])
+                                  for d in assessed}),
+            "codings": {c: sorted({d["attribute"] for d in assessed
+                                   if concepts.get(d["attribute"], d["attribute"]) == c})
+                        for c in {concepts.get(d["attribute"], d["attribute"]) for d in assessed}},
+            "statistics": len(assessed),
+            "alpha": self.alpha,
+            "n_permutations": self.n_permutations,
+            "unit": "patient" if patients is not None else "image",
+            "method": (f"permutation of {'patients' if patients is not None else 'images'} "
+                       "across groups, Westfall-Young min-P step-down"),
+            "power": self.power,
+        }
+        return out, family
 
 
-def _nanrange(reps: np.ndarray) -> np.ndarray:
-    valid = ~np.isnan(reps)
-    hi = np.where(valid, reps, -np.inf).max(axis=0)
-    lo = np.where(valid, reps, np.inf).min(axis=0)
-    return np.where(valid.sum(axis=0) >= 2, hi - lo, np.nan)
+def _eligible(entry: dict[str, Any]) -> bool:
+    return not (entry["too_few"] or entry["is_unknown"]
+                or entry.get("hidden_by_small_cell_rule"))
+
+
+def _too_few_groups(group_entries: list[dict[str, Any]], parts: list[str]
+                    ) -> list[dict[str, Any]]:
+    """Eligible groups still too few for this metric, with the denominator that failed."""
+    out = []
+    for e in group_entries:
+        if not _eligible(e):
+            continue
+        for p in parts:
+            m = e.get(p) or {}
+            if m.get("too_few"):
+                out.append({"group": e["group"], "metric": p,
+                            "denominator_of": m.get("denominator_of"),
+                            "denominator": m.get("denominator"),
+                            "denominator_patients": m.get("denominator_patients")})
+                break
+    return out
+
+
+def attribute_concepts(attributes: Sequence[Any]) -> dict[str, str]:
+    """Attribute name -> the variable it codes, so codings of one variable count once.
+
+    Attributes reading the same column are one variable (Fitzpatrick I-VI and its
+    bands); so are two ratings of skin tone on one scale (two annotator groups rate
+    the same skin). Everything else is its own variable.
+    """
+    out = {}
+    for a in attributes:
+        if a.kind == "skin_tone" and a.scale:
+            out[a.name] = f"skin tone ({a.scale})"
+        else:
+            out[a.name] = a.column
+    return out
 
 
 # --------------------------------------------------------------------------- plain language
 
-_METRIC_WORDS = {
-    "sensitivity": ("misses", "positive cases"),
-    "specificity": ("raises a false alarm on", "negative cases"),
-}
-
-
-def _one_in(rate: float) -> str:
-    if rate <= 0:
-        return "none"
-    k = round(1 / rate)
-    return f"about 1 in {k}" if k >= 2 else "nearly all"
-
 
 def describe_gap(d: dict[str, Any], positive_class: str = "positive") -> str:
-    """One plain-language sentence about a disparity entry."""
-    attr = d["attribute"].replace("_", " ")
-    if d.get("status") != "assessed" or "best_group" not in d:
-        return f"{attr}: {d.get('reason', 'not assessed')}."
-    metric = d["metric"]
-    if metric == "sensitivity":
-        w, b = 1 - d["worst"], 1 - d["best"]
-        text = (f"For {attr} {d['worst_group']} the model misses {_one_in(w)} {positive_class} "
-                f"cases, for {d['best_group']} {_one_in(b)}")
-    elif metric == "specificity":
-        w, b = 1 - d["worst"], 1 - d["best"]
-        text = (f"For {attr} {d['worst_group']} the model raises a false alarm on {_one_in(w)} "
-                f"cases without {positive_class}, for {d['best_group']} {_one_in(b)}")
-    else:
-        text = (f"{metric.replace('_', ' ').capitalize()} for {attr}: {d['worst_group']} "
-                f"{d['worst']:.2f}, {d['best_group']} {d['best']:.2f}")
-    lo, hi = d["gap_ci"]
-    if lo is None:
-        return text + "; the groups are too small for an interval."
-    verdict = ("this difference is larger than chance (after correcting for the number of "
-               "comparisons)" if d["real"] else
-               "the data cannot tell whether this difference is real or chance")
-    return (f"{text} (gap {d['gap']:.2f}, 95% CI {lo:.2f} to {hi:.2f}, n = {d['n_worst']} and "
-            f"{d['n_best']}); {verdict}.")
+    """One plain-language sentence about a disparity entry (see :func:`wording.gap_sentence`)."""
+    return wording.gap_sentence(d, positive_class)
 
 
 # --------------------------------------------------------------------------- calibration, thresholds
@@ -362,6 +395,7 @@ def _passthrough_estimator() -> Any:
 
 def threshold_optimizer_mitigation(*, score: np.ndarray, is_positive: np.ndarray,
                                    groups: np.ndarray, constraint: str = "equalized_odds",
+                                   decisions: np.ndarray | None = None,
                                    random_state: int = 0) -> dict[str, Any]:
     """What fairlearn's ``ThresholdOptimizer`` would do, and what it costs.
 
@@ -369,6 +403,22 @@ def threshold_optimizer_mitigation(*, score: np.ndarray, is_positive: np.ndarray
     group's sensitivity/specificity and the overall accuracy before and after.
     Fitting and evaluating on the same images is optimistic; it shows the trade-off,
     not a validated fix.
+
+    Parameters
+    ----------
+    score : numpy.ndarray
+        ``(n,)`` positive-class probability.
+    is_positive : numpy.ndarray
+        ``(n,)`` booleans, the truth.
+    groups : numpy.ndarray
+        ``(n,)`` group labels.
+    constraint : str
+        fairlearn constraint.
+    decisions : numpy.ndarray, optional
+        ``(n,)`` booleans: the model's actual positive calls ("before"). For a
+        multi-class model these are argmax decisions, not ``score >= 0.5``, so the
+        "before" numbers match the rest of the audit. Default ``score >= 0.5``.
+    random_state : int
     """
     from fairlearn.postprocessing import ThresholdOptimizer
 
@@ -380,7 +430,7 @@ def threshold_optimizer_mitigation(*, score: np.ndarray, is_positive: np.ndarray
                              else "balanced_accuracy_score")
     opt.fit(X, y, sensitive_features=groups)
     after = opt.predict(X, sensitive_features=groups, random_state=random_state).astype(bool)
-    before = score >= 0.5
+    before = (np.asarray(decisions, dtype=bool) if decisions is not None else score >= 0.5)
     rows = []
     for g in list(dict.fromkeys(groups.tolist())):
         m = groups == g
@@ -394,6 +444,9 @@ def threshold_optimizer_mitigation(*, score: np.ndarray, is_positive: np.ndarray
         })
     return {
         "constraint": constraint,
+        "before_is": ("the model's own decisions" if decisions is not None
+                      else "positive when its probability is at least 0.5"),
+        "accuracy_is": "positive class against the rest",
         "accuracy_before": float((before == is_positive).mean()),
         "accuracy_after": float((after == is_positive).mean()),
         "groups": rows,
@@ -513,11 +566,16 @@ def run_check(ctx: Any) -> dict[str, Any]:
     auditor = FairnessAudit(n_boot=ctx.config.n_boot, confidence=ctx.config.confidence,
                             min_group_size=ctx.config.min_group_size,
                             metrics=opts.get("metrics"), random_state=ctx.config.seed,
+                            n_permutations=int(opts.get("n_permutations", ctx.config.n_boot)),
+                            alpha=float(opts.get("alpha", 0.05)),
                             small_cell_k=ctx.config.small_cell_k)
     order = {a.name: a.group_order for a in ctx.dataset.spec.attributes}
+    if ctx.progress:
+        ctx.progress(0, 3, "fairness: subgroup metrics and permutation tests")
     result = auditor.compute(y=y, pred=pred, proba=proba, positive=card.positive_index,
                              groups=records[attrs], patients=patients,
-                             intersections=ctx.config.intersections, group_order=order)
+                             intersections=ctx.config.intersections, group_order=order,
+                             concepts=attribute_concepts(ctx.dataset.spec.attributes))
     if ctx.progress:
         ctx.progress(1, 3, "fairness: subgroup metrics")
     pos = card.positive_index
@@ -525,6 +583,7 @@ def run_check(ctx: Any) -> dict[str, Any]:
                    for a in attrs}
     positive_score = proba[:, pos]
     is_pos = y == pos
+    decided_pos = pred == pos  # the model's actual decisions (argmax for multi-class)
     mitigation = {}
     for a in attrs:
         g = records[a].to_numpy().astype(str)
@@ -540,19 +599,20 @@ def run_check(ctx: Any) -> dict[str, Any]:
             try:
                 mitigation[a] = threshold_optimizer_mitigation(
                     score=positive_score[sel], is_positive=is_pos[sel], groups=g[sel],
-                    random_state=ctx.config.seed)
+                    decisions=decided_pos[sel], random_state=ctx.config.seed)
             except ValueError as exc:  # fairlearn refuses degenerate groups
                 mitigation[a] = {"status": "not_assessed", "reason": str(exc)}
     if ctx.progress:
         ctx.progress(2, 3, "fairness: calibration and thresholds")
-    summary = [describe_gap(d, card.positive_class) for d in result["disparities"]
-               if d.get("metric") in ("sensitivity", "specificity") and d.get("status") == "assessed"]
+    summary = [wording.gap_sentence(d, card.positive_class) for d in result["disparities"]
+               if d.get("status") == "assessed"
+               and (d.get("metric") in ("sensitivity", "specificity") or d.get("real"))]
     for a in attrs:
-        if not any(d["attribute"] == a and d.get("status") == "assessed"
-                   for d in result["disparities"]):
-            summary.append(f"{a.replace('_', ' ').capitalize()}: not assessed — fewer than two "
-                           f"groups have at least {ctx.config.min_group_size} images and "
-                           "patients, so no difference between groups can be judged.")
+        ds = [d for d in result["disparities"] if d["attribute"] == a]
+        if ds and not any(d.get("status") == "assessed" for d in ds):
+            # the accuracy entry's reason is about the groups themselves, not one metric
+            first = next((d for d in ds if d["metric"] == "accuracy"), ds[0])
+            summary.append(wording.attribute_not_assessed(a, first["reason"]))
     skin = None
     if opts.get("skin_tone_agreement", True):
         skin = _skin_tone_section(ctx, rows)
@@ -618,7 +678,13 @@ def operating_points_from_predictions(frame: pd.DataFrame, *, attribute: str,
 
 
 def groups_table(result: dict[str, Any], *, attribute: str, metric: str) -> pd.DataFrame:
-    """Rows of one attribute's groups for one metric: value, interval, n, too_few."""
+    """Rows of one attribute's groups for one metric.
+
+    Columns: ``group``, ``value``, ``low``, ``high``, ``n``, ``n_patients``,
+    ``denominator`` (what the metric divides by, e.g. positives for sensitivity),
+    ``denominator_patients``, ``denominator_of``, ``too_few`` (the group, or this
+    metric's denominator, is below the minimum), ``suppressed``.
+    """
     rows = []
     for e in result["groups"]:
         if e["attribute"] != attribute:
@@ -627,9 +693,42 @@ def groups_table(result: dict[str, Any], *, attribute: str, metric: str) -> pd.D
         ci = m.get("ci") or [None, None]
         rows.append({"group": e["group"], "value": m.get("value"), "low": ci[0], "high": ci[1],
                      "n": e.get("n"), "n_patients": e.get("n_patients"),
-                     "too_few": e.get("too_few"), "suppressed": e.get("suppressed", False)})
-    table = pd.DataFrame(rows, columns=["group", "value", "low", "high", "n", "n_patients",
-                                        "too_few", "suppressed"])
+                     "denominator": m.get("denominator"),
+                     "denominator_patients": m.get("denominator_patients"),
+                     "denominator_of": m.get("denominator_of"),
+                     "too_few": bool(e.get("too_few") or m.get("too_few")),
+                     "suppressed": e.get("suppressed", False)})
+    columns = ["group", "value", "low", "high", "n", "n_patients", "denominator",
+               "denominator_patients", "denominator_of", "too_few", "suppressed"]
+    table = pd.DataFrame(rows, columns=columns)
     for col in ("value", "low", "high"):
+        table[col] = pd.to_numeric(table[col], errors="coerce").astype(float)
+    return table
+
+
+def gaps_table(result: dict[str, Any], *, attribute: str) -> pd.DataFrame:
+    """One attribute's tested gaps: one row per metric (and parity difference).
+
+    Columns: ``metric`` (display name), ``worst``, ``best``, ``gap``, ``low``, ``high``
+    (simultaneous interval), ``p_adjusted``, ``verdict`` (wording verdict label),
+    ``minimum_detectable_gap``, ``note`` (the reason when not assessed).
+    """
+    rows = []
+    for d in result.get("disparities", []):
+        if d["attribute"] != attribute:
+            continue
+        ci = d.get("gap_ci", d.get("ci")) or [None, None]
+        assessed = d.get("status") == "assessed"
+        verdict = ("concern" if d.get("real") else "cannot tell") if assessed else "not assessed"
+        rows.append({"metric": wording.metric_name(d["metric"]).replace("_", " "),
+                     "worst": d.get("worst_group"), "best": d.get("best_group"),
+                     "gap": d.get("gap", d.get("value")), "low": ci[0], "high": ci[1],
+                     "p_adjusted": d.get("p_adjusted"),
+                     "verdict": wording.verdict_label(verdict),
+                     "minimum_detectable_gap": d.get("minimum_detectable_gap"),
+                     "note": "" if assessed else d.get("reason", "")})
+    table = pd.DataFrame(rows, columns=["metric", "worst", "best", "gap", "low", "high",
+                                        "p_adjusted", "verdict", "minimum_detectable_gap", "note"])
+    for col in ("gap", "low", "high", "p_adjusted", "minimum_detectable_gap"):
         table[col] = pd.to_numeric(table[col], errors="coerce").astype(float)
     return table

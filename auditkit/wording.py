@@ -10,7 +10,9 @@ Sections (each issue adds its sentences to its own section, below the formatters
 - verdicts: the four verdict words and their icons;
 - numbers: percentages, plain numbers, intervals, sample sizes;
 - metric meanings: one plain sentence per metric name;
-- sentences: shared phrasings ("too few to judge", "not assessed because …").
+- sentences: shared phrasings ("too few to judge", "not assessed because …");
+- statistics: gaps between groups, the family they are tested in, baselines, power,
+  membership inference findings (issue 12).
 """
 
 from __future__ import annotations
@@ -27,22 +29,36 @@ __all__ = [
     "VERDICTS",
     "Verdict",
     "VerdictWord",
+    "attribute_not_assessed",
+    "baseline_sentence",
     "comparison_changes_sentence",
     "comparison_group_sentence",
     "comparison_overall_sentence",
+    "correction_note",
     "fmt_count",
     "fmt_difference",
+    "fmt_evidence",
     "fmt_interval",
     "fmt_n",
     "fmt_number",
+    "fmt_p",
     "fmt_pct",
+    "fmt_points",
+    "fmt_points_interval",
     "fmt_signed_points",
     "fmt_value",
     "gap_change_sentence",
+    "gap_not_assessed_reason",
+    "gap_sentence",
+    "gap_verdict",
+    "membership_finding",
     "metric_meaning",
     "metric_name",
     "noninferiority_sentence",
     "not_assessed",
+    "performance_headline",
+    "share_false_alarm",
+    "share_missed",
     "shared_images_sentence",
     "too_few",
     "verdict_label",
@@ -162,6 +178,8 @@ METRIC_NAMES: dict[str, str] = {
     "auroc": "AUROC",
     "auroc_macro": "AUROC (averaged over classes)",
     "ece": "calibration error",
+    "ece_debiased": "calibration error (debiased)",
+    "overconfidence": "overconfidence",
     "prevalence": "prevalence",
     "selection_rate": "share called positive",
 }
@@ -182,6 +200,12 @@ METRIC_MEANINGS: dict[str, str] = {
     "ece": (
         "how far the model's stated confidence is from how often it is actually right "
         "(lower is better)"),
+    "ece_debiased": (
+        "calibration error with the extra error small groups show by chance removed, so "
+        "groups of different sizes can be compared (lower is better)"),
+    "overconfidence": (
+        "how much the model's average confidence exceeds how often it is right: 0 is "
+        "calibrated, above 0 over-confident, below 0 under-confident"),
     "prevalence": "how many of the test images truly show the disease",
     "selection_rate": "how many of the test images the model calls positive",
 }
@@ -373,3 +397,271 @@ def shared_images_sentence(*, n_total: int, n_shared: int, reasons: dict[str, in
     if dropped:
         text += "; left out: " + "; ".join(dropped)
     return text + "."
+
+
+# --------------------------------------------------------------------------- statistics
+# Sentences of the statistical judgements (issue 12): gaps between groups, the family
+# they are tested in, baselines, power, and what "not assessed" means. Each is tested
+# against the numbers it describes (tests/test_statistics_wording.py).
+
+
+def _cap(text: str) -> str:
+    """First letter upper case, the rest untouched ("AUROC" stays "AUROC")."""
+    return text[:1].upper() + text[1:]
+
+
+def fmt_points(diff: float | None, digits: int = 0) -> str:
+    """A difference of two proportions in percentage points: ``0.123 -> "12 points"``."""
+    if _missing(diff):
+        return "–"
+    text = f"{100.0 * float(diff):.{digits}f}"  # type: ignore[arg-type]
+    return f"{text} point" if text.lstrip("+-") == "1" else f"{text} points"
+
+
+def fmt_points_interval(diff: float | None, ci: Sequence[float | None] | None, *,
+                        label: str = "95% interval", signed: bool = False) -> str:
+    """``"-7 points (95% interval -39 to +26)"``; no interval -> ``"(no interval)"``."""
+    if _missing(diff):
+        return "–"
+
+    def one(x: float) -> str:
+        return f"{100.0 * x:+.0f}" if signed else f"{100.0 * x:.0f}"
+
+    head = one(float(diff))  # type: ignore[arg-type]
+    head += " point" if head.lstrip("+-") == "1" else " points"
+    if ci is None or len(ci) != 2 or _missing(ci[0]) or _missing(ci[1]):
+        return f"{head} (no interval)"
+    return f"{head} ({label} {one(float(ci[0]))} to {one(float(ci[1]))})"  # type: ignore[arg-type]
+
+
+def fmt_p(p: float | None) -> str:
+    """A p-value: ``"p = 0.031"``, ``"p < 0.001"``; missing -> ``"p –"``."""
+    if _missing(p):
+        return "p –"
+    if p < 0.001:  # type: ignore[operator]
+        return "p < 0.001"
+    return f"p = {float(p):.3f}"  # type: ignore[arg-type]
+
+
+def fmt_evidence(count: int | None, what: str, units: int | None = None) -> str:
+    """n in the resampling unit: ``"12 positives from 7 patients"`` or ``"12 positives"``."""
+    if count is None:
+        return f"{what} unknown"
+    text = f"{fmt_count(count)} {what}"
+    if units is not None:
+        text += f" from {fmt_count(units)} patient{'s' if units != 1 else ''}"
+    return text
+
+
+def share_missed(rate_caught: float | None) -> str:
+    """What a sensitivity means in words that match it: ``0.33 -> "misses 67%"``."""
+    if _missing(rate_caught):
+        return "cannot be measured"
+    missed = 1.0 - float(rate_caught)  # type: ignore[arg-type]
+    if missed <= 0:
+        return "misses none"
+    if missed >= 1:
+        return "misses all"
+    return f"misses {fmt_pct(missed)}"
+
+
+def share_false_alarm(specificity: float | None) -> str:
+    """What a specificity means in words: ``0.9 -> "raises a false alarm on 10%"``."""
+    if _missing(specificity):
+        return "cannot be measured"
+    alarms = 1.0 - float(specificity)  # type: ignore[arg-type]
+    if alarms <= 0:
+        return "raises no false alarm"
+    if alarms >= 1:
+        return "raises a false alarm on all"
+    return f"raises a false alarm on {fmt_pct(alarms)}"
+
+
+def correction_note(family: dict) -> str:  # type: ignore[type-arg]
+    """How gaps were judged: the test, the family and its size, in one paragraph."""
+    size = family.get("size", 0)
+    if not size:
+        return ("No gap between groups could be tested: no attribute has two groups large "
+                "enough to compare.")
+    codings = {c: a for c, a in (family.get("codings") or {}).items() if len(a) > 1}
+    merged = "".join(f" {', '.join(a)} are codings of one variable ({c}) and count once."
+                     for c, a in sorted(codings.items()))
+    level = fmt_pct(1 - float(family.get("alpha", 0.05)))
+    return (f"Each gap between the best and the worst group is compared with the largest gap "
+            f"chance produces when {family.get('unit', 'patient')}s are shuffled across groups "
+            f"({fmt_count(family.get('n_permutations'))} permutations). The chance of calling "
+            f"any gap real when none is, over all {fmt_count(size)} attribute × metric "
+            f"comparisons, is held at {fmt_pct(float(family.get('alpha', 0.05)))} "
+            f"(Westfall-Young step-down).{merged} Gap intervals are simultaneous {level} "
+            "intervals: they exclude 0 exactly when a gap is called real.")
+
+
+def gap_not_assessed_reason(group_entries: Sequence[dict], parts: Sequence[str],  # type: ignore[type-arg]
+                            minimum: int) -> str:
+    """The real reason a gap was not assessed: which groups were left out, and why."""
+    hidden, unknown, small, few = [], [], [], []
+    for e in group_entries:
+        if e.get("hidden_by_small_cell_rule") or e.get("suppressed"):
+            hidden.append(e["group"])
+        elif e.get("is_unknown"):
+            unknown.append(e["group"])
+        elif e.get("too_few"):
+            small.append(f"{e['group']} ({fmt_evidence(e.get('n'), 'images', e.get('n_patients'))})")
+        else:
+            for p in parts:
+                m = e.get(p) or {}
+                if m.get("too_few"):
+                    few.append(f"{e['group']} ({fmt_evidence(m.get('denominator'), m.get('denominator_of', 'images'), m.get('denominator_patients'))} for {metric_name(p)})")
+                    break
+    causes = []
+    if hidden:
+        causes.append(f"{', '.join(hidden)} hidden by small-cell protection")
+    if small:
+        causes.append(f"{', '.join(small)} below {fmt_count(minimum)} images or patients")
+    if few:
+        causes.append(f"too few in the metric's denominator: {', '.join(few)}; at least "
+                      f"{fmt_count(minimum)} needed")
+    if unknown:
+        causes.append(f"{', '.join(unknown)} not compared (group unknown)")
+    text = "fewer than two groups can be compared"
+    return text + (": " + "; ".join(causes) if causes else "")
+
+
+def attribute_not_assessed(attribute: str, reason: str) -> str:
+    """``"Sex: not assessed — <reason>."``"""
+    return f"{_cap(attribute.replace('_', ' '))}: not assessed — {reason}."
+
+
+def gap_verdict(d: dict) -> str:  # type: ignore[type-arg]
+    """The verdict clause of a gap, with the adjusted p-value and the power behind it."""
+    p = fmt_p(d.get("p_adjusted"))
+    if d.get("real"):
+        return (f"this gap is larger than chance ({p}, adjusted for "
+                f"{fmt_count(d.get('family_size'))} comparisons)")
+    text = (f"the data cannot tell whether this gap is real or chance ({p}, adjusted for "
+            f"{fmt_count(d.get('family_size'))} comparisons)")
+    mdd = d.get("minimum_detectable_gap")
+    if not _missing(mdd):
+        text += (f"; only a gap of about {fmt_points(mdd)} or more would have been detected "
+                 "reliably (80% power)")
+    return text
+
+
+_SIMULTANEOUS = "simultaneous 95% interval"
+
+
+def gap_sentence(d: dict, positive_class: str = "positive") -> str:  # type: ignore[type-arg]
+    """One plain sentence about a disparity entry, numbers and verdict agreeing."""
+    attr = d["attribute"].replace("_", " ")
+    metric = d.get("metric", "")
+    if d.get("status") != "assessed":
+        return f"{_cap(attr)}, {metric_name(metric)}: " + not_assessed(
+            d.get("reason", "no reason recorded")) + "."
+    if metric in ("demographic_parity_difference", "equalized_odds_difference"):
+        name = ("share called positive" if metric == "demographic_parity_difference"
+                else "error rates (equalized odds)")
+        return (f"{_cap(attr)}: the largest difference in {name} between groups is "
+                f"{fmt_points_interval(d.get('value'), d.get('ci'), label=_SIMULTANEOUS)}; "
+                f"{gap_verdict(d)}.")
+    unit_w, unit_b = d.get("units_worst"), d.get("units_best")
+    what = d.get("denominator_of", "images")
+    n_w = fmt_evidence(d.get("n_worst"), what, unit_w)
+    n_b = fmt_evidence(d.get("n_best"), what, unit_b)
+    if metric == "sensitivity":
+        text = (f"For {attr} {d['worst_group']} the model {share_missed(d['worst'])} of "
+                f"{positive_class} cases ({n_w}); for {d['best_group']} it "
+                f"{share_missed(d['best'])} ({n_b})")
+    elif metric == "specificity":
+        text = (f"For {attr} {d['worst_group']} the model {share_false_alarm(d['worst'])} of "
+                f"cases without {positive_class} ({n_w}); for {d['best_group']} it "
+                f"{share_false_alarm(d['best'])} ({n_b})")
+    elif metric == "overconfidence":
+        text = (f"Calibration for {attr}: confidence exceeds accuracy by "
+                f"{fmt_points(d['worst'])} for {d['worst_group']} ({n_w}) and by "
+                f"{fmt_points(d['best'])} for {d['best_group']} ({n_b})")
+    else:
+        text = (f"{_cap(metric_name(metric))} for {attr}: {d['worst_group']} "
+                f"{fmt_pct(d['worst'])} ({n_w}), {d['best_group']} {fmt_pct(d['best'])} ({n_b})")
+    return (f"{text}. Gap {fmt_points_interval(d.get('gap'), d.get('gap_ci'), label=_SIMULTANEOUS)}"
+            f"; {gap_verdict(d)}.")
+
+
+def baseline_sentence(kind: str, b: dict) -> str:  # type: ignore[type-arg]
+    """The model against a baseline a committee asks about first.
+
+    ``kind`` is ``"majority_class"`` (``b``: ``model``, ``baseline``, ``difference``,
+    ``ci``, ``class``) or ``"chance_balanced_accuracy"`` / ``"chance_auroc"``.
+    """
+    lo, hi = (b.get("ci") or [None, None])[:2]
+    diff = b.get("difference")
+    interval = f"difference {fmt_points_interval(diff, b.get('ci'), signed=True)}"
+    if kind == "majority_class":
+        head = (f"Accuracy {fmt_pct(b['model'])} against {fmt_pct(b['baseline'])} for always "
+                f"answering '{b['class']}', the most common class ({interval})")
+        if _missing(diff):
+            return head + "."
+        if not _missing(hi) and hi < 0:  # type: ignore[operator]
+            return (f"The model is worse than always answering '{b['class']}': " + head[0].lower()
+                    + head[1:] + ".")
+        if diff < 0:  # type: ignore[operator]
+            return (f"The model is less accurate than always answering '{b['class']}' would be: "
+                    + head[0].lower() + head[1:] + "; the data cannot tell whether it is really "
+                    "worse.")
+        if not _missing(lo) and lo > 0:  # type: ignore[operator]
+            return head + "; the model beats this baseline."
+        return head + "; the data cannot tell the model apart from this baseline."
+    name = "Balanced accuracy" if kind == "chance_balanced_accuracy" else "AUROC"
+    head = (f"{name} {fmt_pct(b['model'])} against {fmt_pct(b['baseline'])} for guessing "
+            f"({interval})")
+    if _missing(diff):
+        return head + "."
+    if not _missing(lo) and lo > 0:  # type: ignore[operator]
+        return head + "; better than chance."
+    return head + "; the model is no better than chance on this evidence."
+
+
+def performance_headline(perf: dict) -> str:  # type: ignore[type-arg]
+    """The one-line result the CLI prints: accuracy, its interval and the n it rests on."""
+    acc = (perf.get("metrics") or {}).get("accuracy") or {}
+    text = (f"accuracy {fmt_interval(acc.get('value'), acc.get('ci'))} on "
+            f"{fmt_n(perf.get('n'), perf.get('n_patients'))}")
+    if perf.get("evaluated_on"):
+        text += f" ({perf['evaluated_on']})"
+    return text
+
+
+def membership_finding(auc: float | None, ci: Sequence[float | None] | None,
+                       tpr_1pct: float | None = None, *, resolvable: bool = True,
+                       subject: str = "a patient's image", n_attacks: int = 1) -> str:
+    """What a membership-inference result means, said symmetrically.
+
+    An interval that contains 0.5 rules out neither chance nor leakage up to its upper
+    end, and the sentence says both. ``n_attacks > 1``: the interval belongs to the
+    strongest of several attacks and was widened for picking it.
+    """
+    if _missing(auc):
+        return "The leak could not be measured (no members or no non-members to compare)."
+    lo, hi = (list(ci) + [None, None])[:2] if ci else (None, None)
+    label = ("95% CI" if n_attacks <= 1 else
+             f"95% CI widened for picking the strongest of {n_attacks} attacks")
+    interval = f"AUC {auc:.2f}" + (f", {label} {lo:.2f}–{hi:.2f}" if not _missing(lo)
+                                   and not _missing(hi) else "")
+    if not _missing(lo) and lo <= 0.5 <= (hi if not _missing(hi) else 1.0):  # type: ignore[operator]
+        text = (f"Someone holding the model's outputs could not tell whether {subject} was "
+                f"used in training better than a coin toss ({interval}). The data cannot rule "
+                f"out chance; nor can they rule out leakage up to an AUC of "
+                f"{(hi if not _missing(hi) else 1.0):.2f}.")
+    else:
+        a = float(auc)  # type: ignore[arg-type]
+        degree = ("slightly better than" if a < 0.55 else "somewhat better than" if a < 0.65
+                  else "clearly better than" if a < 0.8 else "far better than")
+        text = (f"Someone holding the model's outputs could tell whether {subject} was used in "
+                f"training {degree} a coin toss ({interval}).")
+    if not _missing(tpr_1pct) and resolvable:
+        text += (f" When wrongly accusing only 1 in 100 people who were not in training, the "
+                 f"attack picks out {100 * tpr_1pct:.1f}% of training patients (chance: 1%).")  # type: ignore[operator]
+    elif not _missing(tpr_1pct):
+        text += (f" Without wrongly accusing anyone who was not in training, the attack picks "
+                 f"out {100 * tpr_1pct:.1f}% of training patients (too few images never "  # type: ignore[operator]
+                 "trained on to measure a 1-in-100 false-alarm rate).")
+    return text

@@ -7,7 +7,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import auditkit
-from auditkit.fairness import groups_table, operating_points_from_predictions
+from auditkit import wording
+from auditkit.fairness import gaps_table, groups_table, operating_points_from_predictions
 from ui.common import (
     attribute_names_of,
     new_run_dir,
@@ -18,8 +19,9 @@ from ui.common import (
 
 st.set_page_config(page_title="Fairness — auditkit", layout="wide")
 st.title("Is it equally accurate for every patient group?")
-st.caption("Per-group results with 95% intervals. Groups with fewer than the minimum number of "
-           "images (or patients) are marked *too few to judge*: shown, never hidden, never "
+st.caption("Per-group results with 95% intervals. A metric is marked *too few to judge* when "
+           "what it divides by is below the minimum: images for accuracy, positives for "
+           "sensitivity, negatives for specificity, both for AUROC. Shown, never hidden, never "
            "over-read.")
 
 ref, dataset_name = pick_model_and_dataset("fairness")
@@ -61,37 +63,54 @@ attribute = c1.selectbox("Patient attribute", attributes, key="fairness_attribut
 metric = c2.selectbox("Metric", metrics, key="fairness_metric")
 table = groups_table(result, attribute=attribute, metric=metric)
 labels = [f"{g} — suppressed (small-cell protection)" if sup else
-          f"{g} (n={int(n)})" + (" — too few to judge" if tf else "")
-          for g, n, tf, sup in zip(table["group"], table["n"], table["too_few"],
-                                   table["suppressed"])]
+          f"{g} ({wording.fmt_evidence(den, what, pats)})" + (" — too few to judge" if tf else "")
+          for g, den, pats, what, tf, sup in zip(
+              table["group"], table["denominator"], table["denominator_patients"],
+              table["denominator_of"], table["too_few"], table["suppressed"])]
 fig = go.Figure(go.Scatter(
     x=table["value"], y=labels, mode="markers",
-    marker={"size": 11, "color": ["#bbbbbb" if tf else "#1f77b4" for tf in table["too_few"]]},
+    marker={"size": 11, "color": ["#bbbbbb" if tf else "#1f77b4" for tf in table["too_few"]],
+            "symbol": ["circle-open" if tf else "circle" for tf in table["too_few"]]},
     error_x={"type": "data", "symmetric": False,
              "array": (table["high"] - table["value"]).tolist(),
              "arrayminus": (table["value"] - table["low"]).tolist()},
 ))
-fig.update_layout(xaxis_title=f"{metric} (95% interval)", height=120 + 40 * len(table),
-                  margin={"l": 10, "r": 10, "t": 10, "b": 40})
+fig.update_layout(xaxis_title=f"{wording.metric_name(metric)} (95% interval)",
+                  height=120 + 40 * len(table), margin={"l": 10, "r": 10, "t": 10, "b": 40})
 st.plotly_chart(fig, key="fairness_groups_chart")
-st.dataframe(table, hide_index=True, key="fairness_groups_table")
+is_share = metric != "overconfidence"
+value_format = "percent" if is_share else "%.3f"
+st.dataframe(table, hide_index=True, key="fairness_groups_table", column_config={
+    "value": st.column_config.NumberColumn(wording.metric_name(metric), format=value_format),
+    "low": st.column_config.NumberColumn("95% interval from", format=value_format),
+    "high": st.column_config.NumberColumn("to", format=value_format),
+    "denominator": st.column_config.NumberColumn("counted in denominator", format="%d"),
+    "denominator_patients": st.column_config.NumberColumn("from patients", format="%d"),
+    "denominator_of": st.column_config.TextColumn("denominator counts"),
+})
 if table["suppressed"].any():
     st.caption("Suppressed groups have fewer than 10 images or patients (or are the "
                "complementary cell that would reveal one): their numbers are hidden in every "
                "view and export so no patient can be singled out.")
 
-gaps = [d for d in result["disparities"] if d["attribute"] == attribute]
-if gaps and all(d["status"] != "assessed" for d in gaps):
-    st.subheader("Gaps between groups")
-    st.info(f"Not assessed for {attribute}: {gaps[0].get('reason')}.")
-elif gaps:
-    st.subheader("Gaps between groups")
-    st.dataframe(pd.DataFrame([{
-        "metric": d["metric"], "worst": d.get("worst_group"), "best": d.get("best_group"),
-        "gap": d.get("gap", d.get("value")),
-        "95% CI": d.get("gap_ci", d.get("ci")),
-        "larger than chance": d.get("real"), "status": d["status"],
-    } for d in gaps]), hide_index=True, key="fairness_gaps_table")
+st.subheader("Gaps between groups")
+gaps = gaps_table(result, attribute=attribute)
+if gaps.empty:
+    st.info(f"No gap was tested for {attribute}.")
+else:
+    st.dataframe(gaps, hide_index=True, key="fairness_gaps_table", column_config={
+        "gap": st.column_config.NumberColumn("gap (worst − best)", format="percent"),
+        "low": st.column_config.NumberColumn("simultaneous 95% interval from",
+                                             format="percent"),
+        "high": st.column_config.NumberColumn("to", format="percent"),
+        "p_adjusted": st.column_config.NumberColumn("adjusted p", format="%.3f"),
+        "minimum_detectable_gap": st.column_config.NumberColumn(
+            "smallest gap detectable (80% power)", format="percent"),
+    })
+    st.caption("A gap is called real (▲ concern) only when it is larger than the largest gap "
+               "chance produces across all attributes and metrics; its interval then excludes "
+               "0. *Cannot tell* is not *no gap*: the last column says how large a gap would "
+               "have had to be to be seen.")
 
 inter = [a for a in attributes if "×" in a]
 if inter:
@@ -137,7 +156,10 @@ else:
 mit = result["threshold_mitigation"].get(attribute)
 if mit and "groups" in mit:
     st.markdown(f"**Possible mitigation (fairlearn ThresholdOptimizer, {mit['constraint']}):** "
-                f"overall accuracy {mit['accuracy_before']:.0%} → {mit['accuracy_after']:.0%}.")
+                f"accuracy ({mit.get('accuracy_is', 'positive class against the rest')}) "
+                f"{wording.fmt_pct(mit['accuracy_before'])} with "
+                f"{mit.get('before_is', 'the model decisions')} → "
+                f"{wording.fmt_pct(mit['accuracy_after'])}.")
     st.dataframe(pd.DataFrame(mit["groups"]), hide_index=True, key="fairness_mitigation")
     st.info(mit["note"])
 

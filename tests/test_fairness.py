@@ -192,3 +192,30 @@ def test_gaps_and_mitigation_never_reveal_hidden_groups(tmp_path: Path, data_roo
     for rows in fair["threshold_mitigation"].values():
         assert not {r["group"] for r in rows.get("groups", [])} & hidden
     assert any(line.startswith("Sex: not assessed") for line in fair["summary"])
+
+
+def test_mitigation_before_is_the_models_own_decisions() -> None:
+    """A three-class model: the positive class can be the argmax below 0.5, so "before"
+    must be the model's decisions, not p(positive) >= 0.5."""
+    rng = np.random.default_rng(0)
+    n = 600
+    group = np.where(rng.random(n) < 0.5, "a", "b")
+    p = rng.dirichlet([1, 1, 1], n)
+    decisions = p.argmax(axis=1) == 1
+    assert (decisions != (p[:, 1] >= 0.5)).sum() > 30
+    is_pos = rng.random(n) < np.where(decisions, 0.7, 0.2)
+    mit = threshold_optimizer_mitigation(score=p[:, 1], is_positive=is_pos, groups=group,
+                                         decisions=decisions)
+    assert mit["before_is"] == "the model's own decisions"
+    assert mit["accuracy_before"] == pytest.approx(float((decisions == is_pos).mean()))
+    rows = {r["group"]: r for r in mit["groups"]}
+    m = (group == "a") & is_pos
+    assert rows["a"]["sensitivity_before"] == pytest.approx(float(decisions[m].mean()))
+
+
+def test_stats_module_public_surface() -> None:
+    import auditkit.stats as stats
+
+    assert sorted(stats.__all__) == sorted(set(stats.__all__))
+    for name in stats.__all__:
+        assert getattr(stats, name).__doc__

@@ -85,6 +85,9 @@ MODES = ("fast", "thorough")
 _MEMBER_VALUES = {"train", "training", "member", "in", "1", "true", "yes", "y"}
 _NONMEMBER_VALUES = {"test", "val", "valid", "validation", "unused", "non-member", "nonmember",
                      "holdout", "held-out", "out", "0", "false", "no", "n"}
+#: Validation images chose the checkpoint (early stopping, model selection): the model
+#: was fitted to do well on them, so they are neither members nor clean non-members.
+_VALIDATION_VALUES = {"val", "valid", "validation"}
 _KNOWN_OPTIONS = {"mode", "split_csv", "member_column", "match_on", "max_per_side",
                   "n_reference", "epochs", "scan_identifiers", "max_dicom_files"}
 
@@ -101,6 +104,24 @@ def membership_labels(values: pd.Series) -> pd.Series:
 def _read_table(ctx: CheckContext) -> pd.DataFrame:
     path = Path(ctx.dataset.root) / ctx.dataset.spec.table
     return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def _validation_rows(ctx: CheckContext, opts: dict[str, Any]) -> np.ndarray:
+    """Records marked as validation in the split (they selected the checkpoint)."""
+    images = ctx.dataset.records["image"]
+    if opts.get("member_column"):
+        table = _read_table(ctx)
+        values = images.map(dict(zip(table[ctx.dataset.spec.image_column],
+                                     table[str(opts["member_column"])])))
+    else:
+        path = Path(opts["split_csv"]) if opts.get("split_csv") else (
+            Path(ctx.model.folder) / "split.csv" if ctx.model.folder is not None else None)
+        if path is None or not path.is_file():
+            return np.zeros(len(images), dtype=bool)
+        split = pd.read_csv(path, dtype=str, keep_default_na=False)
+        values = images.map(dict(zip(split["image"], split["split"])))
+    text = values.astype("string").str.strip().str.lower()
+    return text.isin(_VALIDATION_VALUES).fillna(False).to_numpy(dtype=bool)
 
 
 def _membership_source(ctx: CheckContext, opts: dict[str, Any]) -> tuple[pd.Series | None, str]:
@@ -191,7 +212,9 @@ def _membership(ctx: CheckContext, opts: dict[str, Any]) -> tuple[dict[str, Any]
                 "reason": (f"training membership is unknown: no split.csv at {source} and no "
                            "'member_column' option naming a table column that marks training "
                            "images")}, None
-    known = labels.notna().to_numpy()
+    validation = _validation_rows(ctx, opts)
+    # validation images are left out of the non-members: they chose the checkpoint
+    known = labels.notna().to_numpy() & ~validation
     member_all = labels.fillna(False).to_numpy(dtype=bool)
     n_mem, n_non = int((known & member_all).sum()), int((known & ~member_all).sum())
     if n_mem == 0 or n_non == 0:
@@ -237,6 +260,12 @@ def _membership(ctx: CheckContext, opts: dict[str, Any]) -> tuple[dict[str, Any]
     strongest = max(overall, key=lambda a: (overall[a]["auc"]["value"]
                                             if overall[a]["auc"]["value"] is not None else -1))
     head = overall[strongest]
+    # the strongest of k attacks is picked after looking: its interval is widened to the
+    # Bonferroni level 1 - (1 - confidence) / k (same seeded resamples)
+    level_adj = 1.0 - (1.0 - ctx.config.confidence) / max(len(scores), 1)
+    adjusted = evaluate_attack(scores[strongest], member, clusters=clusters,
+                               n_boot=ctx.config.n_boot, rng=ctx.rng(704),
+                               level=level_adj).auc_ci
     tpr1 = head["tpr_at_1pct_fpr"]["value"]
     sub = rec.iloc[idx].reset_index(drop=True)
     groups = _group_entries(ctx, sub, scores, member, clusters)
@@ -253,9 +282,11 @@ def _membership(ctx: CheckContext, opts: dict[str, Any]) -> tuple[dict[str, Any]
         "resampling_unit": "patient" if clusters is not None else "image",
         "balance": {
             "members_available": n_mem, "nonmembers_available": n_non,
+            "validation_excluded": int(validation.sum()),
             "matched_on": matched_on,
             "method": ("members (split 'train') and non-members (never trained on: 'test', "
-                       "'val', 'unused') are matched within every combination of "
+                       "'unused'; validation images, which chose the checkpoint, are left "
+                       "out) are matched within every combination of "
                        f"{', '.join(matched_on)}: in each, the larger side is randomly "
                        "subsampled (seeded) to the size of the smaller, so both sides have "
                        "the same size and the same mix of labels and groups"),
@@ -263,8 +294,12 @@ def _membership(ctx: CheckContext, opts: dict[str, Any]) -> tuple[dict[str, Any]
         "attacks": {name: ATTACKS[name] for name in scores},
         "overall": overall,
         "strongest_attack": strongest,
-        "finding": describe_exposure(head["auc"]["value"], head["auc"]["ci"], tpr1,
-                                     resolvable=head["tpr_at_1pct_fpr"]["resolvable"]),
+        "strongest_attack_auc_ci_adjusted": adjusted,
+        "strongest_attack_adjusted_level": level_adj,
+        "n_validation_excluded": int(validation.sum()),
+        "finding": describe_exposure(head["auc"]["value"], adjusted, tpr1,
+                                     resolvable=head["tpr_at_1pct_fpr"]["resolvable"],
+                                     n_attacks=len(scores)),
         "roc": {name: roc_curve_points(s, member) for name, s in scores.items()},
         "groups": groups,
     }

@@ -246,31 +246,12 @@ def roc_curve_points(score: np.ndarray, member: np.ndarray, n_points: int = 60
 
 def describe_exposure(auc: float | None, ci: Sequence[float | None] | None,
                       tpr_1pct: float | None = None, *, resolvable: bool = True,
-                      subject: str = "a patient's image") -> str:
-    """One plain-language sentence (or two) about an attack's AUC and its interval."""
-    if auc is None or auc != auc:
-        return "The leak could not be measured (no members or no non-members to compare)."
-    lo, hi = (list(ci) + [None, None])[:2] if ci else (None, None)
-    interval = f"AUC {auc:.2f}" + (f", 95% CI {lo:.2f}–{hi:.2f}" if lo is not None else "")
-    if lo is not None and lo <= 0.5 <= (hi if hi is not None else 1.0):
-        text = (f"Someone holding the model's outputs could not tell whether {subject} was "
-                f"used in training better than a coin toss ({interval}).")
-    else:
-        if auc < 0.55:
-            degree = "slightly better than"
-        elif auc < 0.65:
-            degree = "somewhat better than"
-        elif auc < 0.8:
-            degree = "clearly better than"
-        else:
-            degree = "far better than"
-        text = (f"Someone holding the model's outputs could tell whether {subject} was used in "
-                f"training {degree} a coin toss ({interval}).")
-    if tpr_1pct is not None and tpr_1pct == tpr_1pct and resolvable:
-        text += (f" When wrongly accusing only 1 in 100 people who were not in training, the "
-                 f"attack picks out {100 * tpr_1pct:.1f}% of training patients (chance: 1%).")
-    elif tpr_1pct is not None and tpr_1pct == tpr_1pct:
-        text += (f" Without wrongly accusing anyone who was not in training, the attack picks "
-                 f"out {100 * tpr_1pct:.1f}% of training patients (too few images never "
-                 "trained on to measure a 1-in-100 false-alarm rate).")
-    return text
+                      subject: str = "a patient's image", n_attacks: int = 1) -> str:
+    """One plain-language sentence (or two) about an attack's AUC and its interval.
+
+    The sentences live in :func:`auditkit.wording.membership_finding`.
+    """
+    from .. import wording
+
+    return wording.membership_finding(auc, ci, tpr_1pct, resolvable=resolvable,
+                                      subject=subject, n_attacks=n_attacks)
