@@ -26,6 +26,7 @@ from ._context import CHECKS, AuditConfig, CheckContext, ProgressFn
 from ._version import __version__
 from .data import Dataset
 from .exceptions import ConfigError
+from .export import IN_HOUSE_FILE
 from .models import LoadedModel
 from .predict import Executor, LocalExecutor, predict
 
@@ -40,8 +41,6 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = "1.0"
-#: The in-house copy of audit.json (every group with its exact n), beside it in the folder.
-IN_HOUSE_FILE = "audit.in-house.json"
 
 def available_checks() -> list[str]:
     """Checks whose implementation is installed in this version."""

@@ -21,8 +21,10 @@ from typing import Any
 from ._version import __version__
 from .exceptions import ConfigError
 
-__all__ = ["RELEASE_FILES", "export_audit"]
+__all__ = ["IN_HOUSE_FILE", "RELEASE_FILES", "export_audit", "in_house_groups"]
 
+#: The in-house copy of audit.json (every group with its exact n), beside it in the folder.
+IN_HOUSE_FILE = "audit.in-house.json"
 #: Files of an audit folder the disclosure rule covers (everything else is withheld).
 RELEASE_FILES = ("audit.json", "predictions.csv")
 
@@ -72,8 +74,6 @@ def export_audit(audit_dir: str | os.PathLike[str], out_dir: str | os.PathLike[s
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Any] = {}
     if audience == "in-house":
-        from .audit import IN_HOUSE_FILE
-
         if not (src / IN_HOUSE_FILE).is_file():
             raise ConfigError(f"{src} has no {IN_HOUSE_FILE} (audits written before auditkit "
                               "recorded audiences); re-run the audit.")
@@ -111,3 +111,29 @@ def export_audit(audit_dir: str | os.PathLike[str], out_dir: str | os.PathLike[s
     }
     (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
+
+
+def in_house_groups(audit_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every patient group of an audit with its exact n, for the in-house review.
+
+    Read from ``audit.in-house.json`` (fairness groups); one dict per group with
+    ``attribute``, ``group``, ``n``, ``n_patients``, ``too_few`` and ``accuracy`` /
+    ``accuracy_ci`` (value and interval, None where undefined). Empty when the audit did
+    not run the fairness check or predates audiences.
+    """
+    path = Path(audit_dir) / IN_HOUSE_FILE
+    if not path.is_file():
+        return []
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc}).") from exc
+    groups = ((doc.get("results") or {}).get("fairness") or {}).get("groups") or []
+    out = []
+    for g in groups:
+        acc = g.get("accuracy") or {}
+        out.append({"attribute": g.get("attribute"), "group": g.get("group"),
+                    "n": g.get("n"), "n_patients": g.get("n_patients"),
+                    "too_few": bool(g.get("too_few")), "accuracy": acc.get("value"),
+                    "accuracy_ci": acc.get("ci")})
+    return out
