@@ -80,7 +80,7 @@ st.subheader("Patient groups (in-house view)")
 st.caption(wording.audience_note("in-house"))
 groups = in_house_groups(audit.folder)
 if groups:
-    st.dataframe(groups_table(groups), hide_index=True, use_container_width=True,
+    st.dataframe(groups_table(groups), hide_index=True, width="stretch",
                  key="review_groups")
 else:
     st.info(wording.not_assessed("this audit holds no in-house group table",
@@ -96,7 +96,7 @@ for qid, text in QUESTIONS:
     if table.empty:
         st.caption("No answers yet.")
     else:
-        st.dataframe(table, hide_index=True, use_container_width=True, key=f"answers_{qid}")
+        st.dataframe(table, hide_index=True, width="stretch", key=f"answers_{qid}")
     if can_review:
         left, right = st.columns([1, 2])
         current = mine.get(qid)
