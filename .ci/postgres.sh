@@ -10,10 +10,10 @@
 
 pg_bin() {
   local dir
-  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
   if [ -z "$dir" ] && command -v apt-get >/dev/null; then
     (apt-get update -qq && apt-get install -y -qq postgresql) >/dev/null 2>&1 || true
-    dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
   fi
   echo "$dir"
 }
@@ -30,7 +30,7 @@ pg_start() {
     return 0
   fi
   PG_TMP=$(mktemp -d /tmp/auditkit-pg.XXXXXX)
-  [ "$(id -u)" = 0 ] && chown postgres "$PG_TMP"
+  if [ "$(id -u)" = 0 ]; then chown postgres "$PG_TMP"; fi
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   pg_as_owner "$bin/initdb" -D "$PG_TMP/data" -U auditkit -A trust -E UTF8 >/dev/null
   pg_as_owner "$bin/pg_ctl" -D "$PG_TMP/data" -l "$PG_TMP/server.log" -w \

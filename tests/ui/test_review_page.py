@@ -145,3 +145,17 @@ def test_engineer_registers_an_audit_on_file(committee, tmp_path: Path,
     assert "Registered as audit #2" in _text(at)
     assert len(store.audits()) == 2
     assert not [r for r in at.radio if r.key and r.key.startswith("answer_")]
+
+
+def test_single_sign_on_button_appears_when_oidc_is_configured(committee) -> None:
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.secrets["auth"] = {"redirect_uri": "http://localhost:8501/oauth2callback",
+                          "cookie_secret": "x" * 32, "client_id": "auditkit",
+                          "client_secret": "s", "server_metadata_url":
+                          "https://login.hospital.example/.well-known/openid-configuration"}
+    at.run()
+    assert not at.exception
+    assert at.button(key="signin_sso").label == "Sign in with single sign-on"
+    assert at.text_input(key="signin_name")  # local accounts still work beside it
+    plain = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert not [b for b in plain.button if b.key == "signin_sso"]
