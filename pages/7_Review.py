@@ -157,6 +157,6 @@ if user.has("chair"):
 
 st.download_button(
     "Download the decision record (HTML)",
-    data=decision_record_html(default_db_url(), audit.id, store.head()[1]),
+    data=decision_record_html(default_db_url(), audit.id, store.head()[1], tuple(changes)),
     file_name=f"decision-record-audit-{audit.id}.html", mime="text/html",
     key="download_record")

@@ -63,8 +63,9 @@ def question_text() -> dict[str, str]:
 
 
 @st.cache_data(show_spinner=False)
-def decision_record_html(url: str, audit_id: int, head: str) -> str:
-    """The downloadable record (cached per trail head: any write makes a new one)."""
+def decision_record_html(url: str, audit_id: int, head: str,
+                         evidence_changes: tuple[str, ...]) -> str:
+    """The downloadable record (cached per trail head and evidence state)."""
     from auditkit.store import decision_record, render_decision_record_html
     from ui.auth import review_store
 
