@@ -9,19 +9,9 @@ headless with the ``auditkit`` command or these functions::
     audit = auditkit.run_audit(model=model, dataset=data, out_dir="audits/derm-v1")
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .audit import CHECKS, SCHEMA_VERSION, AuditConfig, CheckContext, available_checks, run_audit
-from .data import (
-    ATTRIBUTE_KINDS,
-    AttributeSpec,
-    Dataset,
-    DatasetProblem,
-    DatasetSpec,
-    builtin_dataset_names,
-    find_dataset,
-    load_dataset,
-    read_image,
-)
 from .exceptions import (
     AuditKitError,
     ConfigError,
@@ -32,16 +22,67 @@ from .exceptions import (
     ModelNotFoundError,
     UnsafeModelError,
 )
-from .models import (
-    LoadedModel,
-    ModelCard,
-    list_models,
-    load_model,
-    resolve_model,
-    select_device,
-    sha256_file,
-)
-from .predict import Executor, LocalExecutor, Predictions, predict
+
+# Public names of the heavy modules (torch, pandas) are imported on first use (PEP 562),
+# so `import auditkit.store` or `auditkit users ...` never loads torch: the review store
+# must run in a hospital's web tier without a GPU stack.
+_LAZY = {
+    "audit": ("CHECKS", "SCHEMA_VERSION", "AuditConfig", "CheckContext", "available_checks",
+              "run_audit"),
+    "data": ("ATTRIBUTE_KINDS", "AttributeSpec", "Dataset", "DatasetProblem", "DatasetSpec",
+             "builtin_dataset_names", "find_dataset", "load_dataset", "read_image"),
+    "models": ("LoadedModel", "ModelCard", "list_models", "load_model", "resolve_model",
+               "select_device", "sha256_file"),
+    "predict": ("Executor", "LocalExecutor", "Predictions", "predict"),
+}
+_WHERE = {name: module for module, names in _LAZY.items() for name in names}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .audit import (
+        CHECKS,
+        SCHEMA_VERSION,
+        AuditConfig,
+        CheckContext,
+        available_checks,
+        run_audit,
+    )
+    from .data import (
+        ATTRIBUTE_KINDS,
+        AttributeSpec,
+        Dataset,
+        DatasetProblem,
+        DatasetSpec,
+        builtin_dataset_names,
+        find_dataset,
+        load_dataset,
+        read_image,
+    )
+    from .models import (
+        LoadedModel,
+        ModelCard,
+        list_models,
+        load_model,
+        resolve_model,
+        select_device,
+        sha256_file,
+    )
+    from .predict import Executor, LocalExecutor, Predictions, predict
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'auditkit' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))
+
 
 __all__ = [
     "ATTRIBUTE_KINDS",

@@ -26,11 +26,13 @@ from ._context import CHECKS, AuditConfig, CheckContext, ProgressFn
 from ._version import __version__
 from .data import Dataset
 from .exceptions import ConfigError
+from .export import IN_HOUSE_FILE
 from .models import LoadedModel
 from .predict import Executor, LocalExecutor, predict
 
 __all__ = [
     "CHECKS",
+    "IN_HOUSE_FILE",
     "SCHEMA_VERSION",
     "AuditConfig",
     "CheckContext",
@@ -151,13 +153,25 @@ def run_audit(
         from .suppression import apply_small_cell_policy
 
         patient_ids = dataset.records["patient_id"].to_numpy() if dataset.has_patients else None
-        # one rule for both exports: a group is small with fewer than k images or,
-        # where patients are known, fewer than k patients
+        # the committee inside the institution sees every group with its exact n
+        # (audit.in-house.json); audit.json and predictions.csv are for release: a group
+        # is small with fewer than k images or, where patients are known, fewer than k
+        # patients (see auditkit.suppression, "Audiences")
+        in_house, _ = apply_small_cell_policy(audit, None, k=config.small_cell_k,
+                                              count_patients=True, audience="in-house")
         audit, frame = apply_small_cell_policy(audit, frame, k=config.small_cell_k,
-                                               patient_ids=patient_ids, count_patients=True)
+                                               patient_ids=patient_ids, count_patients=True,
+                                               audience="release")
+    else:
+        in_house = None
     audit = _json_safe(audit)
     if out is not None:
         frame.to_csv(out / "predictions.csv", index=False)
+        if in_house is not None:
+            tmp = out / ".audit.in-house.json.tmp"
+            tmp.write_text(json.dumps(_json_safe(in_house), indent=2, allow_nan=False) + "\n",
+                           encoding="utf-8")
+            os.replace(tmp, out / IN_HOUSE_FILE)
         tmp = out / ".audit.json.tmp"
         tmp.write_text(json.dumps(audit, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         os.replace(tmp, out / "audit.json")

@@ -8,6 +8,7 @@
     auditkit train NAME@VERSION          re-train a demo model from its recipe
     auditkit compare AUDIT_DIR_A AUDIT_DIR_B | --models NAME@A,NAME@B --dataset D
                                          compare two versions on the same images
+    auditkit users|trail|export ...      review accounts, the trail, release bundles
 
 Bad input exits with code 2 and a message naming what was expected and what was found.
 """
@@ -249,6 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     _add_compare_parser(sub)
+
+    from ._review_cli import add_review_commands  # users, trail, export (docs/review.md)
+
+    add_review_commands(sub)
     return parser
 
 

@@ -14,18 +14,26 @@ show the message, which always says what was expected and what was found.
         ├── ModelNotFoundError
         ├── IntegrityError  the weights do not match the sha256 in the card
         └── UnsafeModelError the file would run code when loaded; nothing was run
+    └── StoreError          the review store refused or could not do a write
+        ├── AuthenticationError  unknown account, wrong password or disabled account
+        ├── RuleViolation   a review rule forbids it (roles, quorum, own comments, ...)
+        └── EvidenceChangedError an audit's files differ from their registered sha256
 """
 
 from __future__ import annotations
 
 __all__ = [
     "AuditKitError",
+    "AuthenticationError",
     "ConfigError",
     "DataError",
     "DatasetNotFoundError",
+    "EvidenceChangedError",
     "IntegrityError",
     "ModelError",
     "ModelNotFoundError",
+    "RuleViolation",
+    "StoreError",
     "UnsafeModelError",
 ]
 
@@ -70,3 +78,29 @@ class IntegrityError(ModelError):
 
 class UnsafeModelError(ModelError):
     """The weights file would execute code when unpickled; it was refused unopened."""
+
+
+class StoreError(AuditKitError, ValueError):
+    """The review store (:mod:`auditkit.store`) refused a write or could not do it."""
+
+
+class AuthenticationError(StoreError):
+    """Unknown account, wrong password, or a disabled account (one message for all three)."""
+
+
+class RuleViolation(StoreError):
+    """A review rule forbids the write: a role, the quorum, someone else's comment, ..."""
+
+
+class EvidenceChangedError(RuleViolation):
+    """An audit's files no longer match the sha256 recorded when it was registered.
+
+    Attributes
+    ----------
+    changes : list of str
+        One line per changed or missing file.
+    """
+
+    def __init__(self, message: str, changes: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.changes = list(changes or [])

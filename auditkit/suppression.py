@@ -29,6 +29,18 @@ Where it applies
   (``AUDITKIT_SHOW_IMAGES=0`` switches every image off).
 
 ``k = 0`` (``AuditConfig(small_cell_k=0)``) turns the policy off.
+
+Audiences
+---------
+Who reads a file decides what it may show (:data:`AUDIENCES`), and the audience is an
+explicit argument of :func:`apply_small_cell_policy` and is written into its output:
+
+* ``"in-house"``: signed-in reviewers inside the institution see every group with its
+  exact n and its own "too few to judge" (a committee must see that a test set holds 3
+  Black patients; hiding the count hides the finding). Patient ids and paths are still
+  never written.
+* ``"release"``: anything that leaves the institution (``auditkit export --release``)
+  gets the small-cell rule above, with complementary suppression.
 """
 
 from __future__ import annotations
@@ -41,6 +53,7 @@ from typing import Any
 import pandas as pd
 
 __all__ = [
+    "AUDIENCES",
     "KEEP_KEYS",
     "SUPPRESSED_LABEL",
     "apply_small_cell_policy",
@@ -52,6 +65,8 @@ __all__ = [
     "suppressed_label",
 ]
 
+#: Who a file is written for: inside the institution, or for release outside it.
+AUDIENCES = ("in-house", "release")
 #: Keys of a group row kept when the row is suppressed; every other value becomes null.
 KEEP_KEYS = frozenset({"attribute", "group", "too_few", "suppressed", "kind", "attributes"})
 #: Template of the group label written in ``predictions.csv`` for suppressed groups.
@@ -289,7 +304,7 @@ def suppress_frame(frame: pd.DataFrame, *, k: int, attributes: Iterable[str],
 
 def apply_small_cell_policy(audit: dict[str, Any], frame: pd.DataFrame | None = None, *,
                             k: int = 10, patient_ids: Any = None,
-                            count_patients: bool = False
+                            count_patients: bool = False, audience: str = "release"
                             ) -> tuple[dict[str, Any], pd.DataFrame | None]:
     """Apply small-cell protection to an audit and its predictions table.
 
@@ -307,6 +322,10 @@ def apply_small_cell_policy(audit: dict[str, Any], frame: pd.DataFrame | None = 
     count_patients : bool
         Also treat group rows with ``n_patients < k`` as small (off by default: the
         configured rule is "fewer than k images").
+    audience : {"release", "in-house"}
+        ``"in-house"`` withholds nothing (every group keeps its exact n; ids and paths
+        are still dropped); ``"release"`` applies the rule. Written to the output as
+        ``audience`` and ``small_cell_protection.audience``.
 
     Returns
     -------
@@ -330,7 +349,16 @@ def apply_small_cell_policy(audit: dict[str, Any], frame: pd.DataFrame | None = 
         from .exceptions import ConfigError
 
         raise ConfigError(f"small_cell_k must be >= 0; got {k} instead.")
+    if audience not in AUDIENCES:
+        from .exceptions import ConfigError
+
+        raise ConfigError(f"audience must be one of {list(AUDIENCES)}; got {audience!r} "
+                          "instead.")
+    rule_k = k
+    if audience == "in-house":
+        k = 0
     out = copy.deepcopy(audit)
+    out["audience"] = audience
     n_hidden = _walk(out.get("results", {}), k, count_patients) if k > 0 else 0
     hidden_frame: dict[str, list[str]] = {}
     new_frame = frame
@@ -345,14 +373,17 @@ def apply_small_cell_policy(audit: dict[str, Any], frame: pd.DataFrame | None = 
             age_attributes=[a for a, kind in attrs.items() if kind == "age"],
             patient_ids=patient_ids)
     out["small_cell_protection"] = {
-        "k": k,
+        "audience": audience,
+        "k": rule_k,
         "enabled": k > 0,
         "cells_suppressed": n_hidden,
         "rule": ("counts and metrics of groups with fewer than k images"
                  + (" (or fewer than k patients)" if count_patients else "")
                  + " are withheld; when "
                  "only one group of an attribute is withheld, the next-smallest is withheld "
-                 "too so it cannot be recovered from totals") if k > 0 else "off",
+                 "too so it cannot be recovered from totals") if k > 0 else (
+                     "off: in-house view, every group with its exact n"
+                     if audience == "in-house" and rule_k > 0 else "off"),
         "predictions_groups_relabelled": hidden_frame,
     }
     return out, new_frame

@@ -23,18 +23,25 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "ANSWER_LABELS",
+    "AUDIENCE_MEANINGS",
+    "DECISION_LABELS",
     "INTERVAL_EXPLANATION",
     "METRIC_MEANINGS",
     "METRIC_NAMES",
     "VERDICTS",
     "Verdict",
     "VerdictWord",
+    "answer_label",
     "attribute_not_assessed",
+    "audience_note",
     "baseline_sentence",
     "comparison_changes_sentence",
     "comparison_group_sentence",
     "comparison_overall_sentence",
     "correction_note",
+    "decision_label",
+    "decision_sentence",
     "fmt_count",
     "fmt_difference",
     "fmt_evidence",
@@ -57,6 +64,7 @@ __all__ = [
     "noninferiority_sentence",
     "not_assessed",
     "performance_headline",
+    "review_tally",
     "share_false_alarm",
     "share_missed",
     "shared_images_sentence",
@@ -665,3 +673,65 @@ def membership_finding(auc: float | None, ci: Sequence[float | None] | None,
                  f"out {100 * tpr_1pct:.1f}% of training patients (too few images never "  # type: ignore[operator]
                  "trained on to measure a 1-in-100 false-alarm rate).")
     return text
+
+
+# --------------------------------------------------------------------------- review (issue 15)
+# The committee's answers and decisions (auditkit.store), and the audiences of a file.
+
+#: A reviewer's answer to one Overview question, as read.
+ANSWER_LABELS = {"agree": "agree", "disagree": "disagree",
+                 "needs_more_evidence": "needs more evidence"}
+#: What a chair decides, as read.
+DECISION_LABELS = {"approve": "approve", "approve_with_conditions": "approve with conditions",
+                   "reject": "reject", "defer": "defer"}
+#: Who a file or a view is for (the disclosure rule depends on it).
+AUDIENCE_MEANINGS = {
+    "in-house": "for signed-in reviewers inside the institution: every group with its exact "
+                "number of images and patients, and its own \"too few to judge\"",
+    "release": "for anything that leaves the institution: counts and metrics of groups "
+               "below the small-cell threshold are withheld, with complementary suppression",
+}
+
+
+def answer_label(answer: str) -> str:
+    """``"needs more evidence"`` for ``needs_more_evidence``."""
+    if answer not in ANSWER_LABELS:
+        raise ValueError(f"answer must be one of {list(ANSWER_LABELS)}; got {answer!r} instead.")
+    return ANSWER_LABELS[answer]
+
+
+def decision_label(decision: str) -> str:
+    """``"approve with conditions"`` for ``approve_with_conditions``."""
+    if decision not in DECISION_LABELS:
+        raise ValueError(
+            f"decision must be one of {list(DECISION_LABELS)}; got {decision!r} instead.")
+    return DECISION_LABELS[decision]
+
+
+def decision_sentence(decision: str, conditions: str = "", reaudit_date: str | None = None
+                      ) -> str:
+    """``"Approve with conditions: <conditions>. Re-audit by 2027-06-01."``"""
+    text = decision_label(decision).capitalize()
+    text += f": {conditions.rstrip('.')}." if conditions else "."
+    if reaudit_date:
+        text += f" Re-audit by {reaudit_date}."
+    return text
+
+
+def review_tally(tally: dict[str, int]) -> str:
+    """``"agrees on 5 of 7 questions, disagrees on 1, needs more evidence on 1"``."""
+    total = sum(tally.values())
+    parts = [f"agrees on {tally.get('agree', 0)} of {total} questions"]
+    if tally.get("disagree"):
+        parts.append(f"disagrees on {tally['disagree']}")
+    if tally.get("needs_more_evidence"):
+        parts.append(f"needs more evidence on {tally['needs_more_evidence']}")
+    return ", ".join(parts)
+
+
+def audience_note(audience: str) -> str:
+    """What an audience sees, for the header of a file or a view."""
+    if audience not in AUDIENCE_MEANINGS:
+        raise ValueError(
+            f"audience must be one of {list(AUDIENCE_MEANINGS)}; got {audience!r} instead.")
+    return f"audience: {audience} ({AUDIENCE_MEANINGS[audience]})"

@@ -1,0 +1,214 @@
+"""The committee's journey in a real browser (headless Chromium against `streamlit run`).
+
+An engineer signs in, runs and registers an audit; two reviewers sign in in turn and
+answer every question; the chair records the decision and downloads the decision
+record, whose text must hold the decision, the names, the date and the chain head.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from auditkit.store import QUESTION_IDS, ReviewStore
+from tests.test_browser import ARTIFACTS, CHROMEDRIVER, CHROMIUM, REPO, _free_port
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
+                       reason="Debian chromium and chromium-driver are not installed "
+                              "(apt-get install chromium chromium-driver; .ci/run does this)"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+]
+PASSWORD = "correct horse battery"
+PEOPLE = [("eve", "Eve Engineer", "engineer"), ("rita", "Rita Reviewer", "reviewer"),
+          ("rob", "Rob Reviewer", "reviewer"), ("carl", "Carl Chair", "chair")]
+
+
+@pytest.fixture(scope="module")
+def review_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    root = tmp_path_factory.mktemp("review-browser")
+    url = f"sqlite:///{root / 'review.db'}"
+    store = ReviewStore(url)
+    for name, full, role in PEOPLE:
+        store.add_user(name, full_name=full, roles=[role], password=PASSWORD,
+                       actor="system:test")
+    store.close()
+    port = _free_port()
+    env = {**os.environ, "AUDITKIT_AUDITS": str(root / "audits"), "AUDITKIT_DB_URL": url,
+           "AUDITKIT_CACHE": str(root / "cache")}
+    log = open(root / "streamlit.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless",
+         "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--browser.gatherUsageStats", "false"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not start within 60 s")
+    yield f"http://127.0.0.1:{port}", url
+    proc.terminate()
+    proc.wait(timeout=20)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def chrome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, Path]]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    downloads = tmp_path_factory.mktemp("downloads")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--window-size=1400,2400",
+                 "--disable-dev-shm-usage"):
+        opts.add_argument(flag)
+    opts.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                           "download.prompt_for_download": False})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.execute_cdp_cmd("Browser.setDownloadBehavior",
+                           {"behavior": "allow", "downloadPath": str(downloads)})
+    yield driver, downloads
+    driver.quit()
+
+
+def _idle(driver, needle: str, timeout: float = 120, absent: str | None = None) -> str:
+    """Wait until ``needle`` is on the page (``absent`` is not) and the app is idle."""
+    deadline = time.time() + timeout
+    body = ""
+    while time.time() < deadline:
+        body = driver.find_element("tag name", "body").text
+        running = driver.find_elements("css selector", '[data-testid="stStatusWidget"]')
+        if needle in body and not running and not (absent and absent in body):
+            time.sleep(0.5)
+            return driver.find_element("tag name", "body").text
+        time.sleep(0.5)
+    raise AssertionError(f"{needle!r} did not appear within {timeout} s:\n{body[-3000:]}")
+
+
+def _in(driver, key: str, css: str):
+    return driver.find_element("css selector", f".st-key-{key} {css}")
+
+
+def _click(driver, key: str) -> None:
+    el = _in(driver, key, "button")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", el)
+    driver.execute_script("arguments[0].click();", el)  # not intercepted by open popovers
+
+
+def _choose(driver, key: str, option: str) -> None:
+    for label in driver.find_elements("css selector", f".st-key-{key} label"):
+        if label.text.strip() == option:
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", label)
+            label.click()
+            return
+    raise AssertionError(f"no option {option!r} in {key}")
+
+
+def _type(driver, key: str, text: str, css: str = "input") -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    box = _in(driver, key, css)
+    box.clear()
+    box.send_keys(text)
+    # Enter commits a text input (a password box keeps focus on its eye icon on Tab);
+    # a text area commits on leaving it
+    box.send_keys(Keys.TAB if css == "textarea" else Keys.ENTER)
+    time.sleep(0.5)
+
+
+def _wait_for_reviews(url: str, reviewer: str, timeout: float = 60) -> None:
+    store = ReviewStore(url)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if reviewer in store.complete_reviewers(1):
+            break
+        time.sleep(0.5)
+    store.close()
+    assert time.time() < deadline, f"{reviewer}'s answers were not saved"
+
+
+def _sign_in(driver, server: str, name: str) -> str:
+    driver.get(f"{server}/Review")
+    _idle(driver, "Account name")
+    _type(driver, "signin_name", name)
+    _idle(driver, "Account name")
+    _type(driver, "signin_password", PASSWORD)
+    _idle(driver, "Account name")
+    _click(driver, "signin_submit")
+    return _idle(driver, "Signed in as", timeout=60, absent="Account name")
+
+
+def _sign_out(driver) -> None:
+    _click(driver, "signout")
+    _idle(driver, "Account name")
+
+
+def test_three_roles_review_and_decide_then_download_the_record(review_server, chrome) -> None:
+    server, url = review_server
+    driver, downloads = chrome
+    ARTIFACTS.mkdir(exist_ok=True)
+    # the engineer runs and registers an audit of the cxr model
+    body = _sign_in(driver, server, "eve")
+    assert "Or run a new audit of cxr-covid@v1 on covid_cxr" in body  # the first model
+    _click(driver, "register_run")
+    _idle(driver, "Registered as audit #1", timeout=240)
+    driver.save_screenshot(str(ARTIFACTS / "review_engineer.png"))
+    _sign_out(driver)
+    # two reviewers answer every question
+    for reviewer, doubtful in [("rita", None), ("rob", "fairness")]:
+        _sign_in(driver, server, reviewer)
+        for qid in QUESTION_IDS:
+            _choose(driver, f"answer_{qid}",
+                    "needs more evidence" if qid == doubtful else "agree")
+            time.sleep(0.3)
+        _type(driver, f"comment_{QUESTION_IDS[1]}", f"{reviewer}: group sizes checked")
+        _click(driver, "save_review")
+        _wait_for_reviews(url, reviewer)
+        driver.save_screenshot(str(ARTIFACTS / f"review_{reviewer}.png"))
+        _sign_out(driver)
+    store = ReviewStore(url)
+    assert store.complete_reviewers(1) == ["rita", "rob"]
+    # the chair decides
+    _sign_in(driver, server, "carl")
+    _choose(driver, "decision_choice", "approve with conditions")
+    _type(driver, "decision_conditions", "Adults only; re-check women's sensitivity",
+          css="textarea")
+    _click(driver, "decision_submit")
+    body = _idle(driver, "by carl on")
+    assert "approve with conditions" in body
+    driver.save_screenshot(str(ARTIFACTS / "review_chair.png"))
+    _click(driver, "download_record")
+    record = downloads / "decision-record-audit-1.html"
+    deadline = time.time() + 30
+    while not record.exists() and time.time() < deadline:
+        time.sleep(0.5)
+    text = record.read_text(encoding="utf-8")
+    seq, head = store.head()
+    decision = store.decisions(1)[-1]
+    assert decision.event_hash == head
+    today = datetime.now(UTC).date().isoformat()
+    for needle in ("approve with conditions", "Adults only; re-check women&#x27;s sensitivity",
+                   "Carl Chair", "Rita Reviewer", "Rob Reviewer", today, head, f"event #{seq}"):
+        assert needle in text, needle
+    assert store.verify_trail().ok
+    assert not driver.find_elements("css selector", '[data-testid="stException"]')
+    store.close()
