@@ -6,7 +6,15 @@ import pandas as pd
 import streamlit as st
 
 import auditkit
-from ui.common import data_root, dataset_overview, registry_models, stored_audits
+from auditkit.wording import withheld_count
+from ui.common import (
+    data_root,
+    dataset_overview,
+    md_text,
+    registry_models,
+    show_unreadable_audits,
+    stored_audits,
+)
 
 st.set_page_config(page_title="auditkit — model audit", page_icon="🩺", layout="wide")
 
@@ -33,20 +41,20 @@ for card in models:
     families.setdefault(card["name"], []).append(card)
 
 for name, versions in families.items():
-    label = f"**{name}** — {len(versions)} version(s)" + (
+    label = f"**{md_text(name)}** — {len(versions)} version(s)" + (
         " · versions to compare" if len(versions) > 1 else "")
     with st.container(border=True):
         st.markdown(label)
-        st.caption(versions[0]["task"])
+        st.caption(md_text(versions[0]["task"]))
         cols = st.columns(len(versions))
         for col, card in zip(cols, versions):
             with col:
                 overall = (card.get("metrics") or {}).get("overall", {})
                 verified = "✅ weights match the card" if card["verified"] else \
                     "❌ weights do NOT match the card's sha256"
-                st.markdown(f"##### {card['name']} {card['version']}")
-                st.caption(f"{card['format']} · {card['output']} · "
-                           f"sha256 {card['sha256'][:12]}… · {verified}")
+                st.markdown(f"##### {md_text(card['name'])} {md_text(card['version'])}")
+                st.caption(f"{md_text(card['format'])} · {md_text(card['output'])} · "
+                           f"sha256 {md_text(str(card['sha256'])[:12])}… · {verified}")
                 if overall:
                     acc, ci = overall.get("accuracy"), overall.get("accuracy_ci") or [None, None]
                     n = overall.get("n")
@@ -54,15 +62,17 @@ for name, versions in families.items():
                         interval = f" (95% CI {ci[0]:.0%}–{ci[1]:.0%})" if ci[0] is not None else ""
                         st.metric("Test accuracy", f"{acc:.0%}", help=f"n = {n} test images")
                         st.caption(f"accuracy {acc:.0%}{interval}, n = {n} test images; "
-                                   f"sensitivity for {card['positive_class']}: "
+                                   f"sensitivity for {md_text(card['positive_class'])}: "
                                    f"{overall.get('sensitivity', float('nan')):.0%}")
-                st.markdown(f"**Intended use.** {card['intended_use'] or 'not stated'}")
+                # card text is shown as text: a card cannot add links, images or HTML
+                st.markdown(f"**Intended use.** {md_text(card['intended_use'] or 'not stated')}")
                 if card.get("family_note"):
-                    st.caption(card["family_note"])
+                    st.caption(md_text(card["family_note"]))
                 with st.expander("Training data and limitations"):
-                    st.markdown(card["training_data"] or "not stated")
-                    st.markdown(f"**Limitations.** {card['limitations'] or 'not stated'}")
-                    st.markdown(f"**Out of scope.** {card['out_of_scope_use'] or 'not stated'}")
+                    st.markdown(md_text(card["training_data"] or "not stated"))
+                    st.markdown(f"**Limitations.** {md_text(card['limitations'] or 'not stated')}")
+                    st.markdown(
+                        f"**Out of scope.** {md_text(card['out_of_scope_use'] or 'not stated')}")
 
 # --------------------------------------------------------------------------- datasets
 st.header("Datasets")
@@ -70,21 +80,32 @@ for name in auditkit.builtin_dataset_names():
     try:
         info = dataset_overview(name, data_root())
     except auditkit.DatasetNotFoundError as exc:
-        st.warning(f"**{name}** is not on this computer.\n\n```\n{exc}\n```")
+        st.warning(f"**{md_text(name)}** is not on this computer.")
+        st.code(str(exc), language=None)
         continue
-    with st.expander(f"**{name}** — {info['n_images']} images"
+    except auditkit.DataError as exc:  # a broken dataset never hides the others
+        st.warning(f"**{md_text(name)}** cannot be used.")
+        st.code(str(exc), language=None)
+        continue
+    with st.expander(f"**{md_text(name)}** — {info['n_images']} images"
                      + (f", {info['n_patients']} patients" if info["n_patients"] else ""),
                      expanded=False):
-        st.markdown(info["description"])
-        st.caption(f"License: {info['license']}")
-        st.markdown("Classes: " + ", ".join(f"{k} ({v})" for k, v in info["class_counts"].items()))
+        st.markdown(md_text(info["description"]))
+        st.caption(f"License: {md_text(info['license'])}")
+        if info.get("n_rows_left_out"):
+            st.caption(f"{info['n_rows_left_out']} row(s) with problems (e.g. unreadable "
+                       "files) are left out of these counts.")
+        st.markdown("Classes: " + ", ".join(
+            f"{md_text(k)} ({withheld_count(10) if v is None else v})"
+            for k, v in info["class_counts"].items()))
         rows = [{"attribute": attr, "group": g,
-                 "images": "fewer than 10 (suppressed)" if c is None else str(c)}
+                 "images": withheld_count(10) if c is None else str(c)}
                 for attr, counts in info["group_counts"].items() for g, c in counts.items()]
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 # --------------------------------------------------------------------------- audits
 st.header("Audits on file")
+show_unreadable_audits()
 audits = stored_audits()
 if not audits:
     st.info("No audits written yet. Open a page on the left (e.g. **Fairness**) and press Run, "
@@ -94,8 +115,9 @@ else:
     st.dataframe(pd.DataFrame([{
         "model": f"{a['audit']['model']['name']}@{a['audit']['model']['version']}",
         "dataset": a["audit"]["dataset"]["name"],
-        "images": a["audit"]["dataset"]["n_images"],
-        "checks": ", ".join(a["audit"]["results"]),
+        "images": (a["audit"]["dataset"].get("n_images")
+                   if isinstance(a["audit"]["dataset"].get("n_images"), int) else None),
+        "checks": ", ".join(map(str, a["audit"]["results"])),
         "created": a["audit"]["created_at"],
         "folder": a["path"],
     } for a in audits]), hide_index=True, width="stretch")

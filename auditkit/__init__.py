@@ -28,7 +28,7 @@ from .exceptions import (
 # must run in a hospital's web tier without a GPU stack.
 _LAZY = {
     "audit": ("CHECKS", "SCHEMA_VERSION", "AuditConfig", "CheckContext", "available_checks",
-              "run_audit"),
+              "list_audits", "read_audit", "run_audit"),
     "data": ("ATTRIBUTE_KINDS", "AttributeSpec", "Dataset", "DatasetProblem", "DatasetSpec",
              "builtin_dataset_names", "find_dataset", "load_dataset", "read_image"),
     "models": ("LoadedModel", "ModelCard", "list_models", "load_model", "resolve_model",
@@ -111,12 +111,14 @@ __all__ = [
     "available_checks",
     "builtin_dataset_names",
     "find_dataset",
+    "list_audits",
     "list_models",
     "load_dataset",
     "load_model",
     "predict",
     "read_image",
     "resolve_model",
+    "read_audit",
     "run_audit",
     "select_device",
     "sha256_file",

@@ -15,6 +15,8 @@ import importlib.util
 import json
 import math
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,24 +25,33 @@ from typing import Any
 import numpy as np
 
 from ._context import CHECKS, AuditConfig, CheckContext, ProgressFn
+from ._export import write_frame_csv
+from ._local import write_key_map
 from ._version import __version__
 from .data import Dataset
-from .exceptions import ConfigError
+from .exceptions import ConfigError, DataError
 from .export import IN_HOUSE_FILE
 from .models import LoadedModel
 from .predict import Executor, LocalExecutor, predict
 
 __all__ = [
     "CHECKS",
+    "EVIDENCE_FILES",
     "IN_HOUSE_FILE",
     "SCHEMA_VERSION",
     "AuditConfig",
     "CheckContext",
     "available_checks",
+    "list_audits",
+    "read_audit",
     "run_audit",
 ]
 
 SCHEMA_VERSION = "1.0"
+#: Files an audit folder may hold; ``overwrite=True`` clears them all before writing.
+EVIDENCE_FILES = ("audit.json", IN_HOUSE_FILE, "predictions.csv", "membership_scores.csv",
+                  "robustness.csv", "attributions.npz")
+
 
 def available_checks() -> list[str]:
     """Checks whose implementation is installed in this version."""
@@ -90,6 +101,52 @@ def check_compatible(model: LoadedModel, dataset: Dataset) -> None:
         )
 
 
+def _unwritable(folder: Path, exc: OSError) -> ConfigError:
+    return ConfigError(
+        f"The audit folder {folder} cannot be written ({exc.strerror or exc}); expected a "
+        "folder this user may write. Pass another --out (or set AUDITKIT_AUDITS).")
+
+
+def _prepare_out(out: Path, overwrite: bool) -> Path:
+    """Refuse a used ``out`` folder (unless ``overwrite``) and make a staging folder beside it.
+
+    Checks write their evidence into the staging folder; only a finished audit replaces
+    what ``out`` held, so a failed run loses nothing stored earlier.
+    """
+    try:
+        used = out.is_dir() and any(out.iterdir())
+    except OSError as exc:
+        raise _unwritable(out, exc) from exc
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; expected a folder for the audit.")
+    if used and not overwrite:
+        raise ConfigError(
+            f"The audit folder {out} is not empty; expected a new or empty folder, so that no "
+            "earlier audit is overwritten and no stale evidence mixes with the new one. Pass "
+            "--overwrite (overwrite=True) to replace it: its audit files are then cleared.")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial",
+                                        dir=out.parent))
+    except OSError as exc:
+        raise _unwritable(out.parent, exc) from exc
+    return staging
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """Move a finished audit from ``staging`` into ``out``; stale evidence is removed first."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name in EVIDENCE_FILES:
+            (out / name).unlink(missing_ok=True)
+        files = sorted(p for p in staging.iterdir() if p.name != "audit.json")
+        for path in [*files, staging / "audit.json"]:  # audit.json last
+            os.replace(path, out / path.name)
+        staging.rmdir()
+    except OSError as exc:
+        raise _unwritable(out, exc) from exc
+
+
 def run_audit(
     *,
     model: LoadedModel,
@@ -99,20 +156,63 @@ def run_audit(
     executor: Executor | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     progress: ProgressFn | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Run the configured checks and return (and, with ``out_dir``, write) the audit.
 
     Writes ``out_dir/audit.json`` and ``out_dir/predictions.csv`` plus each check's
-    evidence files. ``audit.json`` is written last and atomically, so a failed check
-    never leaves a half-written audit behind (nor destroys an earlier one).
+    evidence files. Everything is written to a staging folder first and moved in when
+    the audit is complete (``audit.json`` last), so a failed check never leaves a
+    half-written audit behind nor destroys an earlier one.
+
+    Images are named by their pseudonymous key in every file (``records["key"]``); the
+    key-to-file map is written to the local cache (``<cache>/keys/``), never here.
+    Text cells a spreadsheet would run as formulas are neutralised.
+
+    Parameters
+    ----------
+    overwrite : bool
+        ``out_dir`` must be new or empty unless this is true; it then replaces the
+        folder's audit files (:data:`EVIDENCE_FILES`), removing stale evidence.
+
+    Raises
+    ------
+    ConfigError
+        ``out_dir`` is not empty (without ``overwrite``) or cannot be written.
     """
     config = config or AuditConfig()
     check_compatible(model, dataset)
     executor = executor or LocalExecutor(batch_size=config.batch_size, precision=config.precision)
     out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+    staging = _prepare_out(out, overwrite) if out is not None else None
+    try:
+        audit, frame, in_house = _run(model=model, dataset=dataset, config=config,
+                                      staging=staging, executor=executor, cache_dir=cache_dir,
+                                      progress=progress)
+        if out is not None and staging is not None:
+            write_frame_csv(frame, staging / "predictions.csv")
+            if in_house is not None:  # for the committee inside the institution
+                (staging / IN_HOUSE_FILE).write_text(
+                    json.dumps(in_house, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+            (staging / "audit.json").write_text(
+                json.dumps(audit, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+            _publish(staging, out)
+    except OSError as exc:
+        raise _unwritable(out or Path("."), exc) from exc
+    finally:
+        if staging is not None and staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return audit
+
+
+def _run(*, model: LoadedModel, dataset: Dataset, config: AuditConfig, staging: Path | None,
+         executor: Executor, cache_dir: str | os.PathLike[str] | None,
+         progress: ProgressFn | None
+         ) -> tuple[dict[str, Any], Any, dict[str, Any] | None]:
+    out = staging
     preds = predict(model, dataset, executor=executor, cache_dir=cache_dir, progress=progress)
+    write_key_map(dataset.name, dataset.records["key"], dataset.records["image"],
+                  cache_dir=cache_dir)
     frame = preds.to_frame(model, dataset)
     # the model's classes may be a superset of the dataset's: index labels by the model
     ctx = CheckContext(model=model, dataset=dataset, predictions=preds, frame=frame,
@@ -143,7 +243,7 @@ def run_audit(
                            if dataset.has_patients else None),
             "attributes": {a.name: a.kind for a in dataset.spec.attributes},
         },
-        "config": config.to_dict(),
+        "config": _config_with_keys(config, dataset),
         "execution": {**preds.settings, "device": str(model.device),
                       "predictions_from_cache": preds.from_cache,
                       "prediction_cache_key": preds.cache_key},
@@ -164,15 +264,82 @@ def run_audit(
                                                audience="release")
     else:
         in_house = None
-    audit = _json_safe(audit)
-    if out is not None:
-        frame.to_csv(out / "predictions.csv", index=False)
-        if in_house is not None:
-            tmp = out / ".audit.in-house.json.tmp"
-            tmp.write_text(json.dumps(_json_safe(in_house), indent=2, allow_nan=False) + "\n",
-                           encoding="utf-8")
-            os.replace(tmp, out / IN_HOUSE_FILE)
-        tmp = out / ".audit.json.tmp"
-        tmp.write_text(json.dumps(audit, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-        os.replace(tmp, out / "audit.json")
+    return (_json_safe(audit), frame,
+            _json_safe(in_house) if in_house is not None else None)
+
+
+def _config_with_keys(config: AuditConfig, dataset: Dataset) -> dict[str, Any]:
+    """The configuration for ``audit.json``, with images the user named replaced by keys."""
+    out = config.to_dict()
+    chosen = (out.get("options") or {}).get("explain", {}).get("images")
+    if chosen:
+        lookup = dict(zip(dataset.records["image"].astype(str), dataset.records["key"]))
+        out["options"]["explain"]["images"] = [lookup.get(str(i), str(i)) for i in chosen]
+    return out
+
+
+class AuditReadError(DataError):
+    """An ``audit.json`` that cannot be read; the message says why."""
+
+
+def read_audit(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and check one ``audit.json``; :class:`AuditReadError` says why it is unusable.
+
+    Checked: UTF-8, JSON, an object with ``model`` (``name``, ``version`` as text),
+    ``dataset`` (``name`` as text), ``results`` (an object) and ``created_at`` (text).
+    """
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise AuditReadError(f"cannot be read ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise AuditReadError(f"is not UTF-8 text (byte {exc.start})") from exc
+    if not text.strip():
+        raise AuditReadError("is empty")
+    try:
+        audit = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise AuditReadError(f"is not valid JSON ({exc})") from exc
+    if not isinstance(audit, dict):
+        raise AuditReadError(f"holds a JSON {type(audit).__name__}; expected an object")
+    problems = []
+    model, dataset = audit.get("model"), audit.get("dataset")
+    if not (isinstance(model, dict) and isinstance(model.get("name"), str)
+            and isinstance(model.get("version"), str)):
+        problems.append("model name and version")
+    if not (isinstance(dataset, dict) and isinstance(dataset.get("name"), str)):
+        problems.append("dataset name")
+    if not isinstance(audit.get("results"), dict):
+        problems.append("results (an object)")
+    if not isinstance(audit.get("created_at"), str):
+        problems.append(f"created_at as text (found {type(audit.get('created_at')).__name__})")
+    if problems:
+        raise AuditReadError("lacks " + ", ".join(problems))
     return audit
+
+
+def list_audits(root: str | os.PathLike[str]) -> tuple[list[dict[str, Any]],
+                                                       list[dict[str, str]]]:
+    """Every ``<root>/*/audit.json``: the readable ones (newest first) and the others.
+
+    Returns
+    -------
+    readable : list of dict
+        ``{"path": folder, "audit": audit}``.
+    unreadable : list of dict
+        ``{"path": folder, "why": reason}`` for each file :func:`read_audit` refuses.
+    """
+    readable: list[dict[str, Any]] = []
+    unreadable: list[dict[str, str]] = []
+    try:
+        files = sorted(Path(root).glob("*/audit.json"))
+    except OSError:
+        files = []
+    for path in files:
+        try:
+            readable.append({"path": str(path.parent), "audit": read_audit(path)})
+        except AuditReadError as exc:
+            unreadable.append({"path": str(path.parent), "why": f"audit.json {exc}"})
+    readable.sort(key=lambda a: str(a["audit"]["created_at"]), reverse=True)
+    return readable, unreadable

@@ -84,7 +84,12 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
     from .data import builtin_dataset_names, find_dataset, load_dataset
-    from .exceptions import DatasetNotFoundError
+    from .exceptions import DataError, DatasetNotFoundError
+    from .suppression import protected_overview
+    from .wording import withheld_count
+
+    def shown(counts: dict[str, Any]) -> dict[str, Any]:
+        return {g: (withheld_count(10) if c is None else c) for g, c in counts.items()}
 
     for name in builtin_dataset_names():
         try:
@@ -92,16 +97,18 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
         except DatasetNotFoundError as exc:
             print(f"{name}: NOT FOUND\n  {exc}\n")
             continue
-        ds = load_dataset(spec, root=root, check_images=False, on_invalid="drop")
-        summary = ds.summary()
-        print(f"{name}: {summary['n_images']} images at {root}")
-        print(f"  classes: {summary['class_counts']}")
-        from .suppression import suppress_counts
-
+        try:
+            ds = load_dataset(spec, root=root, check_images=False, on_invalid="drop")
+        except DataError as exc:  # one unusable dataset does not hide the others
+            print(f"{name}: CANNOT BE USED\n  {exc}\n")
+            continue
+        # the same small-cell rule as every export: groups under 10 images or patients
+        summary = protected_overview(ds.summary(), k=10, patient_counts=ds.patient_counts())
+        print(f"{name}: {summary['n_images']} images at {root}"
+              + (f" ({len(ds.problems)} row(s) with problems left out)" if ds.problems else ""))
+        print(f"  classes: {shown(summary['class_counts'])}")
         for attr, counts in summary["group_counts"].items():
-            shown = {g: ("<10" if c is None else c)
-                     for g, c in suppress_counts(counts, k=10).items()}
-            print(f"  {attr}: {shown}")
+            print(f"  {attr}: {shown(counts)}")
     return 0
 
 
@@ -134,8 +141,11 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     )
     progress = _ProgressLine()
     model = load_model(args.model, registry=args.registry, device=args.device)
+    from ._local import installation_secret
+
     dataset = load_dataset(args.dataset, data_root=args.data_root,
-                           on_invalid="drop" if args.drop_invalid else "raise", progress=progress)
+                           on_invalid="drop" if args.drop_invalid else "raise", progress=progress,
+                           key_secret=installation_secret(args.cache_dir))
     if dataset.problems:
         print(f"[auditkit] went on without {dataset.n_rows_total - len(dataset)} invalid row(s) "
               f"of {dataset.n_rows_total}; first problem: {dataset.problems[0]}", file=sys.stderr)
@@ -143,7 +153,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else (
         default_audits_dir() / f"{model.card.name}@{model.card.version}__{dataset.name}__{stamp}")
     audit = run_audit(model=model, dataset=dataset, config=config, out_dir=out,
-                      cache_dir=args.cache_dir, progress=progress)
+                      cache_dir=args.cache_dir, progress=progress, overwrite=args.overwrite)
     perf = audit["results"].get("performance", {})
     if (perf.get("metrics") or {}).get("accuracy", {}).get("value") is not None:
         print(wording.performance_headline(perf))
@@ -239,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="prediction cache folder (default ~/.cache/auditkit)")
     p.add_argument("--drop-invalid", action="store_true",
                    help="go on with the valid rows when some rows have problems")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the audit in a used --out folder (its audit files are cleared)")
     p.set_defaults(func=_cmd_audit)
 
     p = sub.add_parser("train", help="re-train a demo model from its recipe (seeded)")

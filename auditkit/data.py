@@ -23,6 +23,7 @@ import hashlib
 import io
 import json
 import os
+import threading
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._local import image_keys, installation_secret
 from .exceptions import ConfigError, DataError, DatasetNotFoundError
 
 __all__ = [
@@ -42,12 +44,15 @@ __all__ = [
     "Dataset",
     "DatasetProblem",
     "DatasetSpec",
+    "ImageTooLargeError",
     "builtin_dataset_names",
     "builtin_spec",
     "dataset_search_paths",
     "find_dataset",
     "load_dataset",
+    "max_image_pixels",
     "read_image",
+    "resolve_confined",
 ]
 
 ATTRIBUTE_KINDS = ("ethnicity", "sex", "age", "skin_tone", "categorical")
@@ -196,6 +201,11 @@ class DatasetSpec:
         The patient attributes.
     description, citation, license : str
         Shown to reviewers.
+    image_roots : list of str, optional
+        Folders outside the dataset folder that image and mask paths may point into
+        (e.g. a hospital's image store). Relative entries are relative to the dataset
+        folder. Every other path that resolves outside the dataset folder (``../``,
+        absolute paths, symbolic links) is refused.
     """
 
     name: str
@@ -211,9 +221,11 @@ class DatasetSpec:
     description: str = ""
     citation: str = ""
     license: str = ""
+    image_roots: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(self.classes))
+        object.__setattr__(self, "image_roots", tuple(str(r) for r in self.image_roots))
         object.__setattr__(self, "attributes", tuple(self.attributes))
         if len(self.classes) < 2:
             raise ConfigError(
@@ -246,6 +258,12 @@ class DatasetSpec:
                    if k not in data]
         if missing:
             raise ConfigError(f"Dataset description lacks required keys {missing}.")
+        if "image_roots" in data:
+            roots = data["image_roots"]
+            if not isinstance(roots, (list, tuple)) or not all(isinstance(r, str) for r in roots):
+                raise ConfigError(f"image_roots must be a list of folder paths; got {roots!r} "
+                                  "instead.")
+            data["image_roots"] = tuple(roots)
         attrs = []
         for raw in data.pop("attributes", []):
             raw = dict(raw)
@@ -279,7 +297,16 @@ class DatasetSpec:
             {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(a).items()}
             for a in self.attributes
         ]
+        if self.image_roots:
+            out["image_roots"] = list(self.image_roots)
+        else:  # absent when unused, so the content hash of existing datasets is unchanged
+            out.pop("image_roots")
         return out
+
+    def allowed_roots(self, base: str | os.PathLike[str]) -> list[Path]:
+        """The dataset folder and the declared image roots, resolved."""
+        base = Path(base)
+        return [base.resolve(), *((base / r).resolve() for r in self.image_roots)]
 
     def attribute(self, name: str) -> AttributeSpec:
         """The attribute called ``name``."""
@@ -320,7 +347,8 @@ class Dataset:
     root : Path
         Folder the relative paths are resolved against.
     records : pandas.DataFrame
-        One row per valid image: ``image`` (as written in the table), ``path``
+        One row per valid image: ``image`` (as written in the table), ``key`` (its
+        pseudonymous key, the only image name exports carry), ``path``
         (absolute), ``label`` (class name), ``label_index``, ``patient_id`` (or None),
         ``mask`` (or None), ``line`` (line in the table) and one column per attribute
         holding its group (plus ``<name>_years`` for age attributes).
@@ -362,6 +390,20 @@ class Dataset:
             order = [g for g in attr.group_order if g in counts.index]
             order += sorted(g for g in counts.index if g not in order)
             out[attr.name] = {g: int(counts[g]) for g in order}
+        return out
+
+    def patient_counts(self) -> dict[str, dict[str, int]] | None:
+        """Patients per group for every attribute (and per class under ``"label"``).
+
+        None when the dataset has no patient ids.
+        """
+        if not self.has_patients:
+            return None
+        rec = self.records[self.records["patient_id"].notna()]
+        out = {a.name: {str(g): int(v) for g, v in rec.groupby(a.name)["patient_id"]
+                        .nunique().items()} for a in self.spec.attributes}
+        out["label"] = {str(g): int(v)
+                        for g, v in rec.groupby("label")["patient_id"].nunique().items()}
         return out
 
     def summary(self) -> dict[str, Any]:
@@ -425,24 +467,186 @@ def _dicom_to_array(ds: Any) -> np.ndarray:
     return arr.round().astype(np.uint8)
 
 
-def read_image(path: str | os.PathLike[str], data: bytes | None = None) -> np.ndarray:
-    """Decode a PNG, JPEG or DICOM image.
+#: Default largest image accepted, in pixels (width × height × frames): 8192 × 8192.
+DEFAULT_MAX_PIXELS = 8192 * 8192
+#: Largest image file read, in bytes (a file larger than this is refused unread).
+MAX_FILE_BYTES = 1 << 30
+#: Memory the image checks of :func:`load_dataset` may hold at once (decoded pixels).
+VALIDATION_MEMORY_BYTES = 768 << 20
+
+
+class ImageTooLargeError(DataError):
+    """An image is larger than the pixel limit; it was refused before decoding."""
+
+
+def max_image_pixels() -> int:
+    """``$AUDITKIT_MAX_PIXELS`` or :data:`DEFAULT_MAX_PIXELS` (8192 × 8192)."""
+    raw = os.environ.get("AUDITKIT_MAX_PIXELS", "").strip()
+    if not raw:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"AUDITKIT_MAX_PIXELS must be a positive whole number of pixels; got "
+                          f"{raw!r} instead.")
+    return value
+
+
+def resolve_confined(entry: str, base: str | os.PathLike[str],
+                     allowed: Sequence[Path] | None = None) -> Path | None:
+    """The file a table entry names, or None when it is missing or not allowed.
+
+    The entry is resolved first (``..``, symbolic links) and then checked: it must lie
+    inside one of ``allowed`` (default: ``base`` resolved) and be a regular file. The
+    two failures are deliberately not told apart, so an error message cannot be used to
+    probe which files exist elsewhere on the computer.
+    """
+    if not entry or "\0" in entry:
+        return None
+    base = Path(base)
+    roots = list(allowed) if allowed is not None else [base.resolve()]
+    raw = Path(entry)
+    try:
+        resolved = (raw if raw.is_absolute() else base / raw).resolve()
+    except (OSError, RuntimeError, ValueError):  # symlink loops, odd names
+        return None
+    if not any(resolved.is_relative_to(r) for r in roots):
+        return None
+    try:
+        return resolved if resolved.is_file() else None
+    except OSError:
+        return None
+
+
+def _pixel_error(name: str, width: int, height: int, frames: int, limit: int) -> ImageTooLargeError:
+    size = f"{width} × {height}" + (f" × {frames} frames" if frames > 1 else "")
+    return ImageTooLargeError(
+        f"image file {name} is {size} = {width * height * frames:,} pixels; expected at most "
+        f"{limit:,} pixels (set AUDITKIT_MAX_PIXELS to allow larger images). It was not "
+        "decoded.")
+
+
+def _dicom_geometry(ds: Any) -> tuple[int, int, int, int]:
+    """``(width, height, frames, bytes per pixel)`` from a DICOM header (no pixel data read)."""
+    def number(tag: str, default: int) -> int:
+        try:
+            value = int(ds.get(tag, default) or default)
+        except (TypeError, ValueError):
+            return default
+        return max(value, 0)
+
+    width, height = number("Columns", 0), number("Rows", 0)
+    frames = max(number("NumberOfFrames", 1), 1)
+    per_pixel = max(number("BitsAllocated", 8), 8) // 8 * max(number("SamplesPerPixel", 1), 1)
+    return width, height, frames, per_pixel
+
+
+def _png_jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from a PNG IHDR or a JPEG SOF marker; None for other formats.
+
+    Hand-written on purpose: PIL's own header reader runs its decompression-bomb guard
+    (another limit, and a warning rather than an error below twice that limit) before a
+    caller can check the size, so our limit and our message would never be reached.
+    """
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length field
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
+            return (int.from_bytes(data[i + 7:i + 9], "big"),
+                    int.from_bytes(data[i + 5:i + 7], "big"))
+        if length < 2:
+            return None
+        i += 2 + length
+    return None
+
+
+def image_geometry(path: str | os.PathLike[str], data: bytes) -> tuple[int, int, int, int]:
+    """``(width, height, frames, bytes per decoded pixel)`` read from the header only."""
+    path = Path(path)
+    if _is_dicom(path, data[:132]):
+        import pydicom
+
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+        return _dicom_geometry(ds)
+    size = _png_jpeg_size(data)
+    if size is not None:
+        return size[0], size[1], 1, 4  # at most RGBA 8-bit, or one 32-bit channel
+
+    with _open_pil(path, data, None) as img:
+        return img.width, img.height, 1, max(len(img.getbands()), 1) * (
+            1 if img.mode in ("L", "P", "RGB", "RGBA", "1", "LA", "CMYK") else 4)
+
+
+def _open_pil(path: Path, data: bytes, limit: int | None) -> Any:
+    """``PIL.Image.open`` with its decompression-bomb guard turned into our error."""
+    from PIL import Image
+
+    try:
+        img = Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLargeError(
+            f"image file {path.name} is larger than {limit or max_image_pixels():,} pixels "
+            f"({exc}); it was not decoded (set AUDITKIT_MAX_PIXELS to allow larger images)."
+        ) from exc
+    return img
+
+
+def read_image(path: str | os.PathLike[str], data: bytes | None = None, *,
+               max_pixels: int | None = None) -> np.ndarray:
+    """Decode a PNG, JPEG or DICOM image, refusing images over the pixel limit unread.
+
+    The size is read from the header (PNG/JPEG: PIL's header; DICOM: Rows, Columns
+    and NumberOfFrames) and checked against ``max_pixels`` (default
+    :func:`max_image_pixels`) before any pixel is decoded, so a small file that
+    claims a huge image (a decompression bomb) costs no memory.
 
     Returns
     -------
     numpy.ndarray
         ``uint8`` array, ``(H, W)`` for grayscale or ``(H, W, 3)`` for colour.
-    """
-    from PIL import Image
 
+    Raises
+    ------
+    ImageTooLargeError
+        When the header claims more than ``max_pixels`` pixels (or the file is over
+        :data:`MAX_FILE_BYTES`).
+    """
     path = Path(path)
+    limit = int(max_pixels or max_image_pixels())
     if data is None:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ImageTooLargeError(f"image file {path.name} is {path.stat().st_size:,} bytes; "
+                                     f"expected at most {MAX_FILE_BYTES:,}. It was not read.")
         data = path.read_bytes()
     if _is_dicom(path, data[:132]):
         import pydicom
 
-        return _dicom_to_array(pydicom.dcmread(io.BytesIO(data)))
-    with Image.open(io.BytesIO(data)) as img:
+        ds = pydicom.dcmread(io.BytesIO(data))
+        width, height, frames, _ = _dicom_geometry(ds)
+        if width * height * frames > limit:
+            raise _pixel_error(path.name, width, height, frames, limit)
+        return _dicom_to_array(ds)
+    size = _png_jpeg_size(data)
+    if size is not None and size[0] * size[1] > limit:
+        raise _pixel_error(path.name, size[0], size[1], 1, limit)
+    with _open_pil(path, data, limit) as img:
+        if img.width * img.height > limit:
+            raise _pixel_error(path.name, img.width, img.height, 1, limit)
         img.load()
         if img.mode in ("L", "RGB"):
             return np.asarray(img)
@@ -454,10 +658,37 @@ def read_image(path: str | os.PathLike[str], data: bytes | None = None) -> np.nd
         return np.asarray(img.convert("RGB"))
 
 
-def _read_dicom_header(path: Path) -> dict[str, str]:
+class _MemoryBudget:
+    """Bytes of decoded pixels the validation threads may hold together.
+
+    A thread asks for its image's estimated size before decoding and waits while the
+    others hold too much; an image larger than the whole budget runs alone. So memory
+    stays near ``max(budget, one image)`` whatever the number of threads.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.cond = threading.Condition()
+
+    def acquire(self, amount: int) -> int:
+        with self.cond:
+            while self.used > 0 and self.used + amount > self.limit:
+                self.cond.wait()
+            self.used += amount
+        return amount
+
+    def release(self, amount: int) -> None:
+        with self.cond:
+            self.used -= amount
+            self.cond.notify_all()
+
+
+def _read_dicom_header(path: Path, data: bytes | None = None) -> dict[str, str]:
     import pydicom
 
-    ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+    source: Any = io.BytesIO(data) if data is not None else str(path)
+    ds = pydicom.dcmread(source, stop_before_pixels=True)
     return {kind: str(ds.get(tag, "") or "") for kind, tag in _DICOM_TAGS.items()}
 
 
@@ -621,6 +852,7 @@ def load_dataset(
     on_invalid: str = "raise",
     check_images: bool = True,
     progress: ProgressFn | None = None,
+    key_secret: bytes | None = None,
 ) -> Dataset:
     """Load and validate a dataset.
 
@@ -645,6 +877,14 @@ def load_dataset(
         the table; the content hash then covers the table alone.
     progress : callable, optional
         ``progress(done, total, message)``.
+    key_secret : bytes, optional
+        Secret of the pseudonymous image keys (``records["key"]``); default this
+        installation's (:func:`auditkit._local.installation_secret`).
+
+    Image and mask paths are resolved (``..``, symbolic links) and must lie inside the
+    dataset folder or an ``image_roots`` folder of the description; others are reported
+    as "missing or not allowed", the same words as a missing file. Images over the pixel
+    limit (:func:`max_image_pixels`) are refused from their header, before decoding.
 
     Returns
     -------
@@ -661,6 +901,10 @@ def load_dataset(
         if root is not None:
             base = Path(root)
     table_path = base / spec.table
+    if resolve_confined(spec.table, base) is None:
+        raise DatasetNotFoundError(
+            f"Dataset table {spec.table!r} is missing or not allowed: expected a file inside "
+            f"the dataset folder {base}.")
     try:
         table = pd.read_csv(table_path, dtype=str, keep_default_na=False)
     except FileNotFoundError as exc:
@@ -701,48 +945,73 @@ def load_dataset(
         bad[i] = True
         problems.append(DatasetProblem(kind, message, line=int(lines[i]), column=column))
 
-    # images: existence, decoding, bytes for the content hash
+    # images: confined to the allowed folders, existence, size, decoding, content hash
+    allowed = spec.allowed_roots(base)
+    where = "the dataset folder" + (" or its image_roots" if spec.image_roots else "")
     paths: list[Path] = []
     for i, rel in enumerate(table[spec.image_column]):
         rel = _as_text(rel)
-        p = Path(rel) if os.path.isabs(rel) else base / rel
-        paths.append(p)
+        resolved = resolve_confined(rel, base, allowed)
+        paths.append(resolved if resolved is not None else base / rel)
         if not rel:
             flag(i, "missing_image", "the image path is empty", spec.image_column)
+        elif resolved is None:
+            # one message for "does not exist" and "not allowed": no existence oracle
+            flag(i, "missing_image", f"image file {rel!r} is missing or not allowed (images "
+                 f"must be files inside {where})", spec.image_column)
     file_digests = [""] * n
     dicom_headers: dict[int, dict[str, str]] = {}
+    wants_header = bool(dicom_only) or any(a.kind in _DICOM_TAGS for a in spec.attributes)
+    limit = max_image_pixels()
+    budget = _MemoryBudget(VALIDATION_MEMORY_BYTES)
 
-    def check(i: int) -> tuple[int, str, str | None, dict[str, str] | None]:
+    def check(i: int) -> tuple[int, str, str | None, str, dict[str, str] | None]:
         p = paths[i]
+        name = _as_text(table[spec.image_column].iloc[i])
         try:
+            if p.stat().st_size > MAX_FILE_BYTES:
+                return i, "", (f"image file {name!r} is {p.stat().st_size:,} bytes; expected at "
+                               f"most {MAX_FILE_BYTES:,}"), "image_too_large", None
             data = p.read_bytes()
-        except FileNotFoundError:
-            return i, "", f"image file {p} does not exist", None
-        except OSError as exc:
-            return i, "", f"image file {p} cannot be read: {exc}", None
+        except OSError:
+            return i, "", (f"image file {name!r} is missing or not allowed (images must be "
+                           f"files inside {where})"), "missing_image", None
         digest = hashlib.sha256(data).hexdigest()
         header = None
         if check_images:
             try:
-                arr = read_image(p, data)
+                width, height, frames, per_pixel = image_geometry(p, data)
+                if width * height * frames > limit:
+                    raise _pixel_error(repr(name), width, height, frames, limit)
+                # decoded pixels plus the float64 copies of the scaling steps
+                held = budget.acquire(width * height * frames * (per_pixel + 16))
+                try:
+                    arr = read_image(p, data, max_pixels=limit)
+                finally:
+                    budget.release(held)
                 if arr.ndim not in (2, 3) or arr.size == 0:
                     raise ValueError(f"unexpected pixel array shape {arr.shape}")
+            except ImageTooLargeError as exc:
+                return i, digest, str(exc), "image_too_large", None
             except Exception as exc:  # any decoder failure is a data problem, reported
-                return i, digest, f"image file {p} cannot be decoded as PNG, JPEG or DICOM ({exc})", None
-        if dicom_only or any(a.kind in _DICOM_TAGS for a in spec.attributes):
-            if _is_dicom(p, data[:132]):
-                header = _read_dicom_header(p)
-        return i, digest, None, header
+                return i, digest, (f"image file {name!r} cannot be decoded as PNG, JPEG or "
+                                   f"DICOM ({exc})"), "unreadable_image", None
+        if wants_header and _is_dicom(p, data[:132]):
+            try:
+                header = _read_dicom_header(p, data)
+            except Exception as exc:  # a corrupt header is a data problem, reported
+                return i, digest, (f"image file {name!r} has no readable DICOM header "
+                                   f"({exc})"), "unreadable_image", None
+        return i, digest, None, "", header
 
     todo = [i for i in range(n) if not bad[i]]
     done = 0
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        for i, digest, err, header in pool.map(check, todo, chunksize=32):
+        for i, digest, err, kind, header in pool.map(check, todo, chunksize=32):
             file_digests[i] = digest
             if header is not None:
                 dicom_headers[i] = header
             if err is not None:
-                kind = "missing_image" if "does not exist" in err else "unreadable_image"
                 flag(i, kind, err, spec.image_column)
             done += 1
             if progress and (done % 256 == 0 or done == len(todo)):
@@ -770,9 +1039,9 @@ def load_dataset(
             rel = _as_text(rel)
             if not rel:
                 continue
-            p = Path(rel) if os.path.isabs(rel) else base / rel
-            if not p.is_file():
-                flag(i, "missing_mask", f"mask file {p} does not exist", spec.mask_column)
+            if resolve_confined(rel, base, allowed) is None:
+                flag(i, "missing_mask", f"mask file {rel!r} is missing or not allowed (masks "
+                     f"must be files inside {where})", spec.mask_column)
             masks[i] = rel
 
     # attributes
@@ -812,6 +1081,8 @@ def load_dataset(
         "mask": masks,
         "line": lines,
     })
+    secret = key_secret if key_secret is not None else installation_secret()
+    records.insert(1, "key", image_keys(secret, spec.name, records["image"]))
     for attr in spec.attributes:
         records[attr.name] = groups[attr.name]
         if attr.kind == "age":
@@ -835,7 +1106,8 @@ def load_dataset(
 
     hasher = hashlib.sha256()
     hasher.update(json.dumps(spec.to_dict(), sort_keys=True).encode())
-    hasher.update(records.drop(columns=["path", "line"]).to_csv(index=False).encode())
+    # the key depends on this installation's secret: left out so the hash is portable
+    hasher.update(records.drop(columns=["path", "line", "key"]).to_csv(index=False).encode())
     for row in np.flatnonzero(keep):
         hasher.update(file_digests[row].encode())
     return Dataset(

@@ -333,10 +333,13 @@ def describe_gap(d: dict[str, Any], positive_class: str = "positive") -> str:
 
 
 def calibration_curves(*, proba: np.ndarray, y: np.ndarray, groups: np.ndarray,
-                       n_bins: int = 10) -> list[dict[str, Any]]:
+                       n_bins: int = 10, patients: np.ndarray | None = None,
+                       attribute: str | None = None) -> list[dict[str, Any]]:
     """Reliability curve per group: per confidence bin, mean confidence, accuracy and count.
 
     Confidence is the top-class probability; accuracy is whether the top class was right.
+    With ``patients``, each group and bin also carries ``n_patients``, so the
+    small-cell rule can count patients; ``attribute`` names the groups' attribute.
     """
     conf = proba.max(axis=1)
     correct = proba.argmax(axis=1) == y
@@ -349,8 +352,16 @@ def calibration_curves(*, proba: np.ndarray, y: np.ndarray, groups: np.ndarray,
             sel = m & (bins == b)
             if sel.any():
                 rows.append({"bin": b, "confidence": float(conf[sel].mean()),
-                             "accuracy": float(correct[sel].mean()), "n": int(sel.sum())})
-        out.append({"group": str(g), "n": int(m.sum()), "bins": rows})
+                             "accuracy": float(correct[sel].mean()), "n": int(sel.sum()),
+                             "n_patients": (None if patients is None
+                                            else int(len(set(patients[sel].tolist()))))})
+        entry: dict[str, Any] = {"group": str(g), "n": int(m.sum()),
+                                 "n_patients": (None if patients is None
+                                                else int(len(set(patients[m].tolist())))),
+                                 "bins": rows}
+        if attribute is not None:
+            entry = {"attribute": attribute, **entry}
+        out.append(entry)
     return out
 
 
@@ -579,7 +590,8 @@ def run_check(ctx: Any) -> dict[str, Any]:
     if ctx.progress:
         ctx.progress(1, 3, "fairness: subgroup metrics")
     pos = card.positive_index
-    calibration = {a: calibration_curves(proba=proba, y=y, groups=records[a].to_numpy().astype(str))
+    calibration = {a: calibration_curves(proba=proba, y=y, groups=records[a].to_numpy().astype(str),
+                                         patients=patients, attribute=a)
                    for a in attrs}
     positive_score = proba[:, pos]
     is_pos = y == pos

@@ -13,6 +13,7 @@ arrays in ``.npz`` files read with ``allow_pickle=False``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -27,6 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
+from ._local import default_cache_dir
 from .data import Dataset, read_image
 from .exceptions import ConfigError, ModelError
 from .models import LoadedModel
@@ -43,12 +45,6 @@ __all__ = [
 
 CACHE_SCHEMA = 1
 ProgressFn = Callable[[int, int, str], None]
-
-
-def default_cache_dir() -> Path:
-    """``$AUDITKIT_CACHE`` or ``~/.cache/auditkit``."""
-    env = os.environ.get("AUDITKIT_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "auditkit"
 
 
 def load_image_tensor(path: str | os.PathLike[str], *, input_size: tuple[int, int] | list[int],
@@ -226,10 +222,15 @@ class Predictions:
         return self.probabilities.argmax(axis=1)
 
     def to_frame(self, model: LoadedModel, dataset: Dataset) -> pd.DataFrame:
-        """The ``predictions.csv`` table: image, label, pred, prob_<class>, attributes."""
+        """The ``predictions.csv`` table: image, label, pred, prob_<class>, attributes.
+
+        ``image`` holds each image's pseudonymous key (``dataset.records["key"]``),
+        never its file name, which may carry a patient id or a scan date.
+        """
         card = model.card
         classes = card.class_names
-        frame = pd.DataFrame({"image": self.images, "label": dataset.records["label"].to_numpy()})
+        frame = pd.DataFrame({"image": dataset.records["key"].to_numpy(),
+                              "label": dataset.records["label"].to_numpy()})
         if card.output == "multilabel_sigmoid":
             frame["pred"] = ["|".join(c for c, p in zip(classes, row) if p >= 0.5)
                              for row in self.probabilities]
@@ -254,6 +255,49 @@ def _cache_key(model: LoadedModel, dataset: Dataset, settings: dict[str, Any]) -
         "precision": settings.get("precision"),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _read_cache_entry(path: Path, images: list[str]) -> np.ndarray | None:
+    """The cached outputs at ``path`` for exactly these images, or None.
+
+    A damaged entry (empty, truncated, not an npz, wrong arrays, wrong length, NaN) is
+    deleted and None returned, so the outputs are recomputed instead of every later
+    audit failing. Arrays are read with ``allow_pickle=False``.
+    """
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            outputs, cached_images = np.asarray(npz["outputs"]), npz["images"].tolist()
+        ok = (cached_images == images and outputs.ndim == 2 and len(outputs) == len(images)
+              and outputs.dtype.kind == "f" and bool(np.isfinite(outputs).all()))
+    except Exception:  # noqa: BLE001 - zipfile, EOF, pickle refusal...: any damage is recomputed
+        ok = False
+    if ok:
+        return outputs.astype(np.float32, copy=False)
+    # a key names one model, dataset and precision, so any mismatch is damage
+    try:
+        path.unlink()
+    except OSError:
+        pass  # a read-only cache: the entry is ignored (the rewrite then reports the folder)
+    return None
+
+
+def _write_cache_entry(path: Path, outputs: np.ndarray, images: list[str]) -> None:
+    """Write the entry atomically; an unwritable cache folder is a clear ConfigError."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(tmp, outputs=outputs, images=np.asarray(images, dtype=str))
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise ConfigError(
+            f"The prediction cache folder {path.parent} cannot be written "
+            f"({exc.strerror or exc}); expected a folder this user may write. Set "
+            "AUDITKIT_CACHE (CLI: --cache-dir) to one."
+        ) from exc
 
 
 def predict(
@@ -286,22 +330,15 @@ def predict(
     key = _cache_key(model, dataset, settings)
     images = dataset.records["image"].tolist()
     path = Path(cache_dir or default_cache_dir()) / "predictions" / f"{key}.npz"
-    if cache and path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                outputs, cached_images = npz["outputs"], npz["images"].tolist()
-        except (OSError, ValueError, KeyError):
-            cached_images, outputs = None, None  # a damaged entry is recomputed, not trusted
-        if cached_images == images and outputs is not None:
+    if cache:
+        outputs = _read_cache_entry(path, images)
+        if outputs is not None:
             if progress:
                 progress(len(images), len(images), "predictions from cache")
             return Predictions(outputs=outputs, probabilities=model.probabilities(outputs),
                                images=images, from_cache=True, cache_key=key, settings=settings)
     outputs = executor.outputs(model, dataset, progress=progress)
     if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{key}.{os.getpid()}.tmp.npz")
-        np.savez_compressed(tmp, outputs=outputs, images=np.asarray(images, dtype=str))
-        os.replace(tmp, path)
+        _write_cache_entry(path, outputs, images)
     return Predictions(outputs=outputs, probabilities=model.probabilities(outputs), images=images,
                        from_cache=False, cache_key=key, settings=settings)

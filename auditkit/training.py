@@ -163,10 +163,10 @@ RECIPES: dict[str, Recipe] = {
             ),
             limitations=(
                 "110 patients from 5 hospitals of the TCGA-LGG cohort. The whole dataset has "
-                "only 10 Black and 3 Hispanic patients: the test set holds 3 and 1 of them, so "
-                "any per-group number for these groups rests on a handful of patients and its "
-                "interval (resampling patients) is wide; no gap for them can be told from "
-                "noise. Slices of one patient are correlated."
+                "only about ten Black and fewer than ten Hispanic patients, and the test set "
+                "fewer than ten of each, so the card withholds their per-group numbers "
+                "(small-cell protection) and no gap for them can be told from noise. Slices "
+                "of one patient are correlated."
             ),
             training_note="Split by patient, stratified by race and ethnicity so the test set holds Black and Hispanic patients.",
         ),
@@ -415,8 +415,12 @@ def _test_metrics(recipe: Recipe, dataset: Dataset, te: np.ndarray, y: np.ndarra
             for g in _ordered_groups(dataset, attr, rec[attr])
         }
     out["note"] = ("95% percentile-bootstrap intervals (1000 resamples, "
-                   f"{'patients' if clusters is not None else 'images'} resampled).")
-    return out
+                   f"{'patients' if clusters is not None else 'images'} resampled). Groups "
+                   "with fewer than 10 images or patients, and the group needed to keep "
+                   "such a group hidden, are withheld (small-cell protection).")
+    from .suppression import protect_card_metrics
+
+    return protect_card_metrics(out, k=10)
 
 
 def _ordered_groups(dataset: Dataset, attr: str, values: pd.Series) -> list[str]:
@@ -446,6 +450,21 @@ def _save_weights(model: nn.Module, recipe: Recipe, folder: Path) -> Path:
         path = folder / "weights.pt"
         torch.save(model.state_dict(), str(path))
     return path
+
+
+def refresh_model_card(folder: str | os.PathLike[str]) -> Path:
+    """Re-apply the small-cell rule to a saved card and re-render MODEL_CARD.md (no training).
+
+    For cards written before the rule existed; the weights and their sha256 are untouched.
+    """
+    from .suppression import protect_card_metrics
+
+    folder = Path(folder)
+    card = ModelCard.from_file(folder / "card.json")
+    card.metrics = protect_card_metrics(card.metrics, k=10)
+    card.save(folder)
+    (folder / "MODEL_CARD.md").write_text(render_model_card(card), encoding="utf-8")
+    return folder
 
 
 def _fmt_metric(entry: dict[str, Any], key: str) -> str:
@@ -495,15 +514,24 @@ def render_model_card(card: ModelCard) -> str:
             f"AUROC {_fmt_metric(o, 'auroc')}.",
             "",
         ]
-        for attr, groups in m.get("by_group", {}).items():
+        from .suppression import protect_card_metrics
+        from .wording import withheld_note
+
+        # the card is published: the same small-cell rule as every export, even for a
+        # card.json written before the rule existed
+        for attr, groups in protect_card_metrics(m, k=10).get("by_group", {}).items():
             lines += [f"### By {attr}", "",
                       "| group | n | accuracy (95% CI) | sensitivity | specificity |",
                       "|---|---|---|---|---|"]
             for g, e in groups.items():
+                if e.get("suppressed"):
+                    lines.append(f"| {g} | withheld | withheld | withheld | withheld |")
+                    continue
                 n = f"{e['n']}" + (f" ({e['n_patients']} patients)" if "n_patients" in e else "")
-                flag = " — too few to judge" if e.get("n_patients", e["n"]) < 10 else ""
-                lines.append(f"| {g}{flag} | {n} | {_fmt_metric(e, 'accuracy')} | "
+                lines.append(f"| {g} | {n} | {_fmt_metric(e, 'accuracy')} | "
                              f"{_fmt_metric(e, 'sensitivity')} | {_fmt_metric(e, 'specificity')} |")
             lines.append("")
+            if any(e.get("suppressed") for e in groups.values()):
+                lines += [withheld_note(10), ""]
     lines += ["Reproduce: `auditkit train " + f"{card.name}@{card.version}` (seeded; writes this folder).", ""]
     return "\n".join(lines)

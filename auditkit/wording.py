@@ -13,6 +13,7 @@ Sections (each issue adds its sentences to its own section, below the formatters
 - sentences: shared phrasings ("too few to judge", "not assessed because …");
 - statistics: gaps between groups, the family they are tested in, baselines, power,
   membership inference findings (issue 12).
+- safety (issue 13): withheld counts, unreadable audits.
 """
 
 from __future__ import annotations
@@ -69,7 +70,10 @@ __all__ = [
     "share_missed",
     "shared_images_sentence",
     "too_few",
+    "unreadable_audits",
     "verdict_label",
+    "withheld_count",
+    "withheld_note",
 ]
 
 # --------------------------------------------------------------------------- verdicts
@@ -735,3 +739,21 @@ def audience_note(audience: str) -> str:
         raise ValueError(
             f"audience must be one of {list(AUDIENCE_MEANINGS)}; got {audience!r} instead.")
     return f"audience: {audience} ({AUDIENCE_MEANINGS[audience]})"
+# --------------------------------------------------------------------------- safety (issue 13)
+
+
+def withheld_count(k: int = 10) -> str:
+    """How a count hidden by small-cell protection reads: ``"fewer than 10 (withheld)"``."""
+    return f"fewer than {fmt_count(k)} (withheld)"
+
+
+def withheld_note(k: int = 10) -> str:
+    """The one sentence explaining withheld groups, for cards, pages and reports."""
+    return (f"Withheld: fewer than {fmt_count(k)} images or patients, or needed so that such "
+            "a group cannot be worked out from the others (small-cell protection).")
+
+
+def unreadable_audits(n: int) -> str:
+    """Heading of the list of audit folders whose ``audit.json`` cannot be read."""
+    return (f"{fmt_count(n)} audit folder{'s' if n != 1 else ''} could not be read and "
+            f"{'are' if n != 1 else 'is'} left out:")

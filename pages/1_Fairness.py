@@ -11,14 +11,18 @@ from auditkit import wording
 from auditkit.fairness import gaps_table, groups_table, operating_points_from_predictions
 from ui.common import (
     attribute_names_of,
+    chart_text,
+    md_text,
     new_run_dir,
     pick_model_and_dataset,
     require_stored_result,
     run_with_progress,
+    show_unreadable_audits,
 )
 
 st.set_page_config(page_title="Fairness — auditkit", layout="wide")
 st.title("Is it equally accurate for every patient group?")
+show_unreadable_audits()
 st.caption("Per-group results with 95% intervals. A metric is marked *too few to judge* when "
            "what it divides by is below the minimum: images for accuracy, positives for "
            "sensitivity, negatives for specificity, both for AUROC. Shown, never hidden, never "
@@ -42,17 +46,19 @@ if st.sidebar.button("Run fairness audit", key="fairness_run", type="primary"):
 
 audit, result, folder = require_stored_result(
     "fairness", ref, dataset_name,
-    missing=f"No fairness audit of **{ref}** on **{dataset_name}** yet. Press **Run fairness "
+    missing=f"No fairness audit of **{md_text(ref)}** on **{md_text(dataset_name)}** yet. Press **Run fairness "
             "audit** in the sidebar.")
 
-st.markdown(f"**{ref}** on **{dataset_name}**, measured on {result['evaluated_on']}; intervals "
-            f"resample {result['resampling_unit']}s ({result['n_boot']} resamples). Binary "
-            f"metrics are {result['binary_metrics_are']}. Audit of {audit['created_at']}.")
+st.markdown(f"**{md_text(ref)}** on **{md_text(dataset_name)}**, measured on "
+            f"{md_text(result['evaluated_on'])}; intervals resample "
+            f"{md_text(result['resampling_unit'])}s ({md_text(result['n_boot'])} resamples). "
+            f"Binary metrics are {md_text(result['binary_metrics_are'])}. Audit of "
+            f"{md_text(audit['created_at'])}.")
 
 st.subheader("What the audit finds")
 for line in result["summary"] or ["No group comparison could be made."]:
-    st.markdown(f"- {line}")
-st.caption(result["correction"])
+    st.markdown(f"- {md_text(line)}")
+st.caption(md_text(result["correction"]))
 
 attributes = list(dict.fromkeys(e["attribute"] for e in result["groups"]))
 metrics = [m for m in ("sensitivity", "specificity", "accuracy", "balanced_accuracy", "ppv", "npv",
@@ -62,8 +68,8 @@ c1, c2 = st.columns(2)
 attribute = c1.selectbox("Patient attribute", attributes, key="fairness_attribute")
 metric = c2.selectbox("Metric", metrics, key="fairness_metric")
 table = groups_table(result, attribute=attribute, metric=metric)
-labels = [f"{g} — suppressed (small-cell protection)" if sup else
-          f"{g} ({wording.fmt_evidence(den, what, pats)})" + (" — too few to judge" if tf else "")
+labels = [f"{chart_text(g)} — suppressed (small-cell protection)" if sup else
+          f"{chart_text(g)} ({wording.fmt_evidence(den, what, pats)})" + (" — too few to judge" if tf else "")
           for g, den, pats, what, tf, sup in zip(
               table["group"], table["denominator"], table["denominator_patients"],
               table["denominator_of"], table["too_few"], table["suppressed"])]
@@ -96,7 +102,7 @@ if table["suppressed"].any():
 st.subheader("Gaps between groups")
 gaps = gaps_table(result, attribute=attribute)
 if gaps.empty:
-    st.info(f"No gap was tested for {attribute}.")
+    st.info(f"No gap was tested for {md_text(attribute)}.")
 else:
     st.dataframe(gaps, hide_index=True, key="fairness_gaps_table", column_config={
         "gap": st.column_config.NumberColumn("gap (worst − best)", format="percent"),
@@ -123,8 +129,10 @@ if inter:
     if heat.isna().all().all():
         st.info("Every cell of this intersection is too small to show (small-cell protection).")
     else:
-        st.plotly_chart(go.Figure(go.Heatmap(z=heat.values, x=list(heat.columns),
-                                             y=list(heat.index), colorscale="RdYlGn")),
+        st.plotly_chart(go.Figure(go.Heatmap(z=heat.values,
+                                             x=[chart_text(c) for c in heat.columns],
+                                             y=[chart_text(i) for i in heat.index],
+                                             colorscale="RdYlGn")),
                         key="fairness_heatmap")
         st.caption("Empty cells are hidden by small-cell protection.")
 
@@ -133,14 +141,20 @@ curves = result["calibration"].get(attribute, [])
 cal = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect",
                            line={"dash": "dash", "color": "gray"}))
 hidden = [c["group"] for c in curves if not c.get("bins")]
+n_hidden_bins = 0
 for c in (c for c in curves if c.get("bins")):
-    cal.add_trace(go.Scatter(x=[b["confidence"] for b in c["bins"]],
-                             y=[b["accuracy"] for b in c["bins"]], mode="lines+markers",
-                             name=f"{c['group']} (n={c['n']})"))
+    shown = [b for b in c["bins"] if not b.get("suppressed")]
+    n_hidden_bins += len(c["bins"]) - len(shown)
+    cal.add_trace(go.Scatter(x=[b["confidence"] for b in shown],
+                             y=[b["accuracy"] for b in shown], mode="lines+markers",
+                             name=f"{chart_text(c['group'])} (n={c['n']})"))
 cal.update_layout(xaxis_title="confidence", yaxis_title="share correct", height=380)
 st.plotly_chart(cal, key="fairness_calibration")
 if hidden:
-    st.caption(f"Not drawn (small-cell protection): {', '.join(hidden)}.")
+    st.caption(f"Not drawn (small-cell protection): {', '.join(map(md_text, hidden))}.")
+if n_hidden_bins:
+    st.caption(f"{n_hidden_bins} confidence bin(s) with fewer than 10 images or patients (or "
+               "needed to protect one) are not drawn (small-cell protection).")
 
 st.subheader("What if the operating point moves?")
 threshold = st.slider(f"Call {result['positive_class']} when its probability is at least",
@@ -155,13 +169,13 @@ else:
     st.caption("The threshold view needs predictions.csv beside audit.json, with this attribute.")
 mit = result["threshold_mitigation"].get(attribute)
 if mit and "groups" in mit:
-    st.markdown(f"**Possible mitigation (fairlearn ThresholdOptimizer, {mit['constraint']}):** "
-                f"accuracy ({mit.get('accuracy_is', 'positive class against the rest')}) "
+    st.markdown(f"**Possible mitigation (fairlearn ThresholdOptimizer, {md_text(mit['constraint'])}):** "
+                f"accuracy ({md_text(mit.get('accuracy_is', 'positive class against the rest'))}) "
                 f"{wording.fmt_pct(mit['accuracy_before'])} with "
-                f"{mit.get('before_is', 'the model decisions')} → "
+                f"{md_text(mit.get('before_is', 'the model decisions'))} → "
                 f"{wording.fmt_pct(mit['accuracy_after'])}.")
     st.dataframe(pd.DataFrame(mit["groups"]), hide_index=True, key="fairness_mitigation")
-    st.info(mit["note"])
+    st.info(md_text(mit["note"]))
 
 skin = result.get("skin_tone")
 if skin:
@@ -172,5 +186,5 @@ if skin:
                     f"{a['n']} images and within one type on {a['within_one']:.0%} "
                     f"(weighted kappa {a['kappa_quadratic']:.2f}).")
     if "estimated" in skin:
-        st.markdown(f"Estimated from pixels ({skin['estimated']['method']}):")
+        st.markdown(f"Estimated from pixels ({md_text(skin['estimated']['method'])}):")
         st.json(skin["estimated"]["agreement_with"], expanded=False)

@@ -17,15 +17,18 @@ from ui.common import (
     data_root,
     fmt_ci,
     loaded_dataset,
+    md_text,
     new_run_dir,
     pick_model_and_dataset,
     registry_models,
     require_stored_result,
     run_with_progress,
+    show_unreadable_audits,
 )
 
 st.set_page_config(page_title="Explanations — auditkit", layout="wide")
 st.title("Why did the model decide — and can the explanation be trusted?")
+show_unreadable_audits()
 st.caption("Each map shows which pixels pushed the model towards its answer (red) or away from "
            "it (blue), on one colour scale for the whole page. Below the maps, three checks "
            "computed from the model say whether the maps add up, whether they point at what "
@@ -52,13 +55,14 @@ if st.sidebar.button("Run explanations", key="explain_run", type="primary"):
 
 audit, result, folder = require_stored_result(
     "explain", ref, dataset_name,
-    missing=f"No explanations of **{ref}** on **{dataset_name}** yet. Press **Run "
+    missing=f"No explanations of **{md_text(ref)}** on **{md_text(dataset_name)}** yet. Press **Run "
             "explanations** in the sidebar.")
 
 settings = result["settings"]
-st.markdown(f"**{ref}** on **{dataset_name}**: {result['n_images']} images "
-            f"({result['selection']}), explained with {settings['method_name']}, "
-            f"{settings['n_samples']} samples each. Audit of {audit['created_at']}.")
+st.markdown(f"**{md_text(ref)}** on **{md_text(dataset_name)}**: {md_text(result['n_images'])} "
+            f"images ({md_text(result['selection'])}), explained with "
+            f"{md_text(settings['method_name'])}, {md_text(settings['n_samples'])} samples each. "
+            f"Audit of {md_text(audit['created_at'])}.")
 
 trust = result["trust"]
 comp, faith, sanity = trust["completeness"], trust["faithfulness"], trust["sanity"]
@@ -78,7 +82,7 @@ else:
     c3.metric("Depend on the model (sanity)", "not assessed")
 for text in (comp["text"], faith["text"], sanity.get("text") or
              f"Sanity check not assessed: {sanity.get('reason')}."):
-    st.markdown(f"- {text}")
+    st.markdown(f"- {md_text(text)}")
 if sanity.get("flagged"):
     st.warning("The sanity check is flagged: these maps barely change when the model's weights "
                "are replaced by random ones, so they should not be read as the model's reasons.")
@@ -89,7 +93,7 @@ attribute = st.selectbox("Compare groups of", attributes, key="explain_attribute
 card = next(m for m in registry_models() if f"{m['name']}@{m['version']}" == ref)
 paths = None
 try:
-    paths = dict(zip(loaded_dataset(dataset_name, data_root()).records["image"],
+    paths = dict(zip(loaded_dataset(dataset_name, data_root()).records["key"],
                      loaded_dataset(dataset_name, data_root()).records["path"]))
 except auditkit.AuditKitError:
     st.caption("The dataset's image files are not on this computer: maps are shown alone.")
@@ -107,11 +111,11 @@ else:
                "and its confidence, and the true class.")
 
 st.subheader("Does the model look at the border, the corners, or outside the centre?")
-st.markdown(result["shortcuts"]["text"])
+st.markdown(md_text(result["shortcuts"]["text"]))
 st.plotly_chart(shares_figure(result, attribute), key="explain_shares")
 top = result["shortcuts"]["top_images"]
 st.markdown("Images that rely most on the corners: " + ", ".join(
-    f"`{t['image']}` ({t['share']:.0%})" for t in top.get("corners", [])))
+    f"{md_text(t['image'])} ({t['share']:.0%})" for t in top.get("corners", [])))
 
 st.subheader("Faithfulness: deletion and insertion curves")
 st.plotly_chart(curves_figure(result), key="explain_curves")

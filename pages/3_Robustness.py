@@ -18,17 +18,21 @@ from auditkit.robustness import (
 )
 from auditkit.suppression import images_may_be_shown
 from ui.common import (
+    chart_text,
     fmt_ci,
     loaded_model,
+    md_text,
     new_run_dir,
     pick_model_and_dataset,
     require_dataset,
     require_stored_result,
     run_with_progress,
+    show_unreadable_audits,
 )
 
 st.set_page_config(page_title="Robustness — auditkit", layout="wide")
 st.title("Can the model be fooled, and are some patients easier to fool?")
+show_unreadable_audits()
 st.caption("Two kinds of test. *Adversarial attacks* change pixels on purpose, by amounts too "
            "small to see, to find out how little it takes to change the diagnosis. *Everyday "
            "image problems* (blur, noise, JPEG, exposure, rotation, colour) show how answers "
@@ -59,21 +63,21 @@ if st.sidebar.button("Run robustness audit", key="robustness_run", type="primary
 
 audit, result, _folder = require_stored_result(
     "robustness", ref, dataset_name,
-    missing=f"No robustness audit of **{ref}** on **{dataset_name}** yet. Set how many images "
+    missing=f"No robustness audit of **{md_text(ref)}** on **{md_text(dataset_name)}** yet. Set how many images "
             "to attack and press **Run robustness audit** in the sidebar (a GPU is used when "
             "present).")
 
-st.markdown(f"**In plain words.** {result['summary']}")
+st.markdown(f"**In plain words.** {md_text(result['summary'])}")
 clean = result["clean"]["overall"]["accuracy"]
 c1, c2, c3 = st.columns(3)
 c1.metric("Accuracy on the untouched images", fmt_ci(clean["value"], clean["ci"]),
           help=f"n = {result['n_images']} images")
 c2.metric("Images attacked", f"{result['n_images']} of {result['n_available']}")
 c3.metric("Computed on", result["device"])
-st.caption(f"Sample: {result['sampling']['method']}, stratified by "
-           f"{result['sampling']['stratified_by'] or 'nothing'} (seed {result['sampling']['seed']})"
-           f". Intervals resample {result['resampling_unit']}s. Audit of "
-           f"{audit['created_at']}.")
+st.caption(f"Sample: {md_text(result['sampling']['method'])}, stratified by "
+           f"{md_text(result['sampling']['stratified_by'] or 'nothing')} (seed "
+           f"{md_text(result['sampling']['seed'])}). Intervals resample "
+           f"{md_text(result['resampling_unit'])}s. Audit of {md_text(audit['created_at'])}.")
 
 # --------------------------------------------------------------------------- ε curves
 table = attack_table(result)
@@ -97,7 +101,8 @@ if budgeted:
         fig.add_trace(go.Scatter(
             x=[r["budget_255"] if r["budget_255"] is not None else r["budget"] for r in pts],
             y=[r["robust_accuracy"] for r in pts], mode="lines+markers",
-            name=f"{group} (n={pts[0]['n']})" + (" — too few to judge" if too_few else ""),
+            name=f"{chart_text(group)} (n={pts[0]['n']})"
+                 + (" — too few to judge" if too_few else ""),
             line={"dash": "dot" if too_few else "solid",
                   "width": 4 if group == "all images" else 2},
             error_y={"type": "data", "symmetric": False,
@@ -114,12 +119,12 @@ if budgeted:
     st.plotly_chart(fig, key="robustness_eps_chart")
     hidden = sorted({r["group"] for r in rows if r["suppressed"]})
     if hidden:
-        st.caption("Hidden to protect small groups: " + ", ".join(map(str, hidden)) + ".")
+        st.caption("Hidden to protect small groups: " + ", ".join(map(md_text, hidden)) + ".")
     variants = {v for v in table["variant"].dropna()}
     if variants:
         st.caption("AutoAttack ran as the documented variant for models with fewer than four "
                    "classes (APGD-CE, APGD-DLR where possible, FAB-T, Square): "
-                   + ", ".join(sorted(variants)) + ".")
+                   + ", ".join(md_text(v) for v in sorted(variants)) + ".")
     st.dataframe(table, hide_index=True, key="robustness_attack_table")
 
 smallest = min_perturbation_table(result)
@@ -149,7 +154,8 @@ else:
         pts = [r for r in crow if r["group"] == group and r["flip_rate"] is not None]
         if not pts:
             continue
-        name = f"{group} (n={pts[0]['n']})" + (" — too few" if pts[0]["too_few"] else "")
+        name = f"{chart_text(group)} (n={pts[0]['n']})" + (" — too few" if pts[0]["too_few"]
+                                                           else "")
         for col, metric in ((1, "flip_rate"), (2, "accuracy")):
             cfig.add_trace(go.Scatter(
                 x=[r["severity"] for r in pts], y=[r[metric] for r in pts], mode="lines+markers",
@@ -164,7 +170,8 @@ else:
     cfig.update_layout(height=420, margin={"l": 10, "r": 10, "t": 40, "b": 40})
     st.plotly_chart(cfig, key="robustness_corruption_chart")
     first = crow[0]
-    st.caption(f"Severity is the {first['unit']}. For skin photographs the colour shifts ask: "
+    st.caption(f"Severity is the {md_text(first['unit'])}. For skin photographs the colour "
+               "shifts ask: "
                "does the answer change with apparent skin colour?")
 
 # --------------------------------------------------------------------------- gallery

@@ -13,18 +13,22 @@ from auditkit.privacy import (
     membership_groups_table,
 )
 from ui.common import (
+    chart_text,
     data_root,
     dataset_overview,
     fmt_ci,
     loaded_model,
+    md_text,
     new_run_dir,
     pick_model_and_dataset,
     require_stored_result,
     run_with_progress,
+    show_unreadable_audits,
 )
 
 st.set_page_config(page_title="Privacy — auditkit", layout="wide")
 st.title("Does the model give away who it was trained on?")
+show_unreadable_audits()
 st.caption("A *membership inference attack* tries to tell, from the model's answers alone, "
            "whether a patient's image was used in training. AUC 0.5 means a coin toss: no leak "
            "detected. Patient ids are never shown; groups with fewer than k images are hidden "
@@ -55,17 +59,18 @@ if st.sidebar.button("Run privacy audit", key="privacy_run", type="primary"):
 
 audit, result, _folder = require_stored_result(
     "privacy", ref, dataset_name, require_assessed=False,
-    missing=f"No privacy audit of **{ref}** on **{dataset_name}** yet. Press **Run privacy "
+    missing=f"No privacy audit of **{md_text(ref)}** on **{md_text(dataset_name)}** yet. Press **Run privacy "
             "audit** in the sidebar.")
 k_used = int(audit.get("config", {}).get("small_cell_k", 0) or 0)
 mia = result["membership"]
-st.caption(f"Audit of {audit['created_at']}; groups under {k_used} images hidden.")
+st.caption(f"Audit of {md_text(audit['created_at'])}; groups under {md_text(k_used)} images "
+           "hidden.")
 
 st.header("1. Membership inference")
 if mia.get("status") != "assessed":
-    st.warning(f"Not assessed: {mia.get('reason')}")
+    st.warning(f"Not assessed: {md_text(mia.get('reason'))}")
 else:
-    st.markdown(f"**What the audit finds.** {mia['finding']}")
+    st.markdown(f"**What the audit finds.** {md_text(mia['finding'])}")
     best = mia["overall"][mia["strongest_attack"]]
     c1, c2, c3 = st.columns(3)
     c1.metric("Attack AUC (0.5 = coin toss)", fmt_ci(best["auc"]["value"], best["auc"]["ci"],
@@ -78,10 +83,10 @@ else:
         st.caption("With this few non-training images, 1% false alarms cannot be resolved: the "
                    "figure is the share found with no false alarm at all.")
     with st.expander("How members and non-members were chosen"):
-        st.markdown(f"{mia['balance']['method']}. Source: `{mia['source']}`. Intervals resample "
-                    f"{mia['resampling_unit']}s.")
+        st.markdown(f"{md_text(mia['balance']['method'])}. Source: {md_text(mia['source'])}. "
+                    f"Intervals resample {md_text(mia['resampling_unit'])}s.")
         for name, text in mia["attacks"].items():
-            st.markdown(f"- **{name}**: {text}")
+            st.markdown(f"- **{md_text(name)}**: {md_text(text)}")
 
     fig = go.Figure()
     for name, curve in mia["roc"].items():
@@ -106,7 +111,7 @@ else:
                               help="; ".join(f"{a}: {ATTACKS[a]}" for a in mia["overall"]))
         table = membership_groups_table(mia, attack=attack, attribute=attribute, k=k_used)
         shown = table[~table["suppressed"] & table["auc"].notna()]
-        labels = [f"{g} (n={n})" + (" — too few to judge" if tf else "")
+        labels = [f"{chart_text(g)} (n={n})" + (" — too few to judge" if tf else "")
                   for g, n, tf in zip(shown["group"], shown["n"], shown["too_few"])]
         groups_fig = go.Figure(go.Scatter(
             x=shown["auc"], y=labels, mode="markers",
@@ -124,7 +129,7 @@ else:
         hidden = table[table["suppressed"]]["group"].tolist()
         if hidden:
             st.caption(f"Hidden to protect small groups (fewer than {k_used} images, or needed "
-                       f"to keep one hidden): {', '.join(map(str, hidden))}.")
+                       f"to keep one hidden): {', '.join(map(md_text, hidden))}.")
         st.dataframe(table, hide_index=True, key="privacy_groups_table")
 
 st.header("2. Patient identifiers in the inputs")
@@ -132,7 +137,7 @@ ids = result.get("identifiers")
 if ids is None:
     st.info("The identifier scan was switched off for this audit.")
 else:
-    st.markdown(f"**What the scan finds.** {ids['finding']}")
+    st.markdown(f"**What the scan finds.** {md_text(ids['finding'])}")
     st.caption("Only the kind of identifier and where it is are shown, never a value.")
     st.dataframe(identifier_findings_table(ids), hide_index=True, key="privacy_identifiers_table")
     if ids.get("dicom"):

@@ -20,10 +20,18 @@ from auditkit.compare import (
     trend_table,
     version_trend,
 )
-from ui.common import data_root, new_run_dir, registry_models, run_with_progress
+from ui.common import (
+    data_root,
+    md_text,
+    new_run_dir,
+    registry_models,
+    run_with_progress,
+    show_unreadable_audits,
+)
 
 st.set_page_config(page_title="Compare versions — auditkit", layout="wide")
 st.title("Is the new version better — and better for everyone?")
+show_unreadable_audits()
 st.caption("Both versions are compared on the same images: those held out from the training of "
            "both. Every difference is paired (the same patients resampled for both versions), "
            "and the ranges allow for the many groups compared at once. " +
@@ -52,7 +60,8 @@ card_ds = cards[versions[-1]].get("dataset")
 dataset = st.sidebar.selectbox("Dataset", names, index=names.index(card_ds) if card_ds in names
                                else 0, key=f"compare_dataset_{family}")
 if len(versions) < 2:
-    st.info(f"**{family}** has one version ({versions[0]}): there is nothing to compare yet.")
+    st.info(f"**{md_text(family)}** has one version ({md_text(versions[0])}): there is nothing "
+            "to compare yet.")
     st.stop()
 version_a = st.sidebar.selectbox("Version A (reference)", versions, index=len(versions) - 2,
                                  key=f"compare_a_{family}")
@@ -82,9 +91,10 @@ if missing and st.sidebar.button(f"Audit {', '.join(missing)} on {dataset}", key
                           out_dir=new_run_dir(f"{family}@{v}", dataset, "compare"))
     st.rerun()
 if missing:
-    st.info(f"No stored audit of **{family} {', '.join(missing)}** on **{dataset}** yet. Press "
-            "the audit button in the sidebar (or run `auditkit compare --models "
-            f"{family}@{version_a},{family}@{version_b} --dataset {dataset}`).")
+    st.info(f"No stored audit of **{md_text(family)} {md_text(', '.join(missing))}** on "
+            f"**{md_text(dataset)}** yet. Press the audit button in the sidebar (or run "
+            f"auditkit compare --models {md_text(f'{family}@{version_a},{family}@{version_b}')} "
+            f"--dataset {md_text(dataset)}).")
     st.stop()
 
 bar = st.progress(0.0, text="Comparing…")
@@ -105,11 +115,11 @@ bar.empty()
 res = doc["results"]
 labels = (doc["labels"]["a"], doc["labels"]["b"])
 
-st.header(f"{family}: {labels[1]} against {labels[0]}")
-st.markdown("**In plain words.** " + " ".join(res["summary"][:3]))
+st.header(f"{md_text(family)}: {md_text(labels[1])} against {md_text(labels[0])}")
+st.markdown("**In plain words.** " + " ".join(md_text(s) for s in res["summary"][:3]))
 for metric, ni in res["noninferiority"]["by_metric"].items():
-    st.markdown(f"- **{wording.metric_name(metric).capitalize()}** — {ni['sentence']}")
-st.caption(doc["images"]["description"] + f" Non-inferiority margin δ = {margin_pts} points; "
+    st.markdown(f"- **{wording.metric_name(metric).capitalize()}** — {md_text(ni['sentence'])}")
+st.caption(md_text(doc["images"]["description"]) + f" Non-inferiority margin δ = {margin_pts} points; "
            f"{res['multiplicity']['family_size']} differences are judged together "
            "(max-T step-down), so a change is called real only if it stands out among all of "
            "them.")
@@ -171,7 +181,7 @@ st.header("3. Did the gap between groups narrow?")
 gaps = gap_table(doc, metric)
 for g in res["gaps"]:
     if g["metric"] == metric:
-        st.markdown(f"- {wording.gap_change_sentence(g, labels=labels)}")
+        st.markdown(f"- {md_text(wording.gap_change_sentence(g, labels=labels))}")
 if not gaps.empty and "gap_a_text" in gaps:
     st.dataframe(gaps[["attribute", "gap_a_text", "groups_a", "gap_b_text", "groups_b",
                        "change_text", "verdict"]], hide_index=True, key="compare_gaps",
@@ -209,7 +219,8 @@ with st.expander("Robustness and privacy, where both audits ran them"):
                        ("membership_auc", "Membership-inference AUC")):
         part = extra.get(key, {})
         if part.get("status") != "assessed":
-            st.markdown(f"**{title}:** {part.get('reason', wording.not_assessed('not run'))}")
+            st.markdown(f"**{title}:** "
+                        f"{md_text(part.get('reason', wording.not_assessed('not run')))}")
             continue
         items = part.get("attacks") or part.get("corruptions") or [part]
         lines = []
@@ -219,4 +230,4 @@ with st.expander("Robustness and privacy, where both audits ran them"):
                 what = item.get("attack") or item.get("corruption") or part.get("attack")
                 lines.append(f"- {what} {item.get('budget_label') or item.get('severity') or ''}:"
                              f" {wording.fmt_difference(o['difference'], o['ci'])}")
-        st.markdown(f"**{title}** ({extra.get('method')}):\n" + "\n".join(lines))
+        st.markdown(f"**{title}** ({md_text(extra.get('method'))}):\n" + "\n".join(lines))

@@ -308,8 +308,17 @@ def test_bad_settings_say_what_was_expected() -> None:
 # --------------------------------------------------------------------------- audits and the CLI
 
 
+def _as_keys(audit_dir: Path, names: list[str]) -> list[str]:
+    """The exports' pseudonymous keys of these table entries (this installation's secret)."""
+    from auditkit._local import image_keys, installation_secret
+
+    dataset = json.loads((audit_dir / "audit.json").read_text())["dataset"]["name"]
+    return image_keys(installation_secret(), dataset, names)
+
+
 def _recompute_from_predictions(dir_a: Path, dir_b: Path, shared: list[str],
                                 attributes: list[str]) -> dict:
+    shared = _as_keys(dir_a, shared)  # exports name images by key, split.csv by file
     fa = pd.read_csv(dir_a / "predictions.csv", dtype=str, keep_default_na=False)
     fb = pd.read_csv(dir_b / "predictions.csv", dtype=str, keep_default_na=False)
     fa = fa.set_index("image").loc[shared]
@@ -364,7 +373,7 @@ def test_cli_compare_audit_dirs_matches_recomputation(two_versions: dict, tmp_pa
         doc, _recompute_from_predictions(a, b, shared, ["sex", "site"]))
     assert checked >= 4
     paired = pd.read_csv(out / "paired_predictions.csv")
-    assert sorted(paired["image"]) == sorted(shared)
+    assert sorted(paired["image"]) == sorted(_as_keys(a, shared))
     assert {"pred_a", "pred_b", "flip", "prob_malignant_a", "prob_malignant_b"} <= set(paired)
     # the versions really differ here, and the flip table says how
     overall = doc["results"]["groups"][0]

@@ -336,7 +336,11 @@ def test_audit_json_and_attributions_file(tmp_path):
 def test_user_chosen_images(tmp_path):
     res = _audit(tmp_path, BrightnessNet(2), {"images": ["images/img_003.png"], "n_samples": 4,
                                               "sanity_images": 0}, out=False)["results"]["explain"]
-    assert [im["image"] for im in res["images"]] == ["images/img_003.png"]
+    from auditkit._local import image_key, installation_secret
+
+    # named by its table entry, reported by its pseudonymous key (never the file name)
+    key = image_key(installation_secret(), "tiny", "images/img_003.png")
+    assert [im["image"] for im in res["images"]] == [key]
     assert res["selection"] == "chosen by the user" and res["attributions_file"] is None
 
 

@@ -5,7 +5,6 @@ The library (:mod:`auditkit`) never imports streamlit; this module is the only g
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import UTC
 from pathlib import Path
@@ -53,14 +52,14 @@ def loaded_dataset(name: str, data_root: str | None = None) -> auditkit.Dataset:
 def dataset_overview(name: str, data_root: str | None = None) -> dict[str, Any]:
     """Table-only summary (no image decoding) for the landing page."""
     spec, root = auditkit.find_dataset(name, data_root=data_root)
-    from auditkit.suppression import suppress_counts
+    from auditkit.suppression import protected_overview
 
     ds = auditkit.load_dataset(spec, root=root, check_images=False, on_invalid="drop")
-    summary = ds.summary()
-    # the same small-cell rule as every export: tiny groups show as "fewer than 10"
-    summary["group_counts"] = {a: suppress_counts(c, k=10)
-                               for a, c in summary["group_counts"].items()}
-    return {**summary, "description": spec.description, "license": spec.license}
+    # the same small-cell rule as every export: groups under 10 images or patients (and
+    # the complementary group) show as "fewer than 10"
+    summary = protected_overview(ds.summary(), k=10, patient_counts=ds.patient_counts())
+    return {**summary, "description": spec.description, "license": spec.license,
+            "n_rows_left_out": len(ds.problems)}
 
 
 def attribute_names_of(dataset_name: str) -> list[str]:
@@ -96,18 +95,21 @@ def require_dataset(name: str) -> auditkit.Dataset:
     try:
         dataset = loaded_dataset(name, data_root())
     except auditkit.DatasetNotFoundError as exc:
-        st.info(f"The dataset **{name}** is not on this computer.\n\n```\n{exc}\n```")
+        st.info(f"The dataset **{md_text(name)}** is not on this computer.")
+        st.code(str(exc), language=None)
         st.stop()
     except auditkit.DataError as exc:
-        st.error(f"The dataset **{name}** cannot be used:\n\n```\n{exc}\n```")
+        st.error(f"The dataset **{md_text(name)}** cannot be used:")
+        st.code(str(exc), language=None)
         st.stop()
     if dataset.problems:
         shown = "\n".join(str(p) for p in dataset.problems[:10])
         st.warning(
-            f"{dataset.n_rows_total - len(dataset)} of {dataset.n_rows_total} rows of **{name}** "
-            f"have problems and were left out; the audit uses the {len(dataset)} valid rows."
-            f"\n\n```\n{shown}\n```"
+            f"{dataset.n_rows_total - len(dataset)} of {dataset.n_rows_total} rows of "
+            f"**{md_text(name)}** have problems and were left out; the audit uses the "
+            f"{len(dataset)} valid rows."
         )
+        st.code(shown, language=None)
     return dataset
 
 
@@ -122,8 +124,15 @@ def run_with_progress(*, ref: str, dataset_name: str, config: auditkit.AuditConf
         bar.progress(min(1.0, done / total) if total else 1.0,
                      text=f"{message}: {done} of {total}")
 
-    audit = auditkit.run_audit(model=model, dataset=dataset, config=config, out_dir=out_dir,
-                               progress=progress)
+    try:
+        audit = auditkit.run_audit(model=model, dataset=dataset, config=config, out_dir=out_dir,
+                                   progress=progress)
+    except auditkit.AuditKitError as exc:  # e.g. an audits folder that cannot be written
+        bar.empty()
+        st.error("The audit could not be run or saved:")
+        st.code(str(exc), language=None)
+        st.stop()
+        raise AssertionError("unreachable") from exc  # st.stop() raises
     bar.empty()
     return audit
 
@@ -137,26 +146,64 @@ def new_run_dir(ref: str, dataset_name: str, check: str) -> Path:
 
 
 def stored_audits(root: Path | None = None) -> list[dict[str, Any]]:
-    """Audits already written under the audits folder (newest first)."""
-    base = root or default_audits_dir()
-    found = []
-    for path in sorted(base.glob("*/audit.json")):
-        try:
-            audit = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            continue  # a damaged file is listed nowhere rather than crashing the page
-        found.append({"path": str(path.parent), "audit": audit})
-    found.sort(key=lambda a: a["audit"].get("created_at", ""), reverse=True)
-    return found
+    """Readable audits under the audits folder (newest first); see :func:`show_unreadable_audits`."""
+    return auditkit.list_audits(root or default_audits_dir())[0]
+
+
+def show_unreadable_audits(root: Path | None = None) -> None:
+    """Name every audit.json of the audits folder that cannot be read, and why (never raises)."""
+    bad = auditkit.list_audits(root or default_audits_dir())[1]
+    if bad:
+        from auditkit.wording import unreadable_audits
+
+        st.warning(unreadable_audits(len(bad)) + "\n\n"
+                   + "\n".join(f"- {md_text(b['path'])}: {md_text(b['why'])}" for b in bad))
+
+
+_MARKDOWN_SPECIALS = frozenset("\\`*[]<>|~$")
+
+
+def chart_text(value: Any) -> str:
+    """``value`` as literal text in a plotly label: plotly renders ``<a href>``, ``<b>`` and
+    ``<br>`` in legend names, axis categories and titles, so ``<``/``>``/``&`` are escaped."""
+    import html
+
+    return html.escape(str(value), quote=False)
+
+
+def md_text(value: Any) -> str:
+    """``value`` as literal text inside ``st.markdown``/``st.caption``: no links, images or HTML.
+
+    Line breaks become spaces and every character that could start markup is
+    backslash-escaped: brackets (links, images, ``:red[...]``), ``<`` (HTML, autolinks),
+    emphasis and code marks, ``$`` (LaTeX), table bars, an underscore at a word edge, and
+    a leading ``#``, ``-``, ``+``, ``=``, ``>`` or ``1.``. A group name, card text or file
+    name supplied by a user is so shown as written.
+    """
+    text = " ".join(str(value).split())
+    out = []
+    for i, c in enumerate(text):
+        inner = (0 < i < len(text) - 1 and text[i - 1].isalnum() and text[i + 1].isalnum())
+        if c in _MARKDOWN_SPECIALS or (c == "_" and not inner):
+            out.append("\\" + c)
+        else:
+            out.append(c)
+    escaped = "".join(out)
+    head = escaped.split(" ", 1)[0]
+    if escaped[:1] in ("#", "-", "+", "=", ">"):
+        escaped = "\\" + escaped
+    elif head[:-1].isdigit() and head[-1:] in (".", ")"):
+        escaped = head[:-1] + "\\" + escaped[len(head) - 1:]
+    return escaped
 
 
 def newest_audit(check: str, ref: str, dataset_name: str
                  ) -> tuple[dict[str, Any] | None, Path | None]:
     """The newest stored audit of ``ref`` on ``dataset_name`` that ran ``check``, and its folder."""
     for entry in stored_audits():
-        a = entry["audit"]
+        a = entry["audit"]  # read_audit checked these fields' types
         if (f"{a['model']['name']}@{a['model']['version']}" == ref
-                and a["dataset"]["name"] == dataset_name and check in a.get("results", {})):
+                and a["dataset"]["name"] == dataset_name and check in a["results"]):
             return a, Path(entry["path"])
     return None, None
 
@@ -175,8 +222,12 @@ def require_stored_result(check: str, ref: str, dataset_name: str, *, missing: s
         st.stop()
         raise AssertionError("unreachable")  # st.stop() raises; this satisfies type checkers
     result = audit["results"][check]
+    if not isinstance(result, dict):
+        st.warning(f"The stored {check} result of {md_text(folder)} is not readable.")
+        st.stop()
+        raise AssertionError("unreachable")
     if require_assessed and result.get("status") != "assessed":
-        st.warning(f"Not assessed: {result.get('reason')}")
+        st.warning(f"Not assessed: {md_text(result.get('reason'))}")
         st.stop()
     return audit, result, folder
 

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 
 from .. import wording
+from .._export import write_frame_csv
+from .._local import KEY_PREFIX
 from .._version import __version__
 from ..exceptions import ConfigError, DataError, DatasetNotFoundError
 from ._core import COMPARED_METRICS, DEFAULT_MARGIN, DEFAULT_NI_METRICS, compare_predictions
@@ -83,18 +85,20 @@ class CompareSettings:
 
 def find_audits(audits_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Audits under ``audits_dir`` (``*/audit.json`` with ``predictions.csv``), newest first."""
-    found = []
+    from ..audit import AuditReadError, read_audit
+
+    found: list[dict[str, Any]] = []
     for path in sorted(Path(audits_dir).glob("*/audit.json")):
         if not (path.parent / "predictions.csv").is_file():
             continue
         try:
-            audit = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            continue  # a damaged audit is skipped, never trusted
-        if "performance" not in audit.get("results", {}):
+            audit = read_audit(path)
+        except AuditReadError:
+            continue  # a damaged audit is skipped, never trusted (the pages name it)
+        if "performance" not in audit["results"]:
             continue
         found.append({"path": path.parent, "audit": audit})
-    found.sort(key=lambda a: a["audit"].get("created_at", ""), reverse=True)
+    found.sort(key=lambda a: str(a["audit"]["created_at"]), reverse=True)
     return found
 
 
@@ -107,8 +111,11 @@ def _read_audit(folder: str | os.PathLike[str]) -> tuple[dict[str, Any], pd.Data
                               f"{p} was not found.")
     try:
         audit = json.loads(audit_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{audit_path} is not valid JSON ({exc}).") from exc
+    if not isinstance(audit, dict):
+        raise ConfigError(f"{audit_path} is not an auditkit audit: expected a JSON object; "
+                          f"found a JSON {type(audit).__name__}.")
     for key in ("model", "dataset", "results"):
         if key not in audit:
             raise ConfigError(f"{audit_path} is not an auditkit audit: expected a {key!r} "
@@ -128,6 +135,13 @@ def _test_images(folder: Path | None, ref: str) -> set[str]:
             "compare every shared image, training images included).")
     split = pd.read_csv(split_path, dtype=str, keep_default_na=False)
     return set(split.loc[split["split"] == "test", "image"])
+
+
+def _with_keys(names: set[str], dataset: str) -> set[str]:
+    """split.csv names its images by file; exports by key: both, so either matches."""
+    from .._local import image_keys, installation_secret
+
+    return names | set(image_keys(installation_secret(), dataset, sorted(names)))
 
 
 def _model_folder(model: dict[str, Any], registry: str | os.PathLike[str] | None) -> Path:
@@ -171,8 +185,10 @@ def _compare_frames(
     keep = in_b.to_numpy().copy()
     labels = (_label(model_a, model_b), _label(model_b, model_a))
     if settings.held_out_only:
-        test_a = _test_images(folders[0], f"{model_a['name']}@{model_a['version']}")
-        test_b = _test_images(folders[1], f"{model_b['name']}@{model_b['version']}")
+        test_a = _with_keys(_test_images(folders[0], f"{model_a['name']}@{model_a['version']}"),
+                            dataset_info["name"])
+        test_b = _with_keys(_test_images(folders[1], f"{model_b['name']}@{model_b['version']}"),
+                            dataset_info["name"])
         not_a = keep & ~images.isin(test_a).to_numpy()
         reasons["not_held_out_from_a"] = int(not_a.sum())
         keep &= ~not_a
@@ -207,7 +223,10 @@ def _compare_frames(
                             f"{missing} are missing.")
     patients = None
     if records is not None:
-        rec = records.set_index(records["image"].astype(str)).loc[fa["image"].astype(str)]
+        # exports name images by key (audits before keys: by file name)
+        by = "key" if "key" in records.columns and fa["image"].astype(str).str.startswith(
+            KEY_PREFIX).all() else "image"
+        rec = records.set_index(records[by].astype(str)).loc[fa["image"].astype(str)]
         groups = pd.DataFrame({a: rec[a].astype(str).to_numpy() for a in attributes})
         if rec["patient_id"].notna().any():
             patients = rec["patient_id"].astype(str).to_numpy()
@@ -410,7 +429,7 @@ def write_comparison(doc: dict[str, Any], paired: pd.DataFrame,
     """Write ``comparison.json`` (atomically, strict JSON) and ``paired_predictions.csv``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paired.to_csv(out / "paired_predictions.csv", index=False)
+    write_frame_csv(paired, out / "paired_predictions.csv")  # formulas neutralised
     tmp = out / ".comparison.json.tmp"
     tmp.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     os.replace(tmp, out / "comparison.json")

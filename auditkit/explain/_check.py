@@ -191,9 +191,12 @@ def run_check(ctx: CheckContext) -> dict[str, Any]:  # noqa: C901 - one readable
     if attribute is not None and attribute not in ctx.dataset.attribute_names:
         raise ConfigError(f"explain option attribute must be one of "
                           f"{ctx.dataset.attribute_names}; got {attribute!r} instead.")
-    ids = records["image"].astype(str).tolist()
+    # pseudonymous keys, never file names (they may carry patient ids and scan dates)
+    ids = records["key"].astype(str).tolist()
     if opts["images"]:
-        lookup = {im: i for i, im in enumerate(ids)}
+        # the user may name images by key or by their entry in the table
+        lookup = {**{str(im): i for i, im in enumerate(records["image"])},
+                  **{im: i for i, im in enumerate(ids)}}
         missing = [im for im in opts["images"] if im not in lookup]
         if missing:
             raise ConfigError(f"explain option images must name images of the dataset; got "

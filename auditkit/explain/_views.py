@@ -7,6 +7,7 @@ blue evidence *against*, and the same colour means the same amount on every imag
 
 from __future__ import annotations
 
+import html
 import os
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,11 @@ from typing import Any
 import numpy as np
 
 from ._check import ATTRIBUTIONS_FILE, load_attributions
+
+
+def _plain(value: Any) -> str:
+    """Text shown in a plotly label as written (``<``, ``>``, ``&`` escaped)."""
+    return html.escape(str(value), quote=False)
 
 __all__ = [
     "ImageView",
@@ -90,8 +96,9 @@ def gallery_figure(views: list[ImageView], *, attribute: str, limit: float,
             items = groups[g]
             if r < len(items):
                 e = items[r]["entry"]
-                titles.append(f"{attribute} {g}<br>{e['predicted']} {e['confidence']:.0%} "
-                              f"(truth {e['label']})")
+                # group names are data: escaped, as plotly renders <a>, <b> in titles
+                titles.append(f"{_plain(attribute)} {_plain(g)}<br>{_plain(e['predicted'])} "
+                              f"{e['confidence']:.0%} (truth {_plain(e['label'])})")
             else:
                 titles.append("")
     fig = make_subplots(rows=rows, cols=max(1, len(names)), subplot_titles=titles,
@@ -147,7 +154,7 @@ def shares_figure(result: dict[str, Any], attribute: str) -> Any:
             if val.get("value") is None:
                 continue
             ci = val.get("ci") or [None, None]
-            xs.append(f"{g['group']}{' *' if g.get('too_few') else ''}")
+            xs.append(f"{_plain(g['group'])}{' *' if g.get('too_few') else ''}")
             ys.append(val["value"])
             lo.append(val["value"] - ci[0] if ci[0] is not None else 0)
             hi.append(ci[1] - val["value"] if ci[1] is not None else 0)

@@ -269,7 +269,8 @@ def _membership(ctx: CheckContext, opts: dict[str, Any]) -> tuple[dict[str, Any]
     tpr1 = head["tpr_at_1pct_fpr"]["value"]
     sub = rec.iloc[idx].reset_index(drop=True)
     groups = _group_entries(ctx, sub, scores, member, clusters)
-    evidence = pd.DataFrame({"image": sub["image"].to_numpy(), "member": member.astype(int),
+    # "image" holds the pseudonymous key, never the file name
+    evidence = pd.DataFrame({"image": sub["key"].to_numpy(), "member": member.astype(int),
                              **{name: s for name, s in scores.items()}})
     result = {
         "status": "assessed",
@@ -362,7 +363,9 @@ def run_check(ctx: CheckContext) -> dict[str, Any]:
         raise ConfigError(f"privacy mode must be one of {list(MODES)}; got {mode!r} instead.")
     membership, evidence = _membership(ctx, opts)
     if evidence is not None and ctx.out_dir is not None:
-        evidence.to_csv(Path(ctx.out_dir) / "membership_scores.csv", index=False)
+        from .._export import write_frame_csv
+
+        write_frame_csv(evidence, Path(ctx.out_dir) / "membership_scores.csv")
         membership["evidence_file"] = "membership_scores.csv"
     out: dict[str, Any] = {"status": "assessed", "membership": membership}
     if opts.get("scan_identifiers", True):

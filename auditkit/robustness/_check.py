@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Callable
 from typing import Any
@@ -292,7 +291,8 @@ def run_check(ctx: CheckContext) -> dict[str, Any]:
         "corruptions": [],
     }
     csv_rows: list[list[Any]] = []
-    image_ids = dataset.records["image"].iloc[rows].astype(str).tolist()
+    # pseudonymous keys, never file names (they may carry patient ids and scan dates)
+    image_ids = dataset.records["key"].iloc[rows].astype(str).tolist()
     for name, eps in plan:
         spec = ATTACKS[name]
         atk = AdversarialAttack(name, eps=eps, seed=seed, batch_size=batch_size,
@@ -341,12 +341,11 @@ def run_check(ctx: CheckContext) -> dict[str, Any]:
                                                 tick)
     result["summary"] = plain_summary(result, small_cell_k=ctx.config.small_cell_k)
     if ctx.out_dir is not None:
-        path = ctx.out_dir / CSV_NAME
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["image", "attack", "budget", "clean_prediction",
-                             "attacked_prediction", "success", "label", "l2", "linf"])
-            writer.writerows(csv_rows)
+        from .._export import write_csv_rows
+
+        write_csv_rows(ctx.out_dir / CSV_NAME,
+                       ["image", "attack", "budget", "clean_prediction", "attacked_prediction",
+                        "success", "label", "l2", "linf"], csv_rows)
         result["evidence"] = {"csv": CSV_NAME}
     return result
 
@@ -508,7 +507,7 @@ def adversarial_examples(model: LoadedModel, dataset: Dataset, *, attack: str = 
         peak = float(delta.abs().max())
         factor = amplify or (0.5 / peak if peak > 0 else 1.0)
         out.append({
-            "image": str(records["image"].iloc[row]),
+            "image": str(records["key"].iloc[row]),
             "group": {a: str(records[a].iloc[row]) for a in dataset.attribute_names},
             "label": classes[y[i]],
             "original": images[i].permute(1, 2, 0).numpy(),
