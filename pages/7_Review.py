@@ -11,7 +11,7 @@ from auditkit.exceptions import AuditKitError
 from auditkit.export import in_house_groups
 from auditkit.store import ANSWERS, DECISIONS, QUESTIONS, default_db_url
 from ui.auth import current_store, require_user
-from ui.common import pick_model_and_dataset
+from ui.common import pick_model_and_dataset, show_unreadable_audits
 from ui.review import (
     answers_table,
     audit_label,
@@ -23,6 +23,7 @@ from ui.review import (
 
 st.set_page_config(page_title="Review — auditkit", layout="wide")
 st.title("Committee review")
+show_unreadable_audits()
 st.caption("Model review by the ethics committee: each member answers the Overview's "
            "questions, the chair records the decision. Every write is signed by its author "
            "and chained into a tamper-evident trail (`auditkit trail verify`).")
