@@ -132,6 +132,7 @@ def run_audit(
             "class_names": model.card.class_names,
             "positive_class": model.card.positive_class,
             "output": model.card.output,
+            "pixel_pipeline": model.card.pixel_pipeline(),
         },
         "dataset": {
             "name": dataset.name,

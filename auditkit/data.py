@@ -38,16 +38,19 @@ from .exceptions import ConfigError, DataError, DatasetNotFoundError
 __all__ = [
     "ATTRIBUTE_KINDS",
     "UNKNOWN",
+    "SCALING_METHODS",
     "AttributeSpec",
     "Dataset",
     "DatasetProblem",
     "DatasetSpec",
+    "PixelScaling",
     "builtin_dataset_names",
     "builtin_spec",
     "dataset_search_paths",
     "find_dataset",
     "load_dataset",
     "read_image",
+    "read_pixels",
 ]
 
 ATTRIBUTE_KINDS = ("ethnicity", "sex", "age", "skin_tone", "categorical")
@@ -64,6 +67,7 @@ _SEX_VALUES = {
 _ROMAN = ["I", "II", "III", "IV", "V", "VI"]
 _SCALES = {"fitzpatrick": 6, "monk": 10}
 _BUILTIN_DIR = Path(__file__).parent / "datasets"
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
 
 ProgressFn = Callable[[int, int, str], None]
 
@@ -407,51 +411,276 @@ def _is_dicom(path: Path, head: bytes | None = None) -> bool:
     return len(head) >= 132 and head[128:132] == b"DICM"
 
 
-def _dicom_to_array(ds: Any) -> np.ndarray:
-    """Pixel data of a DICOM dataset as uint8 (H, W): modality and VOI LUTs applied."""
+#: How a model's inputs were scaled to [0, 1]; declared in the model card (docs/models.md).
+SCALING_METHODS = ("bit_depth", "range", "window", "dicom_window", "minmax")
+
+
+@dataclass(frozen=True)
+class PixelScaling:
+    """How stored pixel values become the model's [0, 1] inputs (declared in the card).
+
+    DICOM pixels first go through the modality LUT (Rescale Slope/Intercept or a
+    Modality LUT Sequence) with pydicom's :func:`~pydicom.pixels.apply_modality_lut`;
+    then, by ``method``:
+
+    ``bit_depth`` (default)
+        The full range the stored bits can hold, through the modality LUT:
+        ``0..2^BitsStored-1`` for unsigned DICOM, ``-2^(BitsStored-1)..2^(BitsStored-1)-1``
+        for signed, times slope plus intercept; ``0..255`` for 8-bit PNG/JPEG and
+        ``0..65535`` for 16-bit PNG. For 8-bit PNG/JPEG this is ``value / 255``.
+    ``range``
+        A fixed range ``[low, high]`` in modality units (e.g. Hounsfield units),
+        clipped: ``(v - low) / (high - low)``.
+    ``window``
+        A stated window ``[center, width]``, applied with pydicom's
+        :func:`~pydicom.pixels.apply_windowing` (DICOM PS3.3 C.11.2.1.2, linear),
+        its output range mapped to [0, 1].
+    ``dicom_window``
+        The file's own VOI LUT or first Window Center/Width, applied with
+        :func:`~pydicom.pixels.apply_voi_lut`, its output range mapped to [0, 1].
+        DICOM only; a file without one is an error.
+    ``minmax``
+        Each image stretched from its own minimum to its own maximum. Only when the
+        model was trained that way: it hides absolute intensity from the model.
+
+    MONOCHROME1 images (bright = low values) are inverted after scaling, so every
+    image reaches the model as MONOCHROME2. From a multi-frame file one frame is
+    used: ``frame`` is ``"middle"`` (default) or a 0-based index.
+    """
+
+    method: str = "bit_depth"
+    range: tuple[float, float] | None = None
+    window: tuple[float, float] | None = None
+    frame: str | int = "middle"
+
+    def __post_init__(self) -> None:
+        if self.method not in SCALING_METHODS:
+            raise ConfigError(f"input_scaling.method must be one of {list(SCALING_METHODS)}; "
+                              f"got {self.method!r} instead.")
+        if self.method == "range":
+            if self.range is None or len(self.range) != 2 or not self.range[0] < self.range[1]:
+                raise ConfigError("input_scaling.range must be [low, high] with low < high; "
+                                  f"got {self.range!r} instead.")
+            object.__setattr__(self, "range", (float(self.range[0]), float(self.range[1])))
+        elif self.range is not None:
+            raise ConfigError("input_scaling.range must be absent unless method is 'range'; got "
+                              f"{list(self.range)} with method {self.method!r} instead.")
+        if self.method == "window":
+            if self.window is None or len(self.window) != 2 or not self.window[1] >= 1:
+                raise ConfigError("input_scaling.window must be [center, width] with width >= 1;"
+                                  f" got {self.window!r} instead.")
+            object.__setattr__(self, "window", (float(self.window[0]), float(self.window[1])))
+        elif self.window is not None:
+            raise ConfigError("input_scaling.window must be absent unless method is 'window'; "
+                              f"got {list(self.window)} with method {self.method!r} instead.")
+        if not (self.frame == "middle" or (isinstance(self.frame, int) and self.frame >= 0)):
+            raise ConfigError(f"input_scaling.frame must be 'middle' or an index >= 0; got "
+                              f"{self.frame!r} instead.")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> PixelScaling:
+        """From the card's ``input_scaling`` object (None gives the default)."""
+        if not data:
+            return cls()
+        data = dict(data)
+        for key in ("range", "window"):
+            if data.get(key) is not None:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"method": self.method}
+        if self.range is not None:
+            out["range"] = list(self.range)
+        if self.window is not None:
+            out["window"] = list(self.window)
+        if self.frame != "middle":
+            out["frame"] = self.frame
+        return out
+
+    def describe(self) -> str:
+        """One plain sentence, stored in ``audit.json`` beside the declaration."""
+        how = {
+            "bit_depth": "scaled by the full range of the stored bits (e.g. 0 to 4095 for "
+                         "12-bit, 0 to 255 for 8-bit)",
+            "range": f"scaled from the fixed range {self.range} and clipped",
+            "window": f"windowed at center/width {self.window}",
+            "dicom_window": "windowed with each DICOM file's own VOI LUT or window",
+            "minmax": "stretched from each image's own minimum to its maximum",
+        }[self.method]
+        return (f"Pixels (after the DICOM modality LUT) {how}, to [0, 1]; MONOCHROME1 "
+                f"inverted; the {self.frame} frame of multi-frame files.")
+
+
+def _modality_range(ds: Any) -> tuple[float, float]:
+    """Range of values the stored bits can hold, after the modality LUT.
+
+    Computed as pydicom's :func:`~pydicom.pixels.apply_windowing` computes its output
+    range (DICOM PS3.3 C.11.2.1.2), so a window's output maps onto [0, 1] exactly.
+    """
+    if ds.get("ModalityLUTSequence"):
+        return 0.0, float(2 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
+    bits = int(ds.BitsStored)
+    if int(ds.get("PixelRepresentation", 0)) == 0:
+        lo, hi = 0.0, float(2**bits - 1)
+    else:
+        lo, hi = float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
+    slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
+    if slope is not None and intercept is not None:
+        lo, hi = lo * float(slope) + float(intercept), hi * float(slope) + float(intercept)
+    return (lo, hi) if lo <= hi else (hi, lo)
+
+
+def _to_unit(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    if hi <= lo:
+        return np.zeros(arr.shape, dtype=np.float64)
+    return np.clip((np.asarray(arr, dtype=np.float64) - lo) / (hi - lo), 0.0, 1.0)
+
+
+def _minmax(arr: np.ndarray) -> np.ndarray:
+    arr = np.asarray(arr, dtype=np.float64)
+    return _to_unit(arr, float(arr.min()), float(arr.max()))
+
+
+def _stated_window(arr: np.ndarray, ds: Any, window: tuple[float, float]) -> np.ndarray:
+    """A stated window through pydicom's own windowing, output range mapped to [0, 1]."""
+    from pydicom.dataset import Dataset as DicomDataset
+    from pydicom.pixels import apply_windowing
+
+    w = DicomDataset()
+    for keyword in ("BitsStored", "PixelRepresentation", "RescaleSlope", "RescaleIntercept",
+                    "ModalityLUTSequence"):
+        if keyword in ds:
+            w[keyword] = ds[keyword]
+    w.WindowCenter, w.WindowWidth = window
+    w.VOILUTFunction = "LINEAR"
+    w.PhotometricInterpretation = "MONOCHROME2"  # MONOCHROME1 is inverted by the caller
+    return _to_unit(apply_windowing(np.asarray(arr, dtype=np.float64), w), *_modality_range(w))
+
+
+def _select_frame(arr: np.ndarray, ds: Any, frame: str | int) -> np.ndarray:
+    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if n_frames <= 1:
+        return arr
+    index = n_frames // 2 if frame == "middle" else int(frame)
+    if index >= n_frames:
+        raise ValueError(f"the card asks for frame {index} but the file has {n_frames} frames")
+    return arr[index]
+
+
+def _dicom_pixels(ds: Any, scaling: PixelScaling) -> np.ndarray:
+    """A DICOM dataset's pixels as float64 in [0, 1], ``(H, W)`` or ``(H, W, 3)``."""
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-    arr = ds.pixel_array
-    arr = apply_modality_lut(arr, ds)
-    if "WindowCenter" in ds or "VOILUTSequence" in ds:
-        arr = apply_voi_lut(arr, ds)
-    arr = arr.astype(np.float64)
-    if arr.ndim == 3 and arr.shape[-1] not in (3, 4):
-        arr = arr[arr.shape[0] // 2]  # multi-frame: the middle frame
-    lo, hi = float(arr.min()), float(arr.max())
-    arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+    arr = _select_frame(ds.pixel_array, ds, scaling.frame)  # signed/bit depth by pydicom
+    colour = int(ds.get("SamplesPerPixel", 1)) > 1
+    if not colour:
+        arr = apply_modality_lut(arr, ds)
+    if scaling.method == "minmax":
+        out = _minmax(arr)
+    elif scaling.method == "range":
+        out = _to_unit(arr, *scaling.range)  # type: ignore[misc]
+    elif scaling.method == "window":
+        out = _stated_window(arr, ds, scaling.window)  # type: ignore[arg-type]
+    elif scaling.method == "dicom_window":
+        if not (ds.get("VOILUTSequence") or "WindowCenter" in ds):
+            raise ValueError("the card declares input_scaling 'dicom_window' but the file has "
+                             "no VOI LUT Sequence and no Window Center/Width")
+        voi = apply_voi_lut(np.asarray(arr, dtype=np.float64), ds, index=0)
+        if ds.get("VOILUTSequence"):
+            lo, hi = 0.0, float(2 ** int(ds.VOILUTSequence[0].LUTDescriptor[2]) - 1)
+        else:
+            lo, hi = _modality_range(ds)
+        out = _to_unit(voi, lo, hi)
+    else:  # bit_depth
+        out = _to_unit(arr, *_modality_range(ds))
     if getattr(ds, "PhotometricInterpretation", "") == "MONOCHROME1":
-        arr = 255.0 - arr
-    return arr.round().astype(np.uint8)
+        out = 1.0 - out
+    return out
 
 
-def read_image(path: str | os.PathLike[str], data: bytes | None = None) -> np.ndarray:
-    """Decode a PNG, JPEG or DICOM image.
+def _raster_pixels(img: Any, scaling: PixelScaling, name: str) -> np.ndarray:
+    """A PNG/JPEG image's pixels as float64 in [0, 1] under the same declaration."""
+    if img.mode in _SIXTEEN_BIT_MODES:
+        arr, bits = np.asarray(img, dtype=np.float64), 16
+    elif img.mode in ("L", "RGB"):
+        arr, bits = np.asarray(img, dtype=np.float64), 8
+    else:
+        arr, bits = np.asarray(img.convert("RGB"), dtype=np.float64), 8
+    top = float(2**bits - 1)
+    if scaling.method == "minmax":
+        return _minmax(arr)
+    if scaling.method == "range":
+        return _to_unit(arr, *scaling.range)  # type: ignore[misc]
+    if scaling.method == "window":
+        from pydicom.dataset import Dataset as DicomDataset
+
+        header = DicomDataset()
+        header.BitsStored, header.PixelRepresentation = bits, 0
+        return _stated_window(arr, header, scaling.window)  # type: ignore[arg-type]
+    if scaling.method == "dicom_window":
+        raise ValueError(f"the card declares input_scaling 'dicom_window' but {name} is not "
+                         "a DICOM file (it has no window to apply)")
+    return _to_unit(arr, 0.0, top)
+
+
+def read_pixels(path: str | os.PathLike[str], scaling: PixelScaling | None = None,
+                data: bytes | None = None) -> np.ndarray:
+    """Decode an image and scale it to [0, 1] as the model card declares.
+
+    Parameters
+    ----------
+    path : path
+        PNG, JPEG (8-bit; 16-bit PNG) or DICOM (up to 16 bits, signed or unsigned,
+        MONOCHROME1/2 or RGB, single or multi-frame).
+    scaling : PixelScaling, optional
+        Default ``PixelScaling()`` (``bit_depth``).
+    data : bytes, optional
+        The file's bytes, when already read.
 
     Returns
     -------
     numpy.ndarray
-        ``uint8`` array, ``(H, W)`` for grayscale or ``(H, W, 3)`` for colour.
+        float64 in [0, 1], ``(H, W)`` for grayscale or ``(H, W, 3)`` for colour.
     """
     from PIL import Image
 
+    scaling = scaling or PixelScaling()
     path = Path(path)
     if data is None:
         data = path.read_bytes()
     if _is_dicom(path, data[:132]):
         import pydicom
 
-        return _dicom_to_array(pydicom.dcmread(io.BytesIO(data)))
+        return _dicom_pixels(pydicom.dcmread(io.BytesIO(data)), scaling)
     with Image.open(io.BytesIO(data)) as img:
         img.load()
-        if img.mode in ("L", "RGB"):
-            return np.asarray(img)
-        if img.mode in ("I;16", "I", "F"):
-            arr = np.asarray(img, dtype=np.float64)
-            lo, hi = float(arr.min()), float(arr.max())
-            scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
-            return scaled.round().astype(np.uint8)
-        return np.asarray(img.convert("RGB"))
+        return _raster_pixels(img, scaling, path.name)
+
+
+def read_image(path: str | os.PathLike[str], data: bytes | None = None) -> np.ndarray:
+    """Decode a PNG, JPEG or DICOM image for display (the default ``bit_depth`` scaling).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint8`` array, ``(H, W)`` for grayscale or ``(H, W, 3)`` for colour. 8-bit
+        PNG/JPEG pixels are returned as stored; DICOM and 16-bit PNG pixels are
+        scaled by :func:`read_pixels` with the default declaration, then to 0-255.
+    """
+    from PIL import Image
+
+    path = Path(path)
+    if data is None:
+        data = path.read_bytes()
+    if not _is_dicom(path, data[:132]):
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            if img.mode in ("L", "RGB"):
+                return np.asarray(img)
+            if img.mode not in _SIXTEEN_BIT_MODES:
+                return np.asarray(img.convert("RGB"))
+    return (read_pixels(path, None, data) * 255.0).round().astype(np.uint8)
 
 
 def _read_dicom_header(path: Path) -> dict[str, str]:
