@@ -46,11 +46,15 @@ __all__ = [
     "PixelScaling",
     "builtin_dataset_names",
     "builtin_spec",
+    "dataset_names",
+    "dataset_registry_paths",
     "dataset_search_paths",
+    "dataset_spec",
     "find_dataset",
     "load_dataset",
     "read_image",
     "read_pixels",
+    "registered_datasets",
 ]
 
 ATTRIBUTE_KINDS = ("ethnicity", "sex", "age", "skin_tone", "categorical")
@@ -83,7 +87,8 @@ class AttributeSpec:
     column : str
         Column of the table holding the raw values. For DICOM images the
         ``ethnicity``, ``sex`` and ``age`` kinds fall back to the standard tags when
-        the column is absent or empty.
+        the column is absent or empty; for these kinds ``column`` may be left out
+        (``""``) to read the DICOM header only.
     kind : str
         One of :data:`ATTRIBUTE_KINDS`.
     scale : str, optional
@@ -107,6 +112,12 @@ class AttributeSpec:
     description: str = ""
 
     def __post_init__(self) -> None:
+        if not self.column and self.kind not in _DICOM_TAGS:
+            raise ConfigError(
+                f"Attribute {self.name!r} of kind {self.kind!r} needs a table column; only "
+                f"{sorted(_DICOM_TAGS)} can be read from DICOM headers alone; got column "
+                f"{self.column!r}."
+            )
         if self.kind not in ATTRIBUTE_KINDS:
             raise ConfigError(
                 f"Attribute {self.name!r} has kind {self.kind!r}; expected one of "
@@ -196,6 +207,14 @@ class DatasetSpec:
         near-duplicate clusters).
     mask_column : str, optional
         Column with a segmentation mask path (for segmentation audits).
+    split_column : str, optional
+        Column saying which images the model was trained on: ``train``, ``val`` or
+        ``test`` per row. Performance is then measured on the ``test`` rows
+        (instead of a ``split.csv`` beside the model).
+    root : str, optional
+        Folder holding the table and images, absolute or relative to the TOML file
+        (default: the TOML file's own folder). Needed for descriptions kept in the
+        dataset registry (``AUDITKIT_DATASET_REGISTRY``) away from their data.
     attributes : list of AttributeSpec
         The patient attributes.
     description, citation, license : str
@@ -211,6 +230,8 @@ class DatasetSpec:
     patient_column: str | None = None
     group_column: str | None = None
     mask_column: str | None = None
+    split_column: str | None = None
+    root: str | None = None
     attributes: tuple[AttributeSpec, ...] = ()
     description: str = ""
     citation: str = ""
@@ -251,14 +272,22 @@ class DatasetSpec:
         if missing:
             raise ConfigError(f"Dataset description lacks required keys {missing}.")
         attrs = []
-        for raw in data.pop("attributes", []):
+        attr_keys = set(AttributeSpec.__dataclass_fields__)
+        for number, raw in enumerate(data.pop("attributes", []), start=1):
             raw = dict(raw)
+            where = f"[[attributes]] number {number} ({raw.get('name', 'no name')!r})"
+            unknown = sorted(set(raw) - attr_keys)
+            lacking = [k for k in ("name", "kind") if k not in raw]
+            if unknown or lacking:
+                raise ConfigError(
+                    f"Dataset description: {where} "
+                    + (f"has unknown keys {unknown}" if unknown else f"lacks keys {lacking}")
+                    + f"; expected keys among {sorted(attr_keys)} (name and kind required; "
+                    "column required except for DICOM-header sex, age and ethnicity).")
             if "bands" in raw:
                 raw["bands"] = tuple(raw["bands"])
-            try:
-                attrs.append(AttributeSpec(**raw))
-            except TypeError as exc:
-                raise ConfigError(f"Attribute description {raw!r} is not valid: {exc}.") from exc
+            raw.setdefault("column", "")
+            attrs.append(AttributeSpec(**raw))
         return cls(**data, attributes=tuple(attrs))
 
     @classmethod
@@ -283,6 +312,9 @@ class DatasetSpec:
             {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(a).items()}
             for a in self.attributes
         ]
+        for key in ("split_column", "root"):  # optional; absent keeps older hashes unchanged
+            if out[key] is None:
+                del out[key]
         return out
 
     def attribute(self, name: str) -> AttributeSpec:
@@ -754,13 +786,15 @@ def _attribute_group(attr: AttributeSpec, raw: str) -> tuple[str, float | None]:
 
 
 def dataset_search_paths() -> list[Path]:
-    """Folders searched, in order, for the built-in datasets.
+    """Folders searched, in order, for the built-in datasets' data.
 
-    1. ``$AUDITKIT_DATASETS`` (``os.pathsep``-separated),
+    1. ``$AUDITKIT_DATA_ROOT`` then ``$AUDITKIT_DATASETS`` (each ``os.pathsep``-separated;
+       the two names mean the same, the first is the dashboard's older name),
     2. ``shared/datasets`` beside the project checkout,
     3. ``shared/datasets`` beside the current directory.
     """
-    paths = [Path(p) for p in os.environ.get("AUDITKIT_DATASETS", "").split(os.pathsep) if p]
+    paths = [Path(p) for var in ("AUDITKIT_DATA_ROOT", "AUDITKIT_DATASETS")
+             for p in os.environ.get(var, "").split(os.pathsep) if p]
     project = Path(__file__).resolve().parents[1]
     paths += [project.parent / "shared" / "datasets", Path.cwd().parent / "shared" / "datasets"]
     seen: list[Path] = []
@@ -785,6 +819,77 @@ def builtin_spec(name: str) -> DatasetSpec:
     return DatasetSpec.from_toml(_BUILTIN_DIR / f"{name}.toml")
 
 
+# --------------------------------------------------------------------------- dataset registry
+
+
+def dataset_registry_paths() -> list[Path]:
+    """Folders of the user's dataset descriptions: ``$AUDITKIT_DATASET_REGISTRY``.
+
+    ``os.pathsep``-separated (``:`` on Linux). Every ``*.toml`` in them is a dataset
+    description (docs/datasets.md) whose ``root`` says where its table and images are.
+    """
+    return [Path(p) for p in os.environ.get("AUDITKIT_DATASET_REGISTRY", "").split(os.pathsep)
+            if p]
+
+
+def registered_datasets() -> dict[str, Path]:
+    """``name -> description file`` for every dataset in the dataset registry.
+
+    Raises
+    ------
+    DatasetNotFoundError
+        When a registry folder does not exist.
+    ConfigError
+        When a description does not parse (naming the file), or two descriptions, or a
+        description and a built-in dataset, share a name. Nothing is skipped silently.
+    """
+    found: dict[str, Path] = {}
+    builtins = set(builtin_dataset_names())
+    for folder in dataset_registry_paths():
+        if not folder.is_dir():
+            raise DatasetNotFoundError(
+                f"Dataset registry {folder} (AUDITKIT_DATASET_REGISTRY) does not exist; expected "
+                "a folder of dataset descriptions (*.toml).")
+        for path in sorted(folder.glob("*.toml")):
+            try:
+                spec = DatasetSpec.from_toml(path)
+            except ConfigError as exc:
+                raise ConfigError(f"{path}: {exc}") from exc
+            clash = found.get(spec.name) or (spec.name if spec.name in builtins else None)
+            if clash:
+                raise ConfigError(
+                    f"{path}: dataset name {spec.name!r} is already taken by "
+                    f"{'the built-in dataset' if spec.name in builtins else clash}; expected a "
+                    "unique name.")
+            found[spec.name] = path
+    return found
+
+
+def dataset_names() -> list[str]:
+    """Every dataset that can be picked by name: the built-in ones, then the registry's."""
+    return builtin_dataset_names() + sorted(registered_datasets())
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    """The description of a built-in or registered dataset, by name (no data needed)."""
+    registered = registered_datasets()
+    if name in registered:
+        return DatasetSpec.from_toml(registered[name])
+    if name not in builtin_dataset_names():
+        raise DatasetNotFoundError(
+            f"Unknown dataset {name!r}: expected one of {dataset_names()} (built-in, or "
+            "registered in AUDITKIT_DATASET_REGISTRY; see docs/datasets.md).")
+    return builtin_spec(name)
+
+
+def _described(toml: Path) -> tuple[DatasetSpec, Path]:
+    spec = DatasetSpec.from_toml(toml)
+    root = toml.parent
+    if spec.root:
+        root = Path(spec.root) if os.path.isabs(spec.root) else toml.parent / spec.root
+    return spec, root
+
+
 def find_dataset(name_or_path: str | os.PathLike[str], *, data_root: str | os.PathLike[str] | None
                  = None) -> tuple[DatasetSpec, Path]:
     """Resolve a dataset name or path to its description and root folder.
@@ -792,9 +897,9 @@ def find_dataset(name_or_path: str | os.PathLike[str], *, data_root: str | os.Pa
     Parameters
     ----------
     name_or_path : str or path
-        A built-in name (``fitzpatrick17k``, ``covid_cxr``, ``lgg_mri``), a TOML
-        description file, or a folder holding ``auditkit.toml`` or named like a
-        built-in dataset.
+        A built-in name (``fitzpatrick17k``, ``covid_cxr``, ``lgg_mri``), the name of
+        a dataset in the registry (:func:`registered_datasets`), a TOML description
+        file, or a folder holding ``auditkit.toml`` or named like a built-in dataset.
     data_root : path, optional
         Folder holding the built-in datasets, searched before the defaults.
 
@@ -806,16 +911,20 @@ def find_dataset(name_or_path: str | os.PathLike[str], *, data_root: str | os.Pa
     text = str(name_or_path)
     path = Path(text)
     if path.suffix == ".toml":
-        spec = DatasetSpec.from_toml(path)
-        root = path.parent
-        return spec, root
+        return _described(path)
     if path.is_dir() and (path / "auditkit.toml").is_file():
-        return DatasetSpec.from_toml(path / "auditkit.toml"), path
+        return _described(path / "auditkit.toml")
     name = path.name if path.is_dir() else text
+    registered = registered_datasets() if not path.is_dir() else {}
+    if name in registered:
+        return _described(registered[name])
     if name not in builtin_dataset_names():
         raise DatasetNotFoundError(
             f"Unknown dataset {text!r}: expected a built-in name ({', '.join(builtin_dataset_names())}), "
-            "a .toml dataset description, or a folder holding auditkit.toml (see docs/datasets.md)."
+            "a dataset registered in AUDITKIT_DATASET_REGISTRY"
+            + (f" ({', '.join(sorted(registered))})" if registered else "")
+            + ", a .toml dataset description, or a folder holding auditkit.toml "
+            "(see docs/datasets.md)."
         )
     spec = DatasetSpec.from_toml(_BUILTIN_DIR / f"{name}.toml")
     if path.is_dir():
@@ -899,7 +1008,8 @@ def load_dataset(
 
     problems: list[DatasetProblem] = []
     required = [spec.image_column, spec.label_column]
-    required += [c for c in (spec.patient_column, spec.group_column, spec.mask_column) if c]
+    required += [c for c in (spec.patient_column, spec.group_column, spec.mask_column,
+                             spec.split_column) if c]
     for col in required:
         if col not in table.columns:
             problems.append(DatasetProblem(
@@ -1018,8 +1128,9 @@ def load_dataset(
             try:
                 group, value = _attribute_group(attr, raw)
             except ValueError as exc:
-                flag(i, "bad_attribute", f"attribute {attr.name!r} ({attr.column}): {exc}",
-                     attr.column)
+                source = attr.column or f"DICOM tag {_DICOM_TAGS[attr.kind]}"
+                flag(i, "bad_attribute", f"attribute {attr.name!r} ({source}): {exc}",
+                     attr.column or None)
                 group, value = UNKNOWN, None
             g_list.append(group)
             v_list.append(value)
@@ -1041,6 +1152,8 @@ def load_dataset(
         "mask": masks,
         "line": lines,
     })
+    if spec.split_column:
+        records["split"] = [_as_text(v).lower() for v in table[spec.split_column]]
     for attr in spec.attributes:
         records[attr.name] = groups[attr.name]
         if attr.kind == "age":
@@ -1063,7 +1176,8 @@ def load_dataset(
     records["label_index"] = [spec.classes.index(c) for c in records["label"]]
 
     hasher = hashlib.sha256()
-    hasher.update(json.dumps(spec.to_dict(), sort_keys=True).encode())
+    described = {k: v for k, v in spec.to_dict().items() if k != "root"}  # where, not what
+    hasher.update(json.dumps(described, sort_keys=True).encode())
     hasher.update(records.drop(columns=["path", "line"]).to_csv(index=False).encode())
     for row in np.flatnonzero(keep):
         hasher.update(file_digests[row].encode())

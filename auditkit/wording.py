@@ -70,6 +70,10 @@ __all__ = [
     "shared_images_sentence",
     "too_few",
     "verdict_label",
+    # bring your own model and data (issue 14)
+    "evaluated_on_all",
+    "evaluated_on_split",
+    "performance_summary",
 ]
 
 # --------------------------------------------------------------------------- verdicts
@@ -735,3 +739,34 @@ def audience_note(audience: str) -> str:
         raise ValueError(
             f"audience must be one of {list(AUDIENCE_MEANINGS)}; got {audience!r} instead.")
     return f"audience: {audience} ({AUDIENCE_MEANINGS[audience]})"
+
+
+# --------------------------------------------------------------------------- evaluation scope
+# (bring your own model and data: which images a performance number is measured on)
+
+
+def evaluated_on_all(n_images: int, dataset: str, *, asked: bool) -> str:
+    """Every image measured: says, first, that training images may be included."""
+    why = ("as asked (--evaluate-on all)" if asked
+           else "because no split says which images were held out from training")
+    return (f"training images may be included: all {fmt_count(n_images)} images of {dataset}, "
+            f"{why}")
+
+
+def evaluated_on_split(n_test: int, n_images: int, dataset: str, source: str) -> str:
+    """The held-out test split measured (``source``: where the split came from)."""
+    return (f"the model's held-out test split: {fmt_count(n_test)} of {fmt_count(n_images)} "
+            f"images of {dataset} ({source})")
+
+
+def performance_summary(*, evaluated_on: str, may_include_training: bool,
+                        accuracy: float | None, accuracy_ci: Sequence[float | None] | None,
+                        n_images: int, n_patients: int | None) -> str:
+    """Two sentences: what was measured (a warning first when training images may be in it),
+    then the accuracy with its interval and sample size."""
+    first = evaluated_on[0].upper() + evaluated_on[1:]
+    if may_include_training:
+        first = ("Training images may be included in this measurement, so it may flatter the "
+                 f"model: {evaluated_on.removeprefix('training images may be included: ')}")
+    return (f"{first}. Accuracy {fmt_interval(accuracy, accuracy_ci)}, "
+            f"{fmt_n(n_images, n_patients)}.")
