@@ -50,7 +50,9 @@ __all__ = [
     "LoadedModel",
     "ModelCard",
     "card_problems",
+    "bundled_registry",
     "default_registry",
+    "registry_paths",
     "list_models",
     "load_model",
     "resolve_model",
@@ -370,10 +372,34 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+#: In ``AUDITKIT_MODELS`` (or ``--registry``), this entry stands for the bundled demo registry.
+BUNDLED_TOKEN = "@bundled"
+
+
+def bundled_registry() -> Path:
+    """The project's own ``models/`` folder (the demo models)."""
+    return Path(__file__).resolve().parents[1] / "models"
+
+
+def registry_paths(registry: str | os.PathLike[str] | None = None) -> list[Path]:
+    """The registry folders searched, in order.
+
+    ``registry`` (or, without it, ``$AUDITKIT_MODELS``) is one folder or several
+    separated by ``os.pathsep`` (``:`` on Linux); the entry ``@bundled`` stands for
+    the bundled demo registry. Without either, the bundled registry alone. Setting
+    ``AUDITKIT_MODELS=/srv/models`` therefore *replaces* the demo models;
+    ``AUDITKIT_MODELS=/srv/models:@bundled`` lists both.
+    """
+    text = str(registry) if registry is not None else os.environ.get("AUDITKIT_MODELS", "")
+    entries = [e for e in text.split(os.pathsep) if e] if text else []
+    if not entries:
+        return [bundled_registry()]
+    return [bundled_registry() if e == BUNDLED_TOKEN else Path(e) for e in entries]
+
+
 def default_registry() -> Path:
-    """``$AUDITKIT_MODELS`` or the project's own ``models/`` folder."""
-    env = os.environ.get("AUDITKIT_MODELS")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "models"
+    """The first registry folder of :func:`registry_paths` (where new models are written)."""
+    return registry_paths()[0]
 
 
 def _iter_cards(root: Path) -> Iterator[Path]:
@@ -388,22 +414,29 @@ def _iter_cards(root: Path) -> Iterator[Path]:
 
 
 def list_models(registry: str | os.PathLike[str] | None = None) -> list[RegisteredModel]:
-    """Every model card under ``registry`` (default :func:`default_registry`).
+    """Every model card under the registries of :func:`registry_paths`.
 
     Cards that do not parse raise :class:`ModelError` naming the file, so a broken
     card is never silently skipped.
     """
-    root = Path(registry) if registry else default_registry()
-    if not root.exists():
-        raise ModelNotFoundError(f"Model registry {root} does not exist; expected a folder of "
-                                 "model folders each holding card.json.")
-    found = []
-    for card_path in _iter_cards(root):
-        try:
-            card = ModelCard.from_file(card_path)
-        except ModelError as exc:
-            raise ModelError(f"{card_path}: {exc}") from exc
-        found.append(RegisteredModel(card=card, folder=card_path.parent))
+    found: list[RegisteredModel] = []
+    seen: dict[str, Path] = {}
+    for root in registry_paths(registry):
+        if not root.exists():
+            raise ModelNotFoundError(
+                f"Model registry {root} does not exist; expected a folder of model folders "
+                "each holding <name>/<version>/card.json (docs/models.md).")
+        for card_path in _iter_cards(root):
+            try:
+                card = ModelCard.from_file(card_path)
+            except ModelError as exc:
+                raise ModelError(f"{card_path}: {exc}") from exc
+            if card.ref in seen:
+                raise ModelError(
+                    f"{card.ref} is registered twice: {seen[card.ref]} and {card_path.parent}; "
+                    "expected each name@version once across the registries.")
+            seen[card.ref] = card_path.parent
+            found.append(RegisteredModel(card=card, folder=card_path.parent))
     found.sort(key=lambda m: (m.card.name, _version_key(m.card.version)))
     return found
 
@@ -434,7 +467,8 @@ def resolve_model(ref: str | os.PathLike[str], registry: str | os.PathLike[str] 
     if not matches:
         available = ", ".join(m.card.ref for m in models) or "none"
         raise ModelNotFoundError(
-            f"No model {text!r} in registry {Path(registry) if registry else default_registry()}; "
+            f"No model {text!r} in registry "
+            f"{os.pathsep.join(str(r) for r in registry_paths(registry))}; "
             f"expected NAME[@VERSION] of one of: {available}, or a path to a model folder."
         )
     return matches[-1]

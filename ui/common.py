@@ -23,18 +23,19 @@ def registry_models(registry: str | None = None) -> list[dict[str, Any]]:
     Cached by the files' sizes and modification times, so a replaced weights file is
     re-hashed (and flagged) on the next page load.
     """
-    from auditkit.models import default_registry
+    from auditkit.models import registry_paths
 
-    root = Path(registry) if registry else default_registry()
+    roots = registry_paths(registry)
     stamp = tuple(sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size)
-                         for p in root.rglob("*") if p.is_file())) if root.exists() else ()
-    return _registry_models(str(root), stamp)
+                         for root in roots if root.exists()
+                         for p in root.rglob("*") if p.is_file()))
+    return _registry_models(os.pathsep.join(str(r) for r in roots), stamp)
 
 
 @st.cache_data(show_spinner=False)
-def _registry_models(root: str, stamp: tuple) -> list[dict[str, Any]]:
+def _registry_models(roots: str, stamp: tuple) -> list[dict[str, Any]]:
     out = []
-    for m in auditkit.list_models(root):
+    for m in auditkit.list_models(roots):
         out.append({**m.card.to_dict(), "folder": str(m.folder), "verified": m.verify()})
     return out
 
