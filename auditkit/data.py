@@ -491,16 +491,18 @@ class PixelScaling:
                               f"got {self.method!r} instead.")
         if self.method == "range":
             if self.range is None or len(self.range) != 2 or not self.range[0] < self.range[1]:
+                found = list(self.range) if self.range is not None else None
                 raise ConfigError("input_scaling.range must be [low, high] with low < high; "
-                                  f"got {self.range!r} instead.")
+                                  f"got {found!r} instead.")
             object.__setattr__(self, "range", (float(self.range[0]), float(self.range[1])))
         elif self.range is not None:
             raise ConfigError("input_scaling.range must be absent unless method is 'range'; got "
                               f"{list(self.range)} with method {self.method!r} instead.")
         if self.method == "window":
             if self.window is None or len(self.window) != 2 or not self.window[1] >= 1:
+                found = list(self.window) if self.window is not None else None
                 raise ConfigError("input_scaling.window must be [center, width] with width >= 1;"
-                                  f" got {self.window!r} instead.")
+                                  f" got {found!r} instead.")
             object.__setattr__(self, "window", (float(self.window[0]), float(self.window[1])))
         elif self.window is not None:
             raise ConfigError("input_scaling.window must be absent unless method is 'window'; "

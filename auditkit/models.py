@@ -296,51 +296,60 @@ def card_problems(data: Any) -> list[str]:
     """
     if not isinstance(data, dict):
         return [f"(card): expected a JSON object; found {type(data).__name__}"]
+    lines: list[str] = []
+    failed: set[str] = set()
     try:
         _CardSchema.model_validate(data)
     except ValidationError as exc:
-        lines = []
         for err in exc.errors():
             found = "nothing" if err["type"] == "missing" else repr(err.get("input"))
             if err["type"] == "extra_forbidden":
                 found = f"an unknown field set to {found}"
             if len(found) > 80:
                 found = found[:77] + "..."
+            failed.add(str(err["loc"][0]) if err["loc"] else "")
             lines.append(f"field '{_field_name(tuple(err['loc']))}': expected "
                          f"{_expected(dict(err))}; found {found}")
-        return lines
-    problems = []
-    classes, output = data["class_names"], data["output"]
-    if output == "binary_logit" and len(classes) != 2:
-        problems.append("field 'class_names': expected exactly two (negative, positive) for a "
-                        f"binary_logit model, whose one logit scores the second; found {classes!r}")
-    elif output == "softmax" and len(classes) < 2:
-        problems.append(f"field 'class_names': expected at least two; found {classes!r}")
-    if len(set(classes)) != len(classes):
-        problems.append(f"field 'class_names': expected distinct names; found {classes!r}")
-    if data["positive_class"] not in classes:
-        problems.append(f"field 'positive_class': expected one of class_names {classes}; found "
-                        f"{data['positive_class']!r}")
-    for key in ("mean", "std"):
-        vals = data["normalization"][key]
-        if len(vals) != data["channels"]:
-            problems.append(f"field 'normalization.{key}': expected {data['channels']} value(s), "
-                            f"one per channel; found {vals!r}")
-    if data["format"] == "state_dict" and not data.get("architecture"):
-        problems.append("field 'architecture': expected an architecture name for a state_dict "
-                        f"card; found {data.get('architecture')!r}")
-    weights = str(data["weights"])
-    if Path(weights).is_absolute() or ".." in Path(weights).parts:
-        problems.append("field 'weights': expected a file name beside card.json; found "
-                        f"{weights!r}")
-    if data.get("input_scaling") is not None:
+
+    def ok(*names: str) -> bool:  # a rule tying fields together needs them valid first
+        return all(n in data and n not in failed for n in names)
+
+    classes, output = data.get("class_names"), data.get("output")
+    if ok("output", "class_names"):
+        if output == "binary_logit" and len(classes) != 2:
+            lines.append("field 'class_names': expected exactly two (negative, positive) for a "
+                         "binary_logit model, whose one logit scores the second; found "
+                         f"{classes!r}")
+        elif output == "softmax" and len(classes) < 2:
+            lines.append(f"field 'class_names': expected at least two; found {classes!r}")
+    if ok("class_names") and len(set(classes)) != len(classes):
+        lines.append(f"field 'class_names': expected distinct names; found {classes!r}")
+    if ok("class_names", "positive_class") and data["positive_class"] not in classes:
+        lines.append(f"field 'positive_class': expected one of class_names {classes}; found "
+                     f"{data['positive_class']!r}")
+    if ok("normalization", "channels"):
+        for key in ("mean", "std"):
+            vals = data["normalization"][key]
+            if len(vals) != data["channels"]:
+                lines.append(f"field 'normalization.{key}': expected {data['channels']} "
+                             f"value(s), one per channel; found {vals!r}")
+    if ok("format") and "architecture" not in failed and data["format"] == "state_dict" \
+            and not data.get("architecture"):
+        lines.append("field 'architecture': expected an architecture name for a state_dict "
+                     f"card; found {data.get('architecture')!r}")
+    if ok("weights"):
+        weights = str(data["weights"])
+        if Path(weights).is_absolute() or ".." in Path(weights).parts:
+            lines.append("field 'weights': expected a file name beside card.json; found "
+                         f"{weights!r}")
+    if ok("input_scaling") and data["input_scaling"] is not None:
         try:
             PixelScaling.from_dict(data["input_scaling"])
         except ConfigError as exc:
             match = re.match(r"^(input_scaling\.\w+) must be (.*); got (.*) instead\.$", str(exc))
-            problems.append(f"field '{match[1]}': expected {match[2]}; found {match[3]}" if match
-                            else f"field 'input_scaling': {exc}")
-    return problems
+            lines.append(f"field '{match[1]}': expected {match[2]}; found {match[3]}" if match
+                         else f"field 'input_scaling': {exc}")
+    return lines
 
 
 def _card_error(what: str, problems: list[str]) -> str:
