@@ -314,7 +314,8 @@ def card_problems(data: Any) -> list[str]:
     def ok(*names: str) -> bool:  # a rule tying fields together needs them valid first
         return all(n in data and n not in failed for n in names)
 
-    classes, output = data.get("class_names"), data.get("output")
+    classes: list[str] = list(data.get("class_names") or [])
+    output = data.get("output")
     if ok("output", "class_names"):
         if output == "binary_logit" and len(classes) != 2:
             lines.append("field 'class_names': expected exactly two (negative, positive) for a "
