@@ -6,7 +6,13 @@ import pandas as pd
 import streamlit as st
 
 import auditkit
-from ui.common import data_root, dataset_overview, registry_models, stored_audits
+from ui.common import (
+    data_root,
+    dataset_choices,
+    dataset_overview,
+    registry_models,
+    stored_audits,
+)
 
 st.set_page_config(page_title="auditkit — model audit", page_icon="🩺", layout="wide")
 
@@ -66,13 +72,20 @@ for name, versions in families.items():
 
 # --------------------------------------------------------------------------- datasets
 st.header("Datasets")
-for name in auditkit.builtin_dataset_names():
+st.caption("Built-in datasets, then your own: a folder of dataset descriptions (TOML) named by "
+           "AUDITKIT_DATASET_REGISTRY, or written by the **New audit** page (docs/datasets.md).")
+builtin_names = set(auditkit.builtin_dataset_names())
+for name in dataset_choices():
+    origin = "built-in" if name in builtin_names else "registered"
     try:
         info = dataset_overview(name, data_root())
     except auditkit.DatasetNotFoundError as exc:
-        st.warning(f"**{name}** is not on this computer.\n\n```\n{exc}\n```")
+        st.warning(f"**{name}** ({origin}) is not on this computer.\n\n```\n{exc}\n```")
         continue
-    with st.expander(f"**{name}** — {info['n_images']} images"
+    except auditkit.AuditKitError as exc:
+        st.error(f"**{name}** ({origin}) cannot be used:\n\n```\n{exc}\n```")
+        continue
+    with st.expander(f"**{name}** ({origin}) — {info['n_images']} images"
                      + (f", {info['n_patients']} patients" if info["n_patients"] else ""),
                      expanded=False):
         st.markdown(info["description"])

@@ -825,13 +825,18 @@ def builtin_spec(name: str) -> DatasetSpec:
 
 
 def dataset_registry_paths() -> list[Path]:
-    """Folders of the user's dataset descriptions: ``$AUDITKIT_DATASET_REGISTRY``.
+    """Folders of the user's dataset descriptions.
 
-    ``os.pathsep``-separated (``:`` on Linux). Every ``*.toml`` in them is a dataset
-    description (docs/datasets.md) whose ``root`` says where its table and images are.
+    ``$AUDITKIT_DATASET_REGISTRY``, ``os.pathsep``-separated (``:`` on Linux); when it
+    is not set, ``./auditkit-datasets`` (beside ``./audits``), used only if it exists. Every
+    ``*.toml`` in them is a dataset description (docs/datasets.md) whose ``root`` says
+    where its table and images are.
     """
-    return [Path(p) for p in os.environ.get("AUDITKIT_DATASET_REGISTRY", "").split(os.pathsep)
-            if p]
+    env = os.environ.get("AUDITKIT_DATASET_REGISTRY")
+    if env is None:
+        default = Path("auditkit-datasets")
+        return [default] if default.is_dir() else []
+    return [Path(p) for p in env.split(os.pathsep) if p]
 
 
 def registered_datasets() -> dict[str, Path]:
