@@ -1,4 +1,8 @@
-"""A hospital's own model and data, built the way docs/models.md and docs/datasets.md say.
+"""A hospital's own model and data, built from docs/models.md and docs/datasets.md only.
+
+The card and the dataset description are the docs' own examples (their fenced blocks),
+with only the sha256 and the data folder filled in, so the docs cannot drift from what
+works.
 
 - ``make_hospital_dicoms``: real covid_cxr chest X-rays as 12-bit DICOM files whose
   PatientSex and PatientAge live in the headers only (the table has no such columns).
@@ -22,6 +26,15 @@ from auditkit.models import sha256_file
 from tests.test_dicom import write_dicom
 
 N_HOSPITAL = 40
+REPO = Path(__file__).resolve().parents[1]
+
+
+def doc_block(doc: str, heading: str, lang: str) -> str:
+    """The first fenced ``lang`` block after ``heading`` in ``docs/<doc>``."""
+    text = (REPO / "docs" / doc).read_text(encoding="utf-8")
+    after = text[text.index(heading):]
+    start = after.index(f"```{lang}\n") + len(lang) + 4
+    return after[start:after.index("```", start)]
 
 
 class MeanLogit(torch.nn.Module):
@@ -52,22 +65,8 @@ def describe_hospital_dataset(registry: Path, data_folder: Path) -> Path:
     """The dataset description, as docs/datasets.md shows it, in the dataset registry."""
     registry.mkdir(parents=True, exist_ok=True)
     toml = registry / "hospital_cxr.toml"
-    toml.write_text(
-        'name = "hospital_cxr"\n'
-        f'root = "{data_folder}"\n'
-        'table = "table.csv"\n'
-        'image_column = "file"\n'
-        'label_column = "finding"\n'
-        'classes = ["not_covid", "covid"]\n'
-        'patient_column = "patient"\n'
-        'description = "Chest X-rays from our PACS (12-bit DICOM)"\n'
-        "\n[label_map]\n"
-        '"COVID-19" = "covid"\n'
-        '"No Finding" = "not_covid"\n'
-        '"Other pneumonia/lung disease" = "not_covid"\n'
-        "\n[[attributes]]\nname = \"sex\"\nkind = \"sex\"\n"
-        "\n[[attributes]]\nname = \"age\"\nkind = \"age\"\n"
-    )
+    text = doc_block("datasets.md", "## DICOM images", "toml")
+    toml.write_text(text.replace('root = "/data/pacs_export"', f'root = "{data_folder}"'))
     return toml
 
 
@@ -78,23 +77,9 @@ def make_hospital_model(registry: Path, *, name: str = "cxr-hospital",
     folder.mkdir(parents=True, exist_ok=True)
     scripted = torch.jit.script(MeanLogit())
     torch.jit.save(scripted, str(folder / "model.torchscript.pt"))
-    card = {
-        "name": name,
-        "version": version,
-        "task": "Flag COVID-19 on a chest X-ray",
-        "class_names": ["not_covid", "covid"],
-        "positive_class": "covid",
-        "output": "binary_logit",
-        "input_size": [128, 128],
-        "channels": 1,
-        "normalization": {"mean": [0.5], "std": [0.25]},
-        "input_scaling": {"method": "bit_depth"},
-        "format": "torchscript",
-        "weights": "model.torchscript.pt",
-        "sha256": sha256_file(folder / "model.torchscript.pt"),
-        "dataset": "hospital_cxr",
-        "intended_use": "Research audit only",
-    }
+    card = json.loads(doc_block("models.md", "## Worked example", "json").replace(
+        "<output of: sha256sum model.torchscript.pt>", sha256_file(folder / "model.torchscript.pt")))
+    card.update(name=name, version=version)
     (folder / "card.json").write_text(json.dumps(card, indent=2))
     return folder
 
