@@ -71,6 +71,7 @@ __all__ = [
     "too_few",
     "verdict_label",
     # bring your own model and data (issue 14)
+    "TRAINING_MAY_BE_INCLUDED",
     "evaluated_on_all",
     "evaluated_on_split",
     "performance_summary",
@@ -745,12 +746,14 @@ def audience_note(audience: str) -> str:
 # (bring your own model and data: which images a performance number is measured on)
 
 
+TRAINING_MAY_BE_INCLUDED = " — training images may be included"
+
+
 def evaluated_on_all(n_images: int, dataset: str, *, asked: bool) -> str:
-    """Every image measured: says, first, that training images may be included."""
+    """Every image measured; ends by saying that training images may be included."""
     why = ("as asked (--evaluate-on all)" if asked
            else "because no split says which images were held out from training")
-    return (f"training images may be included: all {fmt_count(n_images)} images of {dataset}, "
-            f"{why}")
+    return f"all {fmt_count(n_images)} images of {dataset}, {why}{TRAINING_MAY_BE_INCLUDED}"
 
 
 def evaluated_on_split(n_test: int, n_images: int, dataset: str, source: str) -> str:
@@ -762,11 +765,12 @@ def evaluated_on_split(n_test: int, n_images: int, dataset: str, source: str) ->
 def performance_summary(*, evaluated_on: str, may_include_training: bool,
                         accuracy: float | None, accuracy_ci: Sequence[float | None] | None,
                         n_images: int, n_patients: int | None) -> str:
-    """Two sentences: what was measured (a warning first when training images may be in it),
-    then the accuracy with its interval and sample size."""
-    first = evaluated_on[0].upper() + evaluated_on[1:]
+    """Two sentences: what was measured (first saying so when training images may be in
+    it), then the accuracy with its interval and sample size."""
     if may_include_training:
         first = ("Training images may be included in this measurement, so it may flatter the "
-                 f"model: {evaluated_on.removeprefix('training images may be included: ')}")
+                 f"model: it covers {evaluated_on.removesuffix(TRAINING_MAY_BE_INCLUDED)}")
+    else:
+        first = evaluated_on[0].upper() + evaluated_on[1:]
     return (f"{first}. Accuracy {fmt_interval(accuracy, accuracy_ci)}, "
             f"{fmt_n(n_images, n_patients)}.")
