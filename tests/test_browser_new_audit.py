@@ -104,7 +104,7 @@ def _click_text(driver: object, tag: str, text: str) -> None:
     raise AssertionError(f"no <{tag}> reading {text!r}")
 
 
-def test_new_audit_journey_in_the_browser(server: str, browser: object,
+def test_new_audit_journey_in_the_browser(server: str, browser: object,  # noqa: F811
                                           newcomer: dict[str, Path]) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     browser.get(f"{server}/New_audit")  # type: ignore[attr-defined]
