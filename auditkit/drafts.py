@@ -96,6 +96,7 @@ def _pick(columns: list[str], words: tuple[str, ...]) -> str | None:
 
 
 def draft_dataset(path: str | os.PathLike[str], *, name: str | None = None,
+                  table: pd.DataFrame | None = None, table_name: str = "table.csv",
                   notes: list[str] | None = None) -> dict[str, Any]:
     """A dataset description drafted from a table (CSV) or a folder.
 
@@ -105,6 +106,9 @@ def draft_dataset(path: str | os.PathLike[str], *, name: str | None = None,
     ``patient...`` for the patient id, ``sex``/``age``/``race``/... for attributes);
     DICOM images add header-only ``sex``, ``age`` and ``ethnicity`` attributes when
     their tags are filled.
+
+    An uploaded ``table`` (with its file name ``table_name``) is described against
+    the folder ``path`` (its image paths relative to it) and written there when saved.
 
     Returns
     -------
@@ -116,15 +120,25 @@ def draft_dataset(path: str | os.PathLike[str], *, name: str | None = None,
     src = Path(path).expanduser()
     if not src.exists():
         raise ConfigError(f"Dataset path {src} does not exist; expected a folder or a CSV table.")
-    table_path, table = _find_table(src)
+    found: pd.DataFrame | None
+    if table is not None:
+        if not src.is_dir():
+            raise ConfigError(f"An uploaded table needs the folder its image paths are relative "
+                              f"to; got {src}, which is not a folder.")
+        table_path, found = src / Path(table_name).name, table
+        notes.append(f"The uploaded table ({len(table)} rows) will be saved as {table_path}.")
+    else:
+        table_path, found = _find_table(src)
     root = table_path.parent
     draft: dict[str, Any] = {"name": name or root.name.replace("-", "_").replace(" ", "_"),
                              "root": str(root.resolve()), "table": table_path.name}
-    if table is None:
-        table = _image_folder_table(root)
-        draft["_table"] = table
-        notes.append(f"No table found in {root}: drafted table.csv from {len(table)} image "
+    if found is None:
+        found = _image_folder_table(root)
+        notes.append(f"No table found in {root}: drafted table.csv from {len(found)} image "
                      "files, the label taken from each image's sub-folder.")
+    if table is not None or not table_path.is_file():  # uploaded, or drafted from a folder
+        draft["_table"] = found
+    table = found
     columns = list(table.columns)
     image_col = next((c for c in columns if table[c].astype(str).str.lower().str.endswith(
         (".png", ".jpg", ".jpeg", ".dcm", ".dicom")).mean() > 0.5), None)
@@ -305,10 +319,11 @@ def draft_card(model_file: str | os.PathLike[str], *, classes: list[str] | None 
 
 
 def draft_audit(model_file: str | os.PathLike[str], dataset_path: str | os.PathLike[str], *,
-                trusted: bool = False) -> Draft:
+                trusted: bool = False, table: pd.DataFrame | None = None,
+                table_name: str = "table.csv") -> Draft:
     """Draft both files: the dataset first (its classes and one sample image feed the card)."""
     notes: list[str] = []
-    dataset = draft_dataset(dataset_path, notes=notes)
+    dataset = draft_dataset(dataset_path, table=table, table_name=table_name, notes=notes)
     sample = None
     table = dataset.get("_table")
     if table is None and dataset.get("image_column"):

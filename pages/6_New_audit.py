@@ -36,6 +36,9 @@ upload = c1.file_uploader("…or upload it", type=["pt", "pth", "pt2", "safetens
                           key="new_model_upload")
 dataset_path = c2.text_input("Dataset: a folder (with a CSV table, or images in one sub-folder "
                              "per class) or a CSV table", key="new_dataset_path")
+table_upload = c2.file_uploader("…or upload the table (CSV); its image paths are relative to "
+                                "the folder above, where it is saved", type=["csv"],
+                                key="new_table_upload")
 trusted = st.checkbox(
     "I trust this model file's code", key="new_trust",
     help="TorchScript and torch.export files carry code that runs when the model runs. Tick "
@@ -45,7 +48,7 @@ trusted = st.checkbox(
 if st.button("Draft the card and the dataset description", key="new_draft", type="primary"):
     model_file = stage_upload(upload) if upload is not None else Path(model_path.strip())
     try:
-        start_drafts(model_file, dataset_path.strip(), trusted)
+        start_drafts(model_file, dataset_path.strip(), trusted, table_upload)
     except auditkit.AuditKitError as exc:
         st.error(str(exc))
         st.stop()

@@ -297,3 +297,50 @@ def test_new_user_audits_own_torchscript_model_on_own_dicoms(
                        keep_default_na=False).head(40)
     assert counts.get("female", 0) == int((meta["sex"] == "F").sum())
     assert counts.get("male", 0) == int((meta["sex"] == "M").sum())
+
+
+# --------------------------------------------------------------------------- drafting
+
+
+def test_drafts_from_an_image_folder_save_once(tmp_path: Path, data_root: Path) -> None:
+    from PIL import Image
+
+    from auditkit.drafts import draft_dataset, save_drafts, validate_drafts
+
+    table = pd.read_csv(data_root / "covid_cxr" / "metadata.csv", dtype=str).head(12)
+    folder = tmp_path / "by_class"
+    for row in table.itertuples():
+        label = "covid" if row.label_covid == "COVID-19" else "not_covid"
+        (folder / label).mkdir(parents=True, exist_ok=True)
+        Image.open(data_root / "covid_cxr" / row.image).save(folder / label / Path(row.image).name)
+    notes: list[str] = []
+    draft = draft_dataset(folder, notes=notes)
+    assert draft["image_column"] == "image" and draft["label_column"] == "label"
+    assert draft["classes"] == ["covid", "not_covid"]  # the sub-folder names
+    assert "drafted table.csv from 12 image files" in " ".join(notes)
+    problems = validate_drafts({}, draft)
+    assert problems["dataset"] == ["the table table.csv will be written when saved; its 12 rows "
+                                   "are checked then"]
+    model = write_model(tmp_path / "incoming", BrightnessNet(2), fmt="torchscript",
+                        class_names=["not_covid", "covid"], channels=3, size=16)
+    card = json.loads((model / "card.json").read_text())
+    saved = save_drafts(card=card, weights=model / card["weights"], dataset=draft,
+                        model_registry=tmp_path / "reg", dataset_registry=tmp_path / "dreg")
+    assert saved["table"] == folder / "table.csv" and saved["card"].is_file()
+    assert len(load_dataset(saved["dataset"])) == 12
+    with pytest.raises(ConfigError, match="exist already and were not overwritten: .*card.json"):
+        save_drafts(card=card, weights=model / card["weights"], dataset=draft,
+                    model_registry=tmp_path / "reg", dataset_registry=tmp_path / "dreg")
+
+
+def test_uploaded_table_is_described_against_the_folder(tmp_path: Path,
+                                                        tiny_dataset_dir: Path) -> None:
+    from auditkit.drafts import draft_dataset
+
+    uploaded = pd.read_csv(tiny_dataset_dir / "table.csv", dtype=str)
+    draft = draft_dataset(tiny_dataset_dir, table=uploaded, table_name="upload.csv")
+    assert draft["table"] == "upload.csv" and draft["root"] == str(tiny_dataset_dir.resolve())
+    assert draft["_table"] is uploaded and draft["patient_column"] == "patient_id"
+    assert [a["kind"] for a in draft["attributes"]] == ["sex", "age", "skin_tone", "categorical"]
+    with pytest.raises(ConfigError, match="needs the folder its image paths are relative to"):
+        draft_dataset(tiny_dataset_dir / "table.csv", table=uploaded)

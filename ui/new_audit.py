@@ -33,9 +33,23 @@ def stage_upload(upload: Any) -> Path:
     return path
 
 
-def start_drafts(model_file: Path, dataset_path: str, trusted: bool) -> None:
+def start_drafts(model_file: Path, dataset_path: str, trusted: bool,
+                 table_upload: Any = None) -> None:
     """Draft both files and put them, editable, into the session."""
-    draft = draft_audit(model_file, dataset_path, trusted=trusted)
+    table = None
+    if table_upload is not None:
+        import io
+
+        import pandas as pd
+
+        try:
+            table = pd.read_csv(io.BytesIO(table_upload.getvalue()), dtype=str,
+                                keep_default_na=False)
+        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+            raise auditkit.DataError(f"The uploaded table {table_upload.name} is not a readable "
+                                     f"CSV file: {exc}.") from exc
+    draft = draft_audit(model_file, dataset_path, trusted=trusted, table=table,
+                        table_name=table_upload.name if table_upload is not None else "table.csv")
     table = draft.dataset.pop("_table", None)
     st.session_state["new_card_text"] = json.dumps(draft.card, indent=2)
     st.session_state["new_dataset_text"] = dataset_toml(draft.dataset)
