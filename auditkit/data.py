@@ -879,14 +879,14 @@ def dataset_names() -> list[str]:
 
 def dataset_spec(name: str) -> DatasetSpec:
     """The description of a built-in or registered dataset, by name (no data needed)."""
+    if name in builtin_dataset_names():
+        return builtin_spec(name)
     registered = registered_datasets()
     if name in registered:
         return DatasetSpec.from_toml(registered[name])
-    if name not in builtin_dataset_names():
-        raise DatasetNotFoundError(
-            f"Unknown dataset {name!r}: expected one of {dataset_names()} (built-in, or "
-            "registered in AUDITKIT_DATASET_REGISTRY; see docs/datasets.md).")
-    return builtin_spec(name)
+    raise DatasetNotFoundError(
+        f"Unknown dataset {name!r}: expected one of {dataset_names()} (built-in, or "
+        "registered in AUDITKIT_DATASET_REGISTRY; see docs/datasets.md).")
 
 
 def _described(toml: Path) -> tuple[DatasetSpec, Path]:
@@ -922,7 +922,9 @@ def find_dataset(name_or_path: str | os.PathLike[str], *, data_root: str | os.Pa
     if path.is_dir() and (path / "auditkit.toml").is_file():
         return _described(path / "auditkit.toml")
     name = path.name if path.is_dir() else text
-    registered = registered_datasets() if not path.is_dir() else {}
+    # a built-in name never depends on the registry (a broken registry file cannot hide it)
+    registered = ({} if path.is_dir() or name in builtin_dataset_names()
+                  else registered_datasets())
     if name in registered:
         return _described(registered[name])
     if name not in builtin_dataset_names():

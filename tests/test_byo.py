@@ -234,6 +234,8 @@ def test_dataset_registry_names_and_errors(tmp_path: Path, tiny_dataset_dir: Pat
     (reg / "clash.toml").write_text(text.replace('kind = "sex"', 'kind = "gender"'))
     with pytest.raises(ConfigError, match=r"clash.toml: Attribute 'sex' has kind 'gender'"):
         dataset_names()
+    # a broken registry file never hides a built-in dataset
+    assert auditkit.dataset_spec("covid_cxr").name == "covid_cxr"
 
 
 def test_attribute_without_column_must_be_a_dicom_header(tmp_path: Path) -> None:
