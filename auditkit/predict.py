@@ -65,7 +65,7 @@ def _resize_uint8(arr: np.ndarray, input_size: tuple[int, int] | list[int],
     out = np.asarray(img)
     if out.ndim == 2:
         out = out[:, :, None]
-    return torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1)))
+    return torch.from_numpy(out.transpose(2, 0, 1).copy())  # writable: PIL arrays are read-only
 
 
 def load_image_tensor(path: str | os.PathLike[str], *, input_size: tuple[int, int] | list[int],
