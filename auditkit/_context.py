@@ -165,9 +165,12 @@ def _evaluation_scope(ctx: CheckContext) -> EvaluationScope:
                                evaluated_on_all(n, dataset.name, asked=False), "all (no split)",
                                True)
     keys = set(lookup)
-    matched = int(images.isin(keys).sum())
+    # matched against the whole table: a slice of the dataset, or one without its invalid
+    # rows, still fits the split its full table fits
+    universe = dataset.table_images or frozenset(images)
+    matched = len(keys & universe)
     test_keys = {k for k, v in lookup.items() if v == "test"}
-    missing_test = sorted(test_keys - set(images))
+    missing_test = sorted(test_keys - universe)
     example_split = next(iter(sorted(test_keys or keys)), "(none)")
     example_data = images.iloc[0] if n else "(none)"
     fix = ("Make the keys equal the table's image column (same relative paths), or pass "
@@ -175,20 +178,22 @@ def _evaluation_scope(ctx: CheckContext) -> EvaluationScope:
            "may be included.")
     if matched == 0:
         raise ConfigError(
-            f"The split in {where} matches none of the {n} images of dataset {dataset.name!r}: "
+            f"The split in {where} matches none of the {len(universe)} images of dataset "
+            f"{dataset.name!r}: "
             f"0 of {len(keys)} split keys match. Example split key: {example_split!r}; example "
             f"dataset image: {example_data!r}. {fix}")
     if missing_test:
         raise ConfigError(
             f"The split in {where} names {len(test_keys)} test image(s), of which "
             f"{len(missing_test)} are not in dataset {dataset.name!r} ({matched} of {len(keys)} "
-            f"split keys match its {n} images). Example missing test key: {missing_test[0]!r}; "
+            f"split keys match its {len(universe)} images). Example missing test key: "
+            f"{missing_test[0]!r}; "
             f"example dataset image: {example_data!r}. {fix}")
     mask = images.map(lookup).eq("test").to_numpy()
     if not mask.any():
         raise ConfigError(
             f"The split in {where} names no test image among the {n} images of dataset "
-            f"{dataset.name!r} ({matched} keys match; split values found: "
+            f"{dataset.name!r} ({matched} keys match its table; split values found: "
             f"{sorted(set(lookup.values()))}); expected some rows with split 'test'. {fix}")
     return EvaluationScope(mask, evaluated_on_split(int(mask.sum()), n, dataset.name, source),
                            source, False)

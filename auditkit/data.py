@@ -366,6 +366,10 @@ class Dataset:
         Rows in the table before invalid ones were left out.
     content_hash : str
         sha256 over the description, the cleaned table and every image's bytes.
+    table_images : frozenset of str, optional
+        Every image key of the table, invalid rows included; kept by :meth:`subset`.
+        A model's split is checked against it, so a slice of a dataset (or one with
+        invalid rows left out) is not mistaken for a dataset the split does not fit.
     """
 
     spec: DatasetSpec
@@ -374,6 +378,7 @@ class Dataset:
     problems: list[DatasetProblem] = field(default_factory=list)
     n_rows_total: int = 0
     content_hash: str = ""
+    table_images: frozenset[str] | None = None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -428,6 +433,7 @@ class Dataset:
             problems=list(self.problems),
             n_rows_total=self.n_rows_total,
             content_hash=digest.hexdigest(),
+            table_images=self.table_images,
         )
 
 
@@ -1193,6 +1199,7 @@ def load_dataset(
     return Dataset(
         spec=spec, root=base, records=records, problems=problems, n_rows_total=n,
         content_hash=hasher.hexdigest(),
+        table_images=frozenset(_as_text(v) for v in table[spec.image_column]),
     )
 
 

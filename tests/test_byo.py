@@ -85,6 +85,27 @@ def test_matching_split_measures_the_test_rows_only(tmp_path: Path, tiny_dataset
     assert "n = 8 images, 4 patients" in perf["summary"]
 
 
+def test_a_slice_of_the_dataset_still_fits_its_split(tiny_dataset_dir: Path,
+                                                     brightness_model_dir: Path) -> None:
+    """Test keys outside the slice (or in rows left out as invalid) are not a mismatch."""
+    import numpy as np
+
+    _split(brightness_model_dir, [(f"images/img_{i:03d}.png", "test" if i < 8 else "train")
+                                  for i in range(24)])
+    full = load_dataset(tiny_dataset_dir)
+    part = full.subset(np.arange(len(full)) % 2 == 0)  # 12 rows, 4 of them test rows
+    model = auditkit.load_model(brightness_model_dir, device="cpu")
+    audit = auditkit.run_audit(model=model, dataset=part,
+                               config=auditkit.AuditConfig(n_boot=20))
+    perf = audit["results"]["performance"]
+    assert perf["n"] == 4 and "4 of 12 images of tiny" in perf["evaluated_on"]
+    (tiny_dataset_dir / "images" / "img_002.png").unlink()  # a test row becomes invalid
+    dropped = load_dataset(tiny_dataset_dir, on_invalid="drop")
+    audit = auditkit.run_audit(model=model, dataset=dropped,
+                               config=auditkit.AuditConfig(n_boot=20))
+    assert audit["results"]["performance"]["n"] == 7
+
+
 def test_split_as_a_column_of_the_dataset_table(tmp_path: Path, tiny_dataset_dir: Path,
                                                 brightness_model_dir: Path) -> None:
     table = pd.read_csv(tiny_dataset_dir / "table.csv")
