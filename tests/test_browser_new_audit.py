@@ -140,6 +140,10 @@ def test_new_audit_journey_in_the_browser(server: str, browser: object,  # noqa:
     body = _wait_for_text(browser, "Training images may be included", timeout=180)
     assert "all 40 images of hospital_cxr" in body
     assert not browser.find_elements("css selector", '[data-testid="stException"]')  # type: ignore[attr-defined]
+    summary = [el for el in browser.find_elements("tag name", "p")  # type: ignore[attr-defined]
+               if el.text.startswith("Training images may be included")]
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});",  # type: ignore[attr-defined]
+                           summary[-1])
     browser.save_screenshot(str(ARTIFACTS / "new_audit_2_ran.png"))  # type: ignore[attr-defined]
 
     browser.get(server)  # type: ignore[attr-defined]

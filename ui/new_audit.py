@@ -75,15 +75,27 @@ def check_drafts(card_text: str, dataset_text: str) -> dict[str, list[str]]:
     card, problems = parse_card(card_text)
     if card is None:
         return {"card": problems, "dataset": validate_drafts({}, dataset_text)["dataset"]}
-    table = st.session_state.get("new_table")
-    if table is not None:
-        import tomllib
+    import tomllib
 
-        try:
-            return validate_drafts(card, {**tomllib.loads(dataset_text), "_table": table})
-        except tomllib.TOMLDecodeError:
-            pass
-    return validate_drafts(card, dataset_text)
+    table = st.session_state.get("new_table")
+    try:
+        data = tomllib.loads(dataset_text)
+    except tomllib.TOMLDecodeError:
+        data = None
+    if table is not None and data is not None:
+        return validate_drafts(card, {**data, "_table": table})
+    # checking every image is slow for a large dataset: once per text and table version
+    stamp: tuple[str, int] = ("", 0)
+    if data is not None and isinstance(data.get("table"), str):
+        path = Path(str(data.get("root") or ".")) / data["table"]
+        if path.is_file():
+            stamp = (str(path), path.stat().st_mtime_ns)
+    return _validate(json.dumps(card, sort_keys=True), dataset_text, stamp)
+
+
+@st.cache_data(show_spinner="Checking every image of the dataset…", max_entries=16)
+def _validate(card_json: str, dataset_text: str, stamp: tuple[str, int]) -> dict[str, list[str]]:
+    return validate_drafts(json.loads(card_json), dataset_text)
 
 
 def default_dataset_registry() -> str:
