@@ -95,12 +95,18 @@ def _type(driver: object, selector: str, text: str, *, apply: str) -> None:
     time.sleep(1.5)
 
 
-def _click_text(driver: object, tag: str, text: str) -> None:
-    for el in driver.find_elements("tag name", tag):  # type: ignore[attr-defined]
-        if text in el.text:
-            el.click()
-            time.sleep(1.5)
-            return
+def _click_text(driver: object, tag: str, text: str, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:  # the page may still be re-running
+        for el in driver.find_elements("tag name", tag):  # type: ignore[attr-defined]
+            try:
+                if text in el.text:
+                    el.click()
+                    time.sleep(1.5)
+                    return
+            except Exception:  # noqa: BLE001 - an element replaced while re-rendering
+                break
+        time.sleep(1)
     raise AssertionError(f"no <{tag}> reading {text!r}")
 
 
