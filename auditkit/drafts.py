@@ -36,7 +36,7 @@ from .exceptions import AuditKitError, ConfigError
 from .models import CARD_FILE, ModelCard, RegisteredModel, card_problems, registry_paths
 
 __all__ = ["Draft", "dataset_toml", "draft_audit", "draft_card", "draft_dataset", "save_drafts",
-           "validate_drafts"]
+           "trust_kwargs", "validate_drafts"]
 
 #: Input sizes tried, in order, by the dry run (after the sample image's own size).
 DRY_RUN_SIZES = (224, 256, 128, 64, 512, 299, 384, 32)
@@ -211,7 +211,7 @@ def _weights_format(path: Path) -> str:
     return "state_dict"
 
 
-def _trust_kwargs(trusted: bool) -> dict[str, Any]:
+def trust_kwargs(trusted: bool) -> dict[str, Any]:
     """``trusted=`` for :func:`auditkit.load_model` when this version takes it."""
     from .models import load_model
 
@@ -240,7 +240,7 @@ def _dry_run(folder: Path, card: dict[str, Any], sample: Path | None, trusted: b
     try:
         model = load_model(RegisteredModel(card=ModelCard(**{
             k: v for k, v in probe.items() if k in ModelCard.__dataclass_fields__}),
-            folder=folder), device="cpu", **_trust_kwargs(trusted))
+            folder=folder), device="cpu", **trust_kwargs(trusted))
     except AuditKitError as exc:
         notes.append(f"Dry run: the model could not be loaded: {exc}")
         return

@@ -15,10 +15,10 @@ import streamlit as st
 import auditkit
 from auditkit.data import dataset_registry_paths
 from auditkit.drafts import (
-    _trust_kwargs,
     dataset_toml,
     draft_audit,
     save_drafts,
+    trust_kwargs,
     validate_drafts,
 )
 from auditkit.models import registry_paths
@@ -133,7 +133,7 @@ def run_new_audit(*, saved: dict[str, Any], config: auditkit.AuditConfig,
                   trusted: bool) -> tuple[dict[str, Any], Path]:
     """Load the saved model (with the user's trust decision) and dataset; run with a progress bar."""
     model = auditkit.load_model(Path(saved["card"]).parent, device=config.device,
-                                **_trust_kwargs(trusted))
+                                **trust_kwargs(trusted))
     dataset = auditkit.load_dataset(saved["toml"], on_invalid="drop")
     bar = st.progress(0.0, text="Starting…")
 
