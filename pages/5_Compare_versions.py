@@ -20,7 +20,13 @@ from auditkit.compare import (
     trend_table,
     version_trend,
 )
-from ui.common import data_root, new_run_dir, registry_models, run_with_progress
+from ui.common import (
+    data_root,
+    dataset_choices,
+    new_run_dir,
+    registry_models,
+    run_with_progress,
+)
 
 st.set_page_config(page_title="Compare versions — auditkit", layout="wide")
 st.title("Is the new version better — and better for everyone?")
@@ -47,7 +53,7 @@ family = st.sidebar.selectbox("Model family", list(families), key="compare_famil
                               index=comparable[0] if comparable else 0)
 versions = families[family]
 cards = {m["version"]: m for m in registry_models() if m["name"] == family}
-names = auditkit.builtin_dataset_names()
+names = dataset_choices()  # built-in and registered datasets
 card_ds = cards[versions[-1]].get("dataset")
 dataset = st.sidebar.selectbox("Dataset", names, index=names.index(card_ds) if card_ds in names
                                else 0, key=f"compare_dataset_{family}")

@@ -139,6 +139,12 @@ def test_new_user_drafts_corrects_saves_and_runs(newcomer: dict[str, Path]) -> N
         picker = other.sidebar.selectbox(key=f"{key}_dataset_cxr-hospital")
         assert "hospital_cxr" in picker.options and picker.value == "hospital_cxr"
         assert {"covid_cxr", "fitzpatrick17k", "lgg_mri"} <= set(picker.options)
+    compare = AppTest.from_file(str(REPO / "pages" / "5_Compare_versions.py"),
+                                default_timeout=120).run()
+    compare.sidebar.selectbox(key="compare_family").set_value("cxr-hospital").run()
+    assert not compare.exception
+    picker = compare.sidebar.selectbox(key="compare_dataset_cxr-hospital")
+    assert "hospital_cxr" in picker.options and picker.value == "hospital_cxr"
     fairness = AppTest.from_file(str(REPO / "pages" / "1_Fairness.py"), default_timeout=120).run()
     fairness.sidebar.selectbox(key="fairness_model").set_value("cxr-hospital@v1").run()
     assert not fairness.exception
