@@ -138,5 +138,5 @@ if st.button("Run the audit", key="new_run", type="primary",
     st.success(f"Audit written to `{out}`. Open the other pages to read it; "
                f"{saved_info['dataset']} is now in every page's dataset picker.")
     perf = audit["results"].get("performance", {})
-    if perf.get("summary"):
-        st.markdown(perf["summary"])
+    for line in perf.get("summary") or []:  # the first says when training images may be in
+        st.markdown(line)

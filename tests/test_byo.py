@@ -52,7 +52,7 @@ def test_split_matching_no_image_stops_with_exit_2(tmp_path: Path, tiny_dataset_
     assert main([*args, "--out", str(tmp_path / "b"), "--evaluate-on", "all"]) == 0
     out = capsys.readouterr().out
     perf = json.loads((tmp_path / "b" / "audit.json").read_text())["results"]["performance"]
-    first_sentence = perf["summary"].split(". ")[0]
+    first_sentence = perf["summary"][0].split(". ")[0]
     assert first_sentence.startswith("Training images may be included in this measurement")
     assert "all 24 images of tiny" in first_sentence and perf["may_include_training"]
     assert perf["n"] == 24
@@ -81,8 +81,9 @@ def test_matching_split_measures_the_test_rows_only(tmp_path: Path, tiny_dataset
                  str(tiny_dataset_dir), "--out", str(tmp_path / "a"), "--n-boot", "50"]) == 0
     perf = json.loads((tmp_path / "a" / "audit.json").read_text())["results"]["performance"]
     assert perf["n"] == 8 and not perf["may_include_training"]
-    assert perf["summary"].startswith("The model's held-out test split: 8 of 24 images of tiny")
-    assert "n = 8 images, 4 patients" in perf["summary"]
+    assert perf["summary"][0].startswith("The model's held-out test split: 8 of 24 images of "
+                                         "tiny")
+    assert "n = 8 images, 4 patients" in perf["summary"][0]
 
 
 def test_a_slice_of_the_dataset_still_fits_its_split(tiny_dataset_dir: Path,
@@ -128,8 +129,8 @@ def test_no_split_at_all_says_so_first(tmp_path: Path, tiny_dataset_dir: Path,
     assert main(["audit", "--model", str(brightness_model_dir), "--dataset",
                  str(tiny_dataset_dir), "--out", str(tmp_path / "a"), "--n-boot", "50"]) == 0
     perf = json.loads((tmp_path / "a" / "audit.json").read_text())["results"]["performance"]
-    assert perf["summary"].startswith("Training images may be included in this measurement")
-    assert "because no split says which images were held out" in perf["summary"]
+    assert perf["summary"][0].startswith("Training images may be included in this measurement")
+    assert "because no split says which images were held out" in perf["summary"][0]
     assert main(["audit", "--model", str(brightness_model_dir), "--dataset",
                  str(tiny_dataset_dir), "--out", str(tmp_path / "b"), "--evaluate-on",
                  "test"]) == 2
