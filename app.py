@@ -9,6 +9,7 @@ import auditkit
 from auditkit.wording import withheld_count
 from ui.common import (
     data_root,
+    dataset_choices,
     dataset_overview,
     md_text,
     registry_models,
@@ -76,18 +77,22 @@ for name, versions in families.items():
 
 # --------------------------------------------------------------------------- datasets
 st.header("Datasets")
-for name in auditkit.builtin_dataset_names():
+st.caption("Built-in datasets, then your own: a folder of dataset descriptions (TOML) named by "
+           "AUDITKIT_DATASET_REGISTRY, or written by the **New audit** page (docs/datasets.md).")
+builtin_names = set(auditkit.builtin_dataset_names())
+for name in dataset_choices():
+    origin = "built-in" if name in builtin_names else "registered"
     try:
         info = dataset_overview(name, data_root())
     except auditkit.DatasetNotFoundError as exc:
-        st.warning(f"**{md_text(name)}** is not on this computer.")
+        st.warning(f"**{md_text(name)}** ({origin}) is not on this computer.")
         st.code(str(exc), language=None)
         continue
-    except auditkit.DataError as exc:  # a broken dataset never hides the others
-        st.warning(f"**{md_text(name)}** cannot be used.")
+    except auditkit.AuditKitError as exc:  # a broken dataset never hides the others
+        st.warning(f"**{md_text(name)}** ({origin}) cannot be used.")
         st.code(str(exc), language=None)
         continue
-    with st.expander(f"**{md_text(name)}** — {info['n_images']} images"
+    with st.expander(f"**{md_text(name)}** ({origin}) — {info['n_images']} images"
                      + (f", {info['n_patients']} patients" if info["n_patients"] else ""),
                      expanded=False):
         st.markdown(md_text(info["description"]))

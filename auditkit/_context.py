@@ -19,8 +19,8 @@ from .exceptions import ConfigError
 from .models import LoadedModel
 from .predict import Executor, Predictions
 
-__all__ = ["CHECKS", "DEFAULT_CHECKS", "AuditConfig", "CheckContext", "ProgressFn",
-           "label_indices"]
+__all__ = ["CHECKS", "DEFAULT_CHECKS", "AuditConfig", "CheckContext", "EvaluationScope",
+           "ProgressFn", "label_indices"]
 
 #: check name -> "module:function". A check not importable here is "not available".
 CHECKS: dict[str, str] = {
@@ -58,9 +58,11 @@ class AuditConfig:
     intersections : list of [str, str]
         Attribute pairs to audit jointly (fairness).
     evaluate_on : {"auto", "test", "all"}
-        Rows that performance and fairness are measured on. ``auto``: the model's
-        held-out test split when its folder has ``split.csv`` naming this dataset's
-        images (training images would flatter the model), else all rows.
+        Rows that performance and fairness are measured on. ``auto``: the held-out
+        test split (the dataset's ``split_column`` or ``split.csv`` beside the model);
+        a split that does not match the dataset stops the audit; with no split at all,
+        every row, saying training images may be included. ``all``: every row, saying
+        the same. ``test``: the split, required. See :meth:`CheckContext.evaluation_scope`.
     small_cell_k : int
         Small-cell protection: counts and metrics of groups with fewer than k images
         are suppressed in every export (0 turns it off). See :mod:`auditkit.suppression`.
@@ -106,6 +108,97 @@ class AuditConfig:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class EvaluationScope:
+    """Which rows are measured and why.
+
+    Attributes
+    ----------
+    mask : numpy.ndarray
+        Boolean ``(N,)``, True for the rows measured.
+    description : str
+        One plain phrase for reviewers; it starts with the warning when training
+        images may be included.
+    source : str
+        ``"split.csv"``, ``"split column <name>"``, ``"all (asked)"`` or ``"all (no split)"``.
+    may_include_training : bool
+        True when nothing shows the measured images were held out from training.
+    """
+
+    mask: np.ndarray
+    description: str
+    source: str
+    may_include_training: bool
+
+
+def _evaluation_scope(ctx: CheckContext) -> EvaluationScope:
+    from .wording import evaluated_on_all, evaluated_on_split
+
+    dataset, n = ctx.dataset, len(ctx.dataset)
+    how = ctx.config.evaluate_on
+    images = dataset.records["image"].astype(str)
+    split_column = getattr(dataset.spec, "split_column", None)
+    split_path = ctx.model.folder / "split.csv" if ctx.model.folder else None
+    if how == "all":
+        return EvaluationScope(np.ones(n, dtype=bool), evaluated_on_all(n, dataset.name, asked=True),
+                               "all (asked)", True)
+    if split_column:
+        where = f"the dataset's split column {split_column!r}"
+        lookup = dict(zip(images, dataset.records["split"].astype(str)))
+        source = f"split column {split_column}"
+    elif split_path is not None and split_path.is_file():
+        where = f"the model's {split_path}"
+        split = pd.read_csv(split_path, dtype=str, keep_default_na=False)
+        missing_cols = {"image", "split"} - set(split.columns)
+        if missing_cols:
+            raise ConfigError(
+                f"{split_path} must have columns 'image' and 'split'; found "
+                f"{list(split.columns)}. See docs/models.md (the split file).")
+        lookup = dict(zip(split["image"].astype(str), split["split"].str.strip().str.lower()))
+        source = "split.csv"
+    else:
+        if how == "test":
+            raise ConfigError(
+                f"evaluate_on='test' needs a split: {split_path or 'split.csv beside the model'} "
+                "was not found and the dataset names no split_column.")
+        return EvaluationScope(np.ones(n, dtype=bool),
+                               evaluated_on_all(n, dataset.name, asked=False), "all (no split)",
+                               True)
+    keys = set(lookup)
+    # matched against the whole table: a slice of the dataset, or one without its invalid
+    # rows, still fits the split its full table fits
+    universe = dataset.table_images or frozenset(images)
+    matched = len(keys & universe)
+    test_keys = {k for k, v in lookup.items() if v == "test"}
+    missing_test = sorted(test_keys - universe)
+    example_split = next(iter(sorted(test_keys or keys)), "(none)")
+    example_data = images.iloc[0] if n else "(none)"
+    fix = ("Make the keys equal the table's image column (same relative paths), or pass "
+           "--evaluate-on all (evaluate_on='all'), and the audit will say that training images "
+           "may be included.")
+    if matched == 0:
+        raise ConfigError(
+            f"The split in {where} matches none of the {len(universe)} images of dataset "
+            f"{dataset.name!r}: "
+            f"0 of {len(keys)} split keys match. Example split key: {example_split!r}; example "
+            f"dataset image: {example_data!r}. {fix}")
+    if missing_test:
+        raise ConfigError(
+            f"The split in {where} names {len(test_keys)} test image(s), of which "
+            f"{len(missing_test)} are not in dataset {dataset.name!r} ({matched} of {len(keys)} "
+            f"split keys match its {len(universe)} images). Example missing test key: "
+            f"{missing_test[0]!r}; "
+            f"example dataset image: {example_data!r}. {fix}")
+    mask = images.map(lookup).eq("test").to_numpy()
+    if not mask.any():
+        raise ConfigError(
+            f"The split in {where} names no test image among the {n} images of dataset "
+            f"{dataset.name!r} ({matched} keys match its table; split values found: "
+            f"{sorted(set(lookup.values()))}); expected some rows with split 'test'. {fix}")
+    return EvaluationScope(mask, evaluated_on_split(int(mask.sum()), n, dataset.name, source),
+                           source, False)
+
+
 @dataclass
 class CheckContext:
     """What a check receives: the inputs and where to write evidence."""
@@ -118,27 +211,31 @@ class CheckContext:
     out_dir: Path | None
     executor: Executor
     progress: ProgressFn | None = None
+    _scope: EvaluationScope | None = field(default=None, init=False, repr=False)
+
+    def evaluation_scope(self) -> EvaluationScope:
+        """The rows to measure performance on, where that choice came from, and what it risks.
+
+        The split comes from the dataset's ``split_column`` when its description names
+        one, else from ``split.csv`` beside the model (columns ``image``, ``split``; keys
+        equal to the table's image column). With ``evaluate_on="auto"``:
+
+        - a split that shares no key with the dataset, or whose test keys are not all
+          in the dataset, stops the audit (:class:`ConfigError`, saying how many keys
+          matched and showing one key of each side), since measuring anyway would
+          silently include training images;
+        - no split at all measures every image, and says training images may be included.
+
+        ``"all"`` measures every image and says the same; ``"test"`` needs a split.
+        """
+        if self._scope is None:
+            self._scope = _evaluation_scope(self)
+        return self._scope
 
     def evaluation_rows(self) -> tuple[np.ndarray, str]:
         """Boolean mask of the rows to measure performance on, and a plain description."""
-        n = len(self.dataset)
-        split_path = self.model.folder / "split.csv" if self.model.folder else None
-        if self.config.evaluate_on == "all" or split_path is None or not split_path.is_file():
-            if self.config.evaluate_on == "test":
-                raise ConfigError(
-                    f"evaluate_on='test' needs {split_path or 'split.csv beside the model'}; "
-                    "it was not found."
-                )
-            return np.ones(n, dtype=bool), f"all {n} images of {self.dataset.name}"
-        split = pd.read_csv(split_path, dtype=str, keep_default_na=False)
-        lookup = dict(zip(split["image"], split["split"]))
-        known = self.dataset.records["image"].map(lookup)
-        if known.isna().all():
-            return np.ones(n, dtype=bool), (
-                f"all {n} images of {self.dataset.name} (none is named in the model's split.csv)")
-        mask = (known == "test").to_numpy()
-        return mask, (f"the model's held-out test split: {int(mask.sum())} of {n} images "
-                      f"of {self.dataset.name} (split.csv)")
+        scope = self.evaluation_scope()
+        return scope.mask, scope.description
 
     def options(self, check: str) -> dict[str, Any]:
         return dict(self.config.options.get(check, {}))

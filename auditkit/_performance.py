@@ -85,7 +85,8 @@ def run_check(ctx: CheckContext) -> dict[str, Any]:
     if card.output == "multilabel_sigmoid":
         return {"status": "not_assessed",
                 "reason": "overall metrics for multi-label models are not supported yet"}
-    rows, described = ctx.evaluation_rows()
+    scope = ctx.evaluation_scope()
+    rows, described = scope.mask, scope.description
     y = label_indices(ctx)[rows]
     pred = ctx.predictions.predicted_index(card.output)[rows]
     clusters = (ctx.dataset.records["patient_id"].to_numpy()[rows].astype(str)
@@ -101,12 +102,21 @@ def run_check(ctx: CheckContext) -> dict[str, Any]:
     np.add.at(confusion, (y, pred), 1)
     base = baselines(y=y, pred=pred, metrics=table, class_names=classes, clusters=clusters,
                      level=ctx.config.confidence)
-    summary = [b["sentence"] for b in base.values()]
+    n_patients = int(len(set(clusters))) if clusters is not None else None
+    accuracy = table.get("accuracy") or {}
+    # first: what was measured (saying so when training images may be in it), then baselines
+    summary = [wording.performance_summary(
+        evaluated_on=described, may_include_training=scope.may_include_training,
+        accuracy=accuracy.get("value"), accuracy_ci=accuracy.get("ci"), n_images=int(len(y)),
+        n_patients=n_patients)]
+    summary += [b["sentence"] for b in base.values()]
     return {
         "status": "assessed",
         "evaluated_on": described,
+        "evaluation_source": scope.source,
+        "may_include_training": scope.may_include_training,
         "n": int(len(y)),
-        "n_patients": int(len(set(clusters))) if clusters is not None else None,
+        "n_patients": n_patients,
         "resampling_unit": "patient" if clusters is not None else "image",
         "positive_class": card.positive_class,
         "n_positive": int((y == card.positive_index).sum()),

@@ -232,6 +232,7 @@ def _run(*, model: LoadedModel, dataset: Dataset, config: AuditConfig, staging: 
             "class_names": model.card.class_names,
             "positive_class": model.card.positive_class,
             "output": model.card.output,
+            "pixel_pipeline": model.card.pixel_pipeline(),
         },
         "dataset": {
             "name": dataset.name,

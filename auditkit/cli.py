@@ -3,8 +3,9 @@
 ::
 
     auditkit models                      list the model registry (hash verified)
-    auditkit datasets                    list the built-in datasets and where they are
+    auditkit datasets                    list the built-in and registered datasets
     auditkit audit --model NAME[@VER] --dataset NAME_OR_PATH --out DIR [--checks ...]
+                   [--config audit.toml] [--small-cell-k K] [--n-boot N] ...
     auditkit train NAME@VERSION          re-train a demo model from its recipe
     auditkit compare AUDIT_DIR_A AUDIT_DIR_B | --models NAME@A,NAME@B --dataset D
                                          compare two versions on the same images
@@ -83,28 +84,29 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
-    from .data import builtin_dataset_names, find_dataset, load_dataset
-    from .exceptions import DataError, DatasetNotFoundError
+    from .data import builtin_dataset_names, dataset_names, find_dataset, load_dataset
+    from .exceptions import DatasetNotFoundError
     from .suppression import protected_overview
     from .wording import withheld_count
 
     def shown(counts: dict[str, Any]) -> dict[str, Any]:
         return {g: (withheld_count(10) if c is None else c) for g, c in counts.items()}
 
-    for name in builtin_dataset_names():
+    builtins = set(builtin_dataset_names())
+    for name in dataset_names():
+        origin = "built-in" if name in builtins else "registered"
         try:
             spec, root = find_dataset(name, data_root=args.data_root)
-        except DatasetNotFoundError as exc:
-            print(f"{name}: NOT FOUND\n  {exc}\n")
-            continue
-        try:
             ds = load_dataset(spec, root=root, check_images=False, on_invalid="drop")
-        except DataError as exc:  # one unusable dataset does not hide the others
-            print(f"{name}: CANNOT BE USED\n  {exc}\n")
+        except DatasetNotFoundError as exc:
+            print(f"{name} ({origin}): NOT FOUND\n  {exc}\n")
+            continue
+        except AuditKitError as exc:
+            print(f"{name} ({origin}): CANNOT BE USED\n  {exc}\n")
             continue
         # the same small-cell rule as every export: groups under 10 images or patients
         summary = protected_overview(ds.summary(), k=10, patient_counts=ds.patient_counts())
-        print(f"{name}: {summary['n_images']} images at {root}"
+        print(f"{name} ({origin}): {summary['n_images']} images at {root}"
               + (f" ({len(ds.problems)} row(s) with problems left out)" if ds.problems else ""))
         print(f"  classes: {shown(summary['class_counts'])}")
         for attr, counts in summary["group_counts"].items():
@@ -116,15 +118,49 @@ def _parse_checks(text: str) -> list[str]:
     return [c.strip() for c in text.split(",") if c.strip()]
 
 
-def _cmd_audit(args: argparse.Namespace) -> int:
-    from .audit import AuditConfig, run_audit
-    from .data import load_dataset
-    from .models import load_model
+#: audit settings: CLI flag destination -> AuditConfig field (the config file uses the field names)
+_SETTINGS = {
+    "checks": "checks", "seed": "seed", "n_boot": "n_boot", "confidence": "confidence",
+    "min_group_size": "min_group_size", "small_cell_k": "small_cell_k",
+    "evaluate_on": "evaluate_on", "device": "device", "batch_size": "batch_size",
+    "precision": "precision", "intersection": "intersections", "options": "options",
+}
 
-    checks = ["performance"] + [c for c in _parse_checks(args.checks) if c != "performance"]
-    intersections = [pair.split(":") for pair in args.intersection]
-    options: dict[str, dict[str, Any]] = {}
-    if args.options:
+
+def _read_config_file(path: str) -> dict[str, Any]:
+    import tomllib
+    from dataclasses import fields
+
+    from .audit import AuditConfig
+
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"--config {path} does not exist; expected a TOML file of audit "
+                          "settings (see auditkit audit --help).") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"--config {path} is not valid TOML: {exc}.") from exc
+    known = [f.name for f in fields(AuditConfig)]
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"--config {path} has unknown settings {unknown}; expected among "
+                          f"{known}.")
+    if isinstance(data.get("checks"), str):
+        data["checks"] = _parse_checks(data["checks"])
+    return data
+
+
+def audit_config_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`AuditConfig` of ``auditkit audit``: defaults, then ``--config``, then flags."""
+    from .audit import AuditConfig
+
+    settings: dict[str, Any] = _read_config_file(args.config) if args.config else {}
+    if args.checks is not None:
+        settings["checks"] = _parse_checks(args.checks)
+    if args.intersection:
+        settings["intersections"] = [pair.split(":") for pair in args.intersection]
+    if args.options is not None:
         try:
             options = json.loads(args.options)
         except json.JSONDecodeError as exc:
@@ -133,14 +169,29 @@ def _cmd_audit(args: argparse.Namespace) -> int:
             ) from exc
         if not isinstance(options, dict):
             raise ConfigError(f"--options must be a JSON object; got {args.options!r} instead.")
-    config = AuditConfig(
-        checks=checks, seed=args.seed, n_boot=args.n_boot, min_group_size=args.min_group_size,
-        device=args.device, batch_size=args.batch_size, precision=args.precision,
-        intersections=intersections, options=options,
-        evaluate_on=args.evaluate_on,
-    )
+        settings["options"] = {**settings.get("options", {}), **options}
+    for dest, name in _SETTINGS.items():
+        if dest in ("checks", "intersection", "options"):
+            continue
+        value = getattr(args, dest)
+        if value is not None:
+            settings[name] = value
+    checks = list(settings.get("checks") or ["performance"])
+    settings["checks"] = ["performance"] + [c for c in checks if c != "performance"]
+    try:
+        return AuditConfig(**settings)
+    except TypeError as exc:
+        raise ConfigError(f"Audit settings are not valid: {exc}.") from exc
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from .audit import run_audit
+    from .data import load_dataset
+    from .models import load_model
+
+    config = audit_config_from_args(args)
     progress = _ProgressLine()
-    model = load_model(args.model, registry=args.registry, device=args.device)
+    model = load_model(args.model, registry=args.registry, device=config.device)
     from ._local import installation_secret
 
     dataset = load_dataset(args.dataset, data_root=args.data_root,
@@ -156,8 +207,11 @@ def _cmd_audit(args: argparse.Namespace) -> int:
                       cache_dir=args.cache_dir, progress=progress, overwrite=args.overwrite)
     perf = audit["results"].get("performance", {})
     if (perf.get("metrics") or {}).get("accuracy", {}).get("value") is not None:
+        lines = list(perf.get("summary", []))
+        if perf.get("may_include_training") and lines:
+            print(lines.pop(0))  # "Training images may be included ..." comes first
         print(wording.performance_headline(perf))
-        for line in perf.get("summary", []):
+        for line in lines:
             print(f"  {line}")
     print(f"wrote {out / 'audit.json'} and {out / 'predictions.csv'}")
     return 0
@@ -207,6 +261,29 @@ def _add_compare_parser(sub: Any) -> None:
     p.set_defaults(func=_cmd_compare)
 
 
+_REGISTRY_HELP = ("model registry folder(s), ':'-separated; '@bundled' is the demo models "
+                  "(default: $AUDITKIT_MODELS, else the bundled models/)")
+
+_AUDIT_EPILOG = """\
+config file (--config audit.toml), every key optional:
+  checks = ["performance", "fairness"]   # or "performance,fairness"
+  seed = 0
+  n_boot = 1000
+  confidence = 0.95
+  min_group_size = 10
+  small_cell_k = 10
+  evaluate_on = "auto"                    # auto | test | all
+  device = "auto"
+  batch_size = 64
+  precision = "auto"
+  intersections = [["sex", "age"]]
+  [options.robustness]                    # per-check settings, as in --options
+  n_images = 200
+
+exit codes: 0 done; 2 bad input (a message says what was expected and what was found).
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="auditkit",
@@ -217,35 +294,54 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("models", help="list the model registry")
-    p.add_argument("--registry", help="registry folder (default: the project's models/)")
+    p.add_argument("--registry", help=_REGISTRY_HELP)
     p.add_argument("--json", action="store_true", help="print the cards as JSON")
     p.set_defaults(func=_cmd_models)
 
-    p = sub.add_parser("datasets", help="list the built-in datasets and where they were found")
-    p.add_argument("--data-root", help="folder holding the dataset folders")
+    p = sub.add_parser("datasets", help="list the built-in and registered datasets "
+                                        "($AUDITKIT_DATASET_REGISTRY) and where they were found")
+    p.add_argument("--data-root", help="folder holding the built-in dataset folders")
     p.set_defaults(func=_cmd_datasets)
 
-    p = sub.add_parser("audit", help="audit a model on a dataset")
-    p.add_argument("--model", required=True, help="NAME[@VERSION] in the registry, or a path")
+    p = sub.add_parser(
+        "audit", help="audit a model on a dataset",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Audit a model on a dataset. Every setting has a flag; the same settings "
+                    "can come from --config FILE (flags given on the command line win).",
+        epilog=_AUDIT_EPILOG,
+    )
+    p.add_argument("--model", required=True,
+                   help="NAME[@VERSION] in the registry, or a model folder (docs/models.md)")
     p.add_argument("--dataset", required=True,
-                   help="built-in name, a dataset .toml, or a folder with auditkit.toml")
+                   help="built-in or registered name, a dataset .toml, or a folder with "
+                        "auditkit.toml (docs/datasets.md)")
     p.add_argument("--out", help="output folder (default: a new audits/NAME@VERSION__DATASET__TIME)")
-    p.add_argument("--checks", default="performance",
-                   help="comma-separated: performance,fairness,explain,robustness,privacy")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    p.add_argument("--precision", default="auto", help="auto, float32, bf16 or fp16 (GPU)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0, help="seed of every random process")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
-    p.add_argument("--min-group-size", type=int, default=10,
-                   help="groups smaller than this are 'too few to judge'")
+    p.add_argument("--config", metavar="AUDIT.TOML",
+                   help="TOML file of audit settings (keys below); flags override it")
+    p.add_argument("--checks", help="comma-separated: performance,fairness,explain,robustness,"
+                                    "privacy (default performance)")
+    p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--precision", help="auto (default), float32, bf16 or fp16 (GPU)")
+    p.add_argument("--batch-size", type=int, help="images per forward pass (default 64)")
+    p.add_argument("--seed", type=int, help="seed of every random process (default 0)")
+    p.add_argument("--n-boot", type=int, help="bootstrap resamples for intervals (default 1000)")
+    p.add_argument("--confidence", type=float,
+                   help="interval level, e.g. 0.95 (default); in [0.5, 1)")
+    p.add_argument("--min-group-size", type=int,
+                   help="groups smaller than this are 'too few to judge' (default 10)")
+    p.add_argument("--small-cell-k", type=int,
+                   help="small-cell protection: groups under k images/patients are suppressed "
+                        "in every export (default 10; 0 turns it off)")
     p.add_argument("--intersection", action="append", default=[], metavar="ATTR:ATTR",
                    help="audit two attributes jointly, e.g. sex:age (repeatable)")
-    p.add_argument("--evaluate-on", default="auto", choices=["auto", "test", "all"],
-                   help="rows to measure on: the model's test split when known (auto), or all")
-    p.add_argument("--options", help='per-check settings as JSON, e.g. {"robustness": {...}}')
-    p.add_argument("--registry", help="model registry folder")
-    p.add_argument("--data-root", help="folder holding the dataset folders")
+    p.add_argument("--evaluate-on", choices=["auto", "test", "all"],
+                   help="rows to measure on: auto (default) = the model's test split, stopping "
+                        "when the split does not match the dataset; test = the split, required; "
+                        "all = every image, saying training images may be included")
+    p.add_argument("--options", help='per-check settings as JSON, e.g. '
+                                     '\'{"robustness": {"n_images": 200}}\'')
+    p.add_argument("--registry", help=_REGISTRY_HELP)
+    p.add_argument("--data-root", help="folder holding the built-in dataset folders")
     p.add_argument("--cache-dir", help="prediction cache folder (default ~/.cache/auditkit)")
     p.add_argument("--drop-invalid", action="store_true",
                    help="go on with the valid rows when some rows have problems")

@@ -40,19 +40,27 @@ from .exceptions import ConfigError, DataError, DatasetNotFoundError
 __all__ = [
     "ATTRIBUTE_KINDS",
     "UNKNOWN",
+    "SCALING_METHODS",
     "AttributeSpec",
     "Dataset",
     "DatasetProblem",
     "DatasetSpec",
     "ImageTooLargeError",
+    "PixelScaling",
     "builtin_dataset_names",
     "builtin_spec",
+    "check_pixel_limit",
+    "dataset_names",
+    "dataset_registry_paths",
     "dataset_search_paths",
+    "dataset_spec",
     "find_dataset",
     "load_dataset",
     "max_image_pixels",
     "read_image",
     "resolve_confined",
+    "read_pixels",
+    "registered_datasets",
 ]
 
 ATTRIBUTE_KINDS = ("ethnicity", "sex", "age", "skin_tone", "categorical")
@@ -69,6 +77,7 @@ _SEX_VALUES = {
 _ROMAN = ["I", "II", "III", "IV", "V", "VI"]
 _SCALES = {"fitzpatrick": 6, "monk": 10}
 _BUILTIN_DIR = Path(__file__).parent / "datasets"
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
 
 ProgressFn = Callable[[int, int, str], None]
 
@@ -84,7 +93,8 @@ class AttributeSpec:
     column : str
         Column of the table holding the raw values. For DICOM images the
         ``ethnicity``, ``sex`` and ``age`` kinds fall back to the standard tags when
-        the column is absent or empty.
+        the column is absent or empty; for these kinds ``column`` may be left out
+        (``""``) to read the DICOM header only.
     kind : str
         One of :data:`ATTRIBUTE_KINDS`.
     scale : str, optional
@@ -108,6 +118,12 @@ class AttributeSpec:
     description: str = ""
 
     def __post_init__(self) -> None:
+        if not self.column and self.kind not in _DICOM_TAGS:
+            raise ConfigError(
+                f"Attribute {self.name!r} of kind {self.kind!r} needs a table column; only "
+                f"{sorted(_DICOM_TAGS)} can be read from DICOM headers alone; got column "
+                f"{self.column!r}."
+            )
         if self.kind not in ATTRIBUTE_KINDS:
             raise ConfigError(
                 f"Attribute {self.name!r} has kind {self.kind!r}; expected one of "
@@ -197,6 +213,14 @@ class DatasetSpec:
         near-duplicate clusters).
     mask_column : str, optional
         Column with a segmentation mask path (for segmentation audits).
+    split_column : str, optional
+        Column saying which images the model was trained on: ``train``, ``val`` or
+        ``test`` per row. Performance is then measured on the ``test`` rows
+        (instead of a ``split.csv`` beside the model).
+    root : str, optional
+        Folder holding the table and images, absolute or relative to the TOML file
+        (default: the TOML file's own folder). Needed for descriptions kept in the
+        dataset registry (``AUDITKIT_DATASET_REGISTRY``) away from their data.
     attributes : list of AttributeSpec
         The patient attributes.
     description, citation, license : str
@@ -217,6 +241,8 @@ class DatasetSpec:
     patient_column: str | None = None
     group_column: str | None = None
     mask_column: str | None = None
+    split_column: str | None = None
+    root: str | None = None
     attributes: tuple[AttributeSpec, ...] = ()
     description: str = ""
     citation: str = ""
@@ -265,14 +291,22 @@ class DatasetSpec:
                                   "instead.")
             data["image_roots"] = tuple(roots)
         attrs = []
-        for raw in data.pop("attributes", []):
+        attr_keys = set(AttributeSpec.__dataclass_fields__)
+        for number, raw in enumerate(data.pop("attributes", []), start=1):
             raw = dict(raw)
+            where = f"[[attributes]] number {number} ({raw.get('name', 'no name')!r})"
+            unknown = sorted(set(raw) - attr_keys)
+            lacking = [k for k in ("name", "kind") if k not in raw]
+            if unknown or lacking:
+                raise ConfigError(
+                    f"Dataset description: {where} "
+                    + (f"has unknown keys {unknown}" if unknown else f"lacks keys {lacking}")
+                    + f"; expected keys among {sorted(attr_keys)} (name and kind required; "
+                    "column required except for DICOM-header sex, age and ethnicity).")
             if "bands" in raw:
                 raw["bands"] = tuple(raw["bands"])
-            try:
-                attrs.append(AttributeSpec(**raw))
-            except TypeError as exc:
-                raise ConfigError(f"Attribute description {raw!r} is not valid: {exc}.") from exc
+            raw.setdefault("column", "")
+            attrs.append(AttributeSpec(**raw))
         return cls(**data, attributes=tuple(attrs))
 
     @classmethod
@@ -301,6 +335,9 @@ class DatasetSpec:
             out["image_roots"] = list(self.image_roots)
         else:  # absent when unused, so the content hash of existing datasets is unchanged
             out.pop("image_roots")
+        for key in ("split_column", "root"):  # optional; absent keeps older hashes unchanged
+            if out[key] is None:
+                del out[key]
         return out
 
     def allowed_roots(self, base: str | os.PathLike[str]) -> list[Path]:
@@ -358,6 +395,10 @@ class Dataset:
         Rows in the table before invalid ones were left out.
     content_hash : str
         sha256 over the description, the cleaned table and every image's bytes.
+    table_images : frozenset of str, optional
+        Every image key of the table, invalid rows included; kept by :meth:`subset`.
+        A model's split is checked against it, so a slice of a dataset (or one with
+        invalid rows left out) is not mistaken for a dataset the split does not fit.
     """
 
     spec: DatasetSpec
@@ -366,6 +407,7 @@ class Dataset:
     problems: list[DatasetProblem] = field(default_factory=list)
     n_rows_total: int = 0
     content_hash: str = ""
+    table_images: frozenset[str] | None = None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -434,6 +476,7 @@ class Dataset:
             problems=list(self.problems),
             n_rows_total=self.n_rows_total,
             content_hash=digest.hexdigest(),
+            table_images=self.table_images,
         )
 
 
@@ -449,22 +492,194 @@ def _is_dicom(path: Path, head: bytes | None = None) -> bool:
     return len(head) >= 132 and head[128:132] == b"DICM"
 
 
-def _dicom_to_array(ds: Any) -> np.ndarray:
-    """Pixel data of a DICOM dataset as uint8 (H, W): modality and VOI LUTs applied."""
+#: How a model's inputs were scaled to [0, 1]; declared in the model card (docs/models.md).
+SCALING_METHODS = ("bit_depth", "range", "window", "dicom_window", "minmax")
+
+
+@dataclass(frozen=True)
+class PixelScaling:
+    """How stored pixel values become the model's [0, 1] inputs (declared in the card).
+
+    DICOM pixels first go through the modality LUT (Rescale Slope/Intercept or a
+    Modality LUT Sequence) with pydicom's :func:`~pydicom.pixels.apply_modality_lut`;
+    then, by ``method``:
+
+    ``bit_depth`` (default)
+        The full range the stored bits can hold, through the modality LUT:
+        ``0..2^BitsStored-1`` for unsigned DICOM, ``-2^(BitsStored-1)..2^(BitsStored-1)-1``
+        for signed, times slope plus intercept; ``0..255`` for 8-bit PNG/JPEG and
+        ``0..65535`` for 16-bit PNG. For 8-bit PNG/JPEG this is ``value / 255``.
+    ``range``
+        A fixed range ``[low, high]`` in modality units (e.g. Hounsfield units),
+        clipped: ``(v - low) / (high - low)``.
+    ``window``
+        A stated window ``[center, width]``, applied with pydicom's
+        :func:`~pydicom.pixels.apply_windowing` (DICOM PS3.3 C.11.2.1.2, linear),
+        its output range mapped to [0, 1].
+    ``dicom_window``
+        The file's own VOI LUT or first Window Center/Width, applied with
+        :func:`~pydicom.pixels.apply_voi_lut`, its output range mapped to [0, 1].
+        DICOM only; a file without one is an error.
+    ``minmax``
+        Each image stretched from its own minimum to its own maximum. Only when the
+        model was trained that way: it hides absolute intensity from the model.
+
+    MONOCHROME1 images (bright = low values) are inverted after scaling, so every
+    image reaches the model as MONOCHROME2. From a multi-frame file one frame is
+    used: ``frame`` is ``"middle"`` (default) or a 0-based index.
+    """
+
+    method: str = "bit_depth"
+    range: tuple[float, float] | None = None
+    window: tuple[float, float] | None = None
+    frame: str | int = "middle"
+
+    def __post_init__(self) -> None:
+        if self.method not in SCALING_METHODS:
+            raise ConfigError(f"input_scaling.method must be one of {list(SCALING_METHODS)}; "
+                              f"got {self.method!r} instead.")
+        if self.method == "range":
+            if self.range is None or len(self.range) != 2 or not self.range[0] < self.range[1]:
+                found = list(self.range) if self.range is not None else None
+                raise ConfigError("input_scaling.range must be [low, high] with low < high; "
+                                  f"got {found!r} instead.")
+            object.__setattr__(self, "range", (float(self.range[0]), float(self.range[1])))
+        elif self.range is not None:
+            raise ConfigError("input_scaling.range must be absent unless method is 'range'; got "
+                              f"{list(self.range)} with method {self.method!r} instead.")
+        if self.method == "window":
+            if self.window is None or len(self.window) != 2 or not self.window[1] >= 1:
+                found = list(self.window) if self.window is not None else None
+                raise ConfigError("input_scaling.window must be [center, width] with width >= 1;"
+                                  f" got {found!r} instead.")
+            object.__setattr__(self, "window", (float(self.window[0]), float(self.window[1])))
+        elif self.window is not None:
+            raise ConfigError("input_scaling.window must be absent unless method is 'window'; "
+                              f"got {list(self.window)} with method {self.method!r} instead.")
+        if not (self.frame == "middle" or (isinstance(self.frame, int) and self.frame >= 0)):
+            raise ConfigError(f"input_scaling.frame must be 'middle' or an index >= 0; got "
+                              f"{self.frame!r} instead.")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> PixelScaling:
+        """From the card's ``input_scaling`` object (None gives the default)."""
+        if not data:
+            return cls()
+        data = dict(data)
+        for key in ("range", "window"):
+            if data.get(key) is not None:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"method": self.method}
+        if self.range is not None:
+            out["range"] = list(self.range)
+        if self.window is not None:
+            out["window"] = list(self.window)
+        if self.frame != "middle":
+            out["frame"] = self.frame
+        return out
+
+    def describe(self) -> str:
+        """One plain sentence, stored in ``audit.json`` beside the declaration."""
+        how = {
+            "bit_depth": "scaled by the full range of the stored bits (e.g. 0 to 4095 for "
+                         "12-bit, 0 to 255 for 8-bit)",
+            "range": f"scaled from the fixed range {self.range} and clipped",
+            "window": f"windowed at center/width {self.window}",
+            "dicom_window": "windowed with each DICOM file's own VOI LUT or window",
+            "minmax": "stretched from each image's own minimum to its maximum",
+        }[self.method]
+        return (f"Pixels (after the DICOM modality LUT) {how}, to [0, 1]; MONOCHROME1 "
+                f"inverted; the {self.frame} frame of multi-frame files.")
+
+
+def _modality_range(ds: Any) -> tuple[float, float]:
+    """Range of values the stored bits can hold, after the modality LUT.
+
+    Computed as pydicom's :func:`~pydicom.pixels.apply_windowing` computes its output
+    range (DICOM PS3.3 C.11.2.1.2), so a window's output maps onto [0, 1] exactly.
+    """
+    if ds.get("ModalityLUTSequence"):
+        return 0.0, float(2 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
+    bits = int(ds.BitsStored)
+    if int(ds.get("PixelRepresentation", 0)) == 0:
+        lo, hi = 0.0, float(2**bits - 1)
+    else:
+        lo, hi = float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
+    slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
+    if slope is not None and intercept is not None:
+        lo, hi = lo * float(slope) + float(intercept), hi * float(slope) + float(intercept)
+    return (lo, hi) if lo <= hi else (hi, lo)
+
+
+def _to_unit(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    if hi <= lo:
+        return np.zeros(arr.shape, dtype=np.float64)
+    return np.clip((np.asarray(arr, dtype=np.float64) - lo) / (hi - lo), 0.0, 1.0)
+
+
+def _minmax(arr: np.ndarray) -> np.ndarray:
+    arr = np.asarray(arr, dtype=np.float64)
+    return _to_unit(arr, float(arr.min()), float(arr.max()))
+
+
+def _stated_window(arr: np.ndarray, ds: Any, window: tuple[float, float]) -> np.ndarray:
+    """A stated window through pydicom's own windowing, output range mapped to [0, 1]."""
+    from pydicom.dataset import Dataset as DicomDataset
+    from pydicom.pixels import apply_windowing
+
+    w = DicomDataset()
+    for keyword in ("BitsStored", "PixelRepresentation", "RescaleSlope", "RescaleIntercept",
+                    "ModalityLUTSequence"):
+        if keyword in ds:
+            w[keyword] = ds[keyword]
+    w.WindowCenter, w.WindowWidth = window
+    w.VOILUTFunction = "LINEAR"
+    w.PhotometricInterpretation = "MONOCHROME2"  # MONOCHROME1 is inverted by the caller
+    return _to_unit(apply_windowing(np.asarray(arr, dtype=np.float64), w), *_modality_range(w))
+
+
+def _select_frame(arr: np.ndarray, ds: Any, frame: str | int) -> np.ndarray:
+    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if n_frames <= 1:
+        return arr
+    index = n_frames // 2 if frame == "middle" else int(frame)
+    if index >= n_frames:
+        raise ValueError(f"the card asks for frame {index} but the file has {n_frames} frames")
+    return arr[index]
+
+
+def _dicom_pixels(ds: Any, scaling: PixelScaling) -> np.ndarray:
+    """A DICOM dataset's pixels as float64 in [0, 1], ``(H, W)`` or ``(H, W, 3)``."""
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-    arr = ds.pixel_array
-    arr = apply_modality_lut(arr, ds)
-    if "WindowCenter" in ds or "VOILUTSequence" in ds:
-        arr = apply_voi_lut(arr, ds)
-    arr = arr.astype(np.float64)
-    if arr.ndim == 3 and arr.shape[-1] not in (3, 4):
-        arr = arr[arr.shape[0] // 2]  # multi-frame: the middle frame
-    lo, hi = float(arr.min()), float(arr.max())
-    arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+    arr = _select_frame(ds.pixel_array, ds, scaling.frame)  # signed/bit depth by pydicom
+    colour = int(ds.get("SamplesPerPixel", 1)) > 1
+    if not colour:
+        arr = apply_modality_lut(arr, ds)
+    if scaling.method == "minmax":
+        out = _minmax(arr)
+    elif scaling.method == "range":
+        out = _to_unit(arr, *scaling.range)  # type: ignore[misc]
+    elif scaling.method == "window":
+        out = _stated_window(arr, ds, scaling.window)  # type: ignore[arg-type]
+    elif scaling.method == "dicom_window":
+        if not (ds.get("VOILUTSequence") or "WindowCenter" in ds):
+            raise ValueError("the card declares input_scaling 'dicom_window' but the file has "
+                             "no VOI LUT Sequence and no Window Center/Width")
+        voi = apply_voi_lut(np.asarray(arr, dtype=np.float64), ds, index=0)
+        if ds.get("VOILUTSequence"):
+            lo, hi = 0.0, float(2 ** int(ds.VOILUTSequence[0].LUTDescriptor[2]) - 1)
+        else:
+            lo, hi = _modality_range(ds)
+        out = _to_unit(voi, lo, hi)
+    else:  # bit_depth
+        out = _to_unit(arr, *_modality_range(ds))
     if getattr(ds, "PhotometricInterpretation", "") == "MONOCHROME1":
-        arr = 255.0 - arr
-    return arr.round().astype(np.uint8)
+        out = 1.0 - out
+    return out
 
 
 #: Default largest image accepted, in pixels (width × height × frames): 8192 × 8192.
@@ -592,6 +807,18 @@ def image_geometry(path: str | os.PathLike[str], data: bytes) -> tuple[int, int,
             1 if img.mode in ("L", "P", "RGB", "RGBA", "1", "LA", "CMYK") else 4)
 
 
+def check_pixel_limit(path: str | os.PathLike[str], data: bytes, *,
+                      max_pixels: int | None = None) -> None:
+    """Raise :class:`ImageTooLargeError` when the header claims more than the pixel limit.
+
+    For callers that decode an image themselves; reads the header only.
+    """
+    limit = int(max_pixels or max_image_pixels())
+    width, height, frames, _ = image_geometry(path, data)
+    if width * height * frames > limit:
+        raise _pixel_error(Path(path).name, width, height, frames, limit)
+
+
 def _open_pil(path: Path, data: bytes, limit: int | None) -> Any:
     """``PIL.Image.open`` with its decompression-bomb guard turned into our error."""
     from PIL import Image
@@ -606,19 +833,63 @@ def _open_pil(path: Path, data: bytes, limit: int | None) -> Any:
     return img
 
 
-def read_image(path: str | os.PathLike[str], data: bytes | None = None, *,
-               max_pixels: int | None = None) -> np.ndarray:
-    """Decode a PNG, JPEG or DICOM image, refusing images over the pixel limit unread.
+def _read_limited(path: Path, data: bytes | None) -> bytes:
+    """The file's bytes (``data`` when given); files over :data:`MAX_FILE_BYTES` are refused."""
+    if data is not None:
+        return data
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise ImageTooLargeError(f"image file {path.name} is {path.stat().st_size:,} bytes; "
+                                 f"expected at most {MAX_FILE_BYTES:,}. It was not read.")
+    return path.read_bytes()
 
-    The size is read from the header (PNG/JPEG: PIL's header; DICOM: Rows, Columns
-    and NumberOfFrames) and checked against ``max_pixels`` (default
-    :func:`max_image_pixels`) before any pixel is decoded, so a small file that
-    claims a huge image (a decompression bomb) costs no memory.
+
+def _raster_pixels(img: Any, scaling: PixelScaling, name: str) -> np.ndarray:
+    """A PNG/JPEG image's pixels as float64 in [0, 1] under the same declaration."""
+    if img.mode in _SIXTEEN_BIT_MODES:
+        arr, bits = np.asarray(img, dtype=np.float64), 16
+    elif img.mode in ("L", "RGB"):
+        arr, bits = np.asarray(img, dtype=np.float64), 8
+    else:
+        arr, bits = np.asarray(img.convert("RGB"), dtype=np.float64), 8
+    top = float(2**bits - 1)
+    if scaling.method == "minmax":
+        return _minmax(arr)
+    if scaling.method == "range":
+        return _to_unit(arr, *scaling.range)  # type: ignore[misc]
+    if scaling.method == "window":
+        from pydicom.dataset import Dataset as DicomDataset
+
+        header = DicomDataset()
+        header.BitsStored, header.PixelRepresentation = bits, 0
+        return _stated_window(arr, header, scaling.window)  # type: ignore[arg-type]
+    if scaling.method == "dicom_window":
+        raise ValueError(f"the card declares input_scaling 'dicom_window' but {name} is not "
+                         "a DICOM file (it has no window to apply)")
+    return _to_unit(arr, 0.0, top)
+
+
+def read_pixels(path: str | os.PathLike[str], scaling: PixelScaling | None = None,
+                data: bytes | None = None, *, max_pixels: int | None = None) -> np.ndarray:
+    """Decode an image and scale it to [0, 1] as the model card declares.
+
+    Parameters
+    ----------
+    path : path
+        PNG, JPEG (8-bit; 16-bit PNG) or DICOM (up to 16 bits, signed or unsigned,
+        MONOCHROME1/2 or RGB, single or multi-frame).
+    scaling : PixelScaling, optional
+        Default ``PixelScaling()`` (``bit_depth``).
+    data : bytes, optional
+        The file's bytes, when already read.
+    max_pixels : int, optional
+        Largest image accepted (default :func:`max_image_pixels`); the size is read from
+        the header and checked before any pixel is decoded, so a small file that claims a
+        huge image (a decompression bomb) costs no memory.
 
     Returns
     -------
     numpy.ndarray
-        ``uint8`` array, ``(H, W)`` for grayscale or ``(H, W, 3)`` for colour.
+        float64 in [0, 1], ``(H, W)`` for grayscale or ``(H, W, 3)`` for colour.
 
     Raises
     ------
@@ -626,13 +897,10 @@ def read_image(path: str | os.PathLike[str], data: bytes | None = None, *,
         When the header claims more than ``max_pixels`` pixels (or the file is over
         :data:`MAX_FILE_BYTES`).
     """
+    scaling = scaling or PixelScaling()
     path = Path(path)
     limit = int(max_pixels or max_image_pixels())
-    if data is None:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise ImageTooLargeError(f"image file {path.name} is {path.stat().st_size:,} bytes; "
-                                     f"expected at most {MAX_FILE_BYTES:,}. It was not read.")
-        data = path.read_bytes()
+    data = _read_limited(path, data)
     if _is_dicom(path, data[:132]):
         import pydicom
 
@@ -640,7 +908,7 @@ def read_image(path: str | os.PathLike[str], data: bytes | None = None, *,
         width, height, frames, _ = _dicom_geometry(ds)
         if width * height * frames > limit:
             raise _pixel_error(path.name, width, height, frames, limit)
-        return _dicom_to_array(ds)
+        return _dicom_pixels(ds, scaling)
     size = _png_jpeg_size(data)
     if size is not None and size[0] * size[1] > limit:
         raise _pixel_error(path.name, size[0], size[1], 1, limit)
@@ -648,14 +916,39 @@ def read_image(path: str | os.PathLike[str], data: bytes | None = None, *,
         if img.width * img.height > limit:
             raise _pixel_error(path.name, img.width, img.height, 1, limit)
         img.load()
-        if img.mode in ("L", "RGB"):
-            return np.asarray(img)
-        if img.mode in ("I;16", "I", "F"):
-            arr = np.asarray(img, dtype=np.float64)
-            lo, hi = float(arr.min()), float(arr.max())
-            scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
-            return scaled.round().astype(np.uint8)
-        return np.asarray(img.convert("RGB"))
+        return _raster_pixels(img, scaling, path.name)
+
+
+def read_image(path: str | os.PathLike[str], data: bytes | None = None, *,
+               max_pixels: int | None = None) -> np.ndarray:
+    """Decode a PNG, JPEG or DICOM image for display (the default ``bit_depth`` scaling).
+
+    Images over the pixel limit are refused unread (see :func:`read_pixels`).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint8`` array, ``(H, W)`` for grayscale or ``(H, W, 3)`` for colour. 8-bit
+        PNG/JPEG pixels are returned as stored; DICOM and 16-bit PNG pixels are
+        scaled by :func:`read_pixels` with the default declaration, then to 0-255.
+    """
+
+    path = Path(path)
+    data = _read_limited(path, data)
+    if not _is_dicom(path, data[:132]):
+        limit = int(max_pixels or max_image_pixels())
+        size = _png_jpeg_size(data)
+        if size is not None and size[0] * size[1] > limit:
+            raise _pixel_error(path.name, size[0], size[1], 1, limit)
+        with _open_pil(path, data, limit) as img:
+            if img.width * img.height > limit:
+                raise _pixel_error(path.name, img.width, img.height, 1, limit)
+            img.load()
+            if img.mode in ("L", "RGB"):
+                return np.asarray(img)
+            if img.mode not in _SIXTEEN_BIT_MODES:
+                return np.asarray(img.convert("RGB"))
+    return (read_pixels(path, None, data, max_pixels=max_pixels) * 255.0).round().astype(np.uint8)
 
 
 class _MemoryBudget:
@@ -756,13 +1049,15 @@ def _attribute_group(attr: AttributeSpec, raw: str) -> tuple[str, float | None]:
 
 
 def dataset_search_paths() -> list[Path]:
-    """Folders searched, in order, for the built-in datasets.
+    """Folders searched, in order, for the built-in datasets' data.
 
-    1. ``$AUDITKIT_DATASETS`` (``os.pathsep``-separated),
+    1. ``$AUDITKIT_DATA_ROOT`` then ``$AUDITKIT_DATASETS`` (each ``os.pathsep``-separated;
+       the two names mean the same, the first is the dashboard's older name),
     2. ``shared/datasets`` beside the project checkout,
     3. ``shared/datasets`` beside the current directory.
     """
-    paths = [Path(p) for p in os.environ.get("AUDITKIT_DATASETS", "").split(os.pathsep) if p]
+    paths = [Path(p) for var in ("AUDITKIT_DATA_ROOT", "AUDITKIT_DATASETS")
+             for p in os.environ.get(var, "").split(os.pathsep) if p]
     project = Path(__file__).resolve().parents[1]
     paths += [project.parent / "shared" / "datasets", Path.cwd().parent / "shared" / "datasets"]
     seen: list[Path] = []
@@ -787,6 +1082,82 @@ def builtin_spec(name: str) -> DatasetSpec:
     return DatasetSpec.from_toml(_BUILTIN_DIR / f"{name}.toml")
 
 
+# --------------------------------------------------------------------------- dataset registry
+
+
+def dataset_registry_paths() -> list[Path]:
+    """Folders of the user's dataset descriptions.
+
+    ``$AUDITKIT_DATASET_REGISTRY``, ``os.pathsep``-separated (``:`` on Linux); when it
+    is not set, ``./auditkit-datasets`` (beside ``./audits``), used only if it exists. Every
+    ``*.toml`` in them is a dataset description (docs/datasets.md) whose ``root`` says
+    where its table and images are.
+    """
+    env = os.environ.get("AUDITKIT_DATASET_REGISTRY")
+    if env is None:
+        default = Path("auditkit-datasets")
+        return [default] if default.is_dir() else []
+    return [Path(p) for p in env.split(os.pathsep) if p]
+
+
+def registered_datasets() -> dict[str, Path]:
+    """``name -> description file`` for every dataset in the dataset registry.
+
+    Raises
+    ------
+    DatasetNotFoundError
+        When a registry folder does not exist.
+    ConfigError
+        When a description does not parse (naming the file), or two descriptions, or a
+        description and a built-in dataset, share a name. Nothing is skipped silently.
+    """
+    found: dict[str, Path] = {}
+    builtins = set(builtin_dataset_names())
+    for folder in dataset_registry_paths():
+        if not folder.is_dir():
+            raise DatasetNotFoundError(
+                f"Dataset registry {folder} (AUDITKIT_DATASET_REGISTRY) does not exist; expected "
+                "a folder of dataset descriptions (*.toml).")
+        for path in sorted(folder.glob("*.toml")):
+            try:
+                spec = DatasetSpec.from_toml(path)
+            except ConfigError as exc:
+                raise ConfigError(f"{path}: {exc}") from exc
+            clash = found.get(spec.name) or (spec.name if spec.name in builtins else None)
+            if clash:
+                raise ConfigError(
+                    f"{path}: dataset name {spec.name!r} is already taken by "
+                    f"{'the built-in dataset' if spec.name in builtins else clash}; expected a "
+                    "unique name.")
+            found[spec.name] = path
+    return found
+
+
+def dataset_names() -> list[str]:
+    """Every dataset that can be picked by name: the built-in ones, then the registry's."""
+    return builtin_dataset_names() + sorted(registered_datasets())
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    """The description of a built-in or registered dataset, by name (no data needed)."""
+    if name in builtin_dataset_names():
+        return builtin_spec(name)
+    registered = registered_datasets()
+    if name in registered:
+        return DatasetSpec.from_toml(registered[name])
+    raise DatasetNotFoundError(
+        f"Unknown dataset {name!r}: expected one of {dataset_names()} (built-in, or "
+        "registered in AUDITKIT_DATASET_REGISTRY; see docs/datasets.md).")
+
+
+def _described(toml: Path) -> tuple[DatasetSpec, Path]:
+    spec = DatasetSpec.from_toml(toml)
+    root = toml.parent
+    if spec.root:
+        root = Path(spec.root) if os.path.isabs(spec.root) else toml.parent / spec.root
+    return spec, root
+
+
 def find_dataset(name_or_path: str | os.PathLike[str], *, data_root: str | os.PathLike[str] | None
                  = None) -> tuple[DatasetSpec, Path]:
     """Resolve a dataset name or path to its description and root folder.
@@ -794,9 +1165,9 @@ def find_dataset(name_or_path: str | os.PathLike[str], *, data_root: str | os.Pa
     Parameters
     ----------
     name_or_path : str or path
-        A built-in name (``fitzpatrick17k``, ``covid_cxr``, ``lgg_mri``), a TOML
-        description file, or a folder holding ``auditkit.toml`` or named like a
-        built-in dataset.
+        A built-in name (``fitzpatrick17k``, ``covid_cxr``, ``lgg_mri``), the name of
+        a dataset in the registry (:func:`registered_datasets`), a TOML description
+        file, or a folder holding ``auditkit.toml`` or named like a built-in dataset.
     data_root : path, optional
         Folder holding the built-in datasets, searched before the defaults.
 
@@ -808,16 +1179,22 @@ def find_dataset(name_or_path: str | os.PathLike[str], *, data_root: str | os.Pa
     text = str(name_or_path)
     path = Path(text)
     if path.suffix == ".toml":
-        spec = DatasetSpec.from_toml(path)
-        root = path.parent
-        return spec, root
+        return _described(path)
     if path.is_dir() and (path / "auditkit.toml").is_file():
-        return DatasetSpec.from_toml(path / "auditkit.toml"), path
+        return _described(path / "auditkit.toml")
     name = path.name if path.is_dir() else text
+    # a built-in name never depends on the registry (a broken registry file cannot hide it)
+    registered = ({} if path.is_dir() or name in builtin_dataset_names()
+                  else registered_datasets())
+    if name in registered:
+        return _described(registered[name])
     if name not in builtin_dataset_names():
         raise DatasetNotFoundError(
             f"Unknown dataset {text!r}: expected a built-in name ({', '.join(builtin_dataset_names())}), "
-            "a .toml dataset description, or a folder holding auditkit.toml (see docs/datasets.md)."
+            "a dataset registered in AUDITKIT_DATASET_REGISTRY"
+            + (f" ({', '.join(sorted(registered))})" if registered else "")
+            + ", a .toml dataset description, or a folder holding auditkit.toml "
+            "(see docs/datasets.md)."
         )
     spec = DatasetSpec.from_toml(_BUILTIN_DIR / f"{name}.toml")
     if path.is_dir():
@@ -914,7 +1291,8 @@ def load_dataset(
 
     problems: list[DatasetProblem] = []
     required = [spec.image_column, spec.label_column]
-    required += [c for c in (spec.patient_column, spec.group_column, spec.mask_column) if c]
+    required += [c for c in (spec.patient_column, spec.group_column, spec.mask_column,
+                             spec.split_column) if c]
     for col in required:
         if col not in table.columns:
             problems.append(DatasetProblem(
@@ -1058,8 +1436,9 @@ def load_dataset(
             try:
                 group, value = _attribute_group(attr, raw)
             except ValueError as exc:
-                flag(i, "bad_attribute", f"attribute {attr.name!r} ({attr.column}): {exc}",
-                     attr.column)
+                source = attr.column or f"DICOM tag {_DICOM_TAGS[attr.kind]}"
+                flag(i, "bad_attribute", f"attribute {attr.name!r} ({source}): {exc}",
+                     attr.column or None)
                 group, value = UNKNOWN, None
             g_list.append(group)
             v_list.append(value)
@@ -1083,6 +1462,8 @@ def load_dataset(
     })
     secret = key_secret if key_secret is not None else installation_secret()
     records.insert(1, "key", image_keys(secret, spec.name, records["image"]))
+    if spec.split_column:
+        records["split"] = [_as_text(v).lower() for v in table[spec.split_column]]
     for attr in spec.attributes:
         records[attr.name] = groups[attr.name]
         if attr.kind == "age":
@@ -1105,7 +1486,8 @@ def load_dataset(
     records["label_index"] = [spec.classes.index(c) for c in records["label"]]
 
     hasher = hashlib.sha256()
-    hasher.update(json.dumps(spec.to_dict(), sort_keys=True).encode())
+    described = {k: v for k, v in spec.to_dict().items() if k != "root"}  # where, not what
+    hasher.update(json.dumps(described, sort_keys=True).encode())
     # the key depends on this installation's secret: left out so the hash is portable
     hasher.update(records.drop(columns=["path", "line", "key"]).to_csv(index=False).encode())
     for row in np.flatnonzero(keep):
@@ -1113,6 +1495,7 @@ def load_dataset(
     return Dataset(
         spec=spec, root=base, records=records, problems=problems, n_rows_total=n,
         content_hash=hasher.hexdigest(),
+        table_images=frozenset(_as_text(v) for v in table[spec.image_column]),
     )
 
 

@@ -23,16 +23,19 @@ import io
 import json
 import os
 import pickletools
+import re
 import zipfile
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
+from .data import PixelScaling
 from .exceptions import (
     ConfigError,
     IntegrityError,
@@ -46,7 +49,10 @@ __all__ = [
     "OUTPUT_KINDS",
     "LoadedModel",
     "ModelCard",
+    "card_problems",
+    "bundled_registry",
     "default_registry",
+    "registry_paths",
     "list_models",
     "load_model",
     "resolve_model",
@@ -96,6 +102,14 @@ class ModelCard:
     training_data, intended_use, out_of_scope_use, limitations : str
     metrics : dict
         Headline test metrics (with sample sizes), as measured when it was trained.
+    input_scaling : dict, optional
+        How stored pixels were scaled to [0, 1] for training, e.g.
+        ``{"method": "range", "range": [0, 4095]}``; default ``{"method": "bit_depth"}``.
+        See :class:`auditkit.data.PixelScaling` and ``docs/models.md``.
+
+    Every field is validated by a pydantic schema (:func:`card_problems`); a problem
+    raises :class:`ModelError` with one line per problem naming the field, the
+    expected and the found value.
     """
 
     name: str
@@ -121,45 +135,12 @@ class ModelCard:
     subgroups_evaluated: list[str] = field(default_factory=list)
     family_note: str = ""
     license: str = ""
+    input_scaling: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.output not in OUTPUT_KINDS:
-            problems.append(f"output must be one of {list(OUTPUT_KINDS)}; got {self.output!r}")
-        if self.format not in FORMATS:
-            problems.append(f"format must be one of {list(FORMATS)}; got {self.format!r}")
-        if len(self.class_names) < (1 if self.output == "multilabel_sigmoid" else 2):
-            problems.append(f"class_names must list the classes; got {self.class_names!r}")
-        if self.output == "binary_logit" and len(self.class_names) != 2:
-            problems.append(
-                f"a binary_logit model has exactly two class_names (negative, positive); "
-                f"got {self.class_names!r}"
-            )
-        if self.positive_class not in self.class_names:
-            problems.append(
-                f"positive_class must be one of class_names {self.class_names}; "
-                f"got {self.positive_class!r}"
-            )
-        if self.channels not in (1, 3):
-            problems.append(f"channels must be 1 or 3; got {self.channels!r}")
-        if len(self.input_size) != 2 or min(self.input_size) < 8:
-            problems.append(f"input_size must be [height, width] >= 8; got {self.input_size!r}")
-        for key in ("mean", "std"):
-            vals = self.normalization.get(key)
-            if not isinstance(vals, list) or len(vals) != self.channels:
-                problems.append(
-                    f"normalization.{key} must list {self.channels} value(s); got {vals!r}"
-                )
-        if any(s <= 0 for s in self.normalization.get("std", [1.0])):
-            problems.append("normalization.std values must be > 0")
-        if self.format == "state_dict" and not self.architecture:
-            problems.append("a state_dict model card must name its architecture")
-        if len(self.sha256) != 64:
-            problems.append(f"sha256 must be 64 hex digits; got {self.sha256!r}")
+        problems = card_problems(asdict(self))
         if problems:
-            raise ModelError(
-                f"Model card {self.name}@{self.version} is not valid: " + "; ".join(problems) + "."
-            )
+            raise ModelError(_card_error(f"Model card {self.name}@{self.version}", problems))
 
     @property
     def ref(self) -> str:
@@ -170,6 +151,11 @@ class ModelCard:
         return self.class_names.index(self.positive_class)
 
     @property
+    def scaling(self) -> PixelScaling:
+        """The declared pixel scaling (default ``bit_depth``)."""
+        return PixelScaling.from_dict(self.input_scaling)
+
+    @property
     def preprocessing(self) -> dict[str, Any]:
         """Everything that decides the tensor the model sees (part of the cache key)."""
         return {
@@ -177,21 +163,29 @@ class ModelCard:
             "channels": self.channels,
             "normalization": self.normalization,
             "resize": "bilinear",
+            "scaling": self.scaling.to_dict(),
         }
+
+    def pixel_pipeline(self) -> dict[str, Any]:
+        """The pixel pipeline in full, for ``audit.json``: declaration and plain description."""
+        return {**self.preprocessing, "description": self.scaling.describe(),
+                "dicom": "pydicom apply_modality_lut, then apply_voi_lut/apply_windowing when "
+                         "declared; MONOCHROME1 inverted"}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelCard:
-        known = {f.name for f in fields(cls)}
-        required = [
-            "name", "version", "task", "class_names", "positive_class", "output",
-            "input_size", "channels", "normalization", "format", "weights", "sha256",
-        ]
-        missing = [k for k in required if k not in data]
-        if missing:
-            raise ModelError(f"Model card lacks required fields {missing}.")
-        extra = sorted(set(data) - known)
-        if extra:
-            raise ModelError(f"Model card has unknown fields {extra}; expected among {sorted(known)}.")
+        """Validate ``data`` against the card schema and build the card.
+
+        Raises
+        ------
+        ModelError
+            Listing every problem, one line each: ``field 'output': expected ...; found ...``.
+        """
+        problems = card_problems(data)
+        if problems:
+            ref = f"{data.get('name', '?')}@{data.get('version', '?')}" if isinstance(
+                data, dict) else "?"
+            raise ModelError(_card_error(f"Model card {ref}", problems))
         return cls(**data)
 
     @classmethod
@@ -205,15 +199,162 @@ class ModelCard:
             raise ModelError(f"Model card {path} is not valid JSON: {exc}.") from exc
         if not isinstance(data, dict):
             raise ModelError(f"Model card {path} must hold a JSON object; got {type(data).__name__}.")
-        return cls.from_dict(data)
+        problems = card_problems(data)
+        if problems:
+            raise ModelError(_card_error(f"Model card {path}", problems))
+        return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if out["input_scaling"] is None:
+            del out["input_scaling"]  # the default; older cards stay byte-identical
+        return out
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
         path = Path(folder) / CARD_FILE
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
         return path
+
+
+# --------------------------------------------------------------------------- card schema
+# The schema is pydantic's (a maintained validator); the few rules that tie two fields
+# together (positive_class among class_names, one mean/std per channel, ...) follow it,
+# in the same one-line form.
+
+
+class _Normalization(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    mean: list[float]
+    std: list[Annotated[float, Field(gt=0)]]
+
+
+class _Scaling(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    method: Literal["bit_depth", "range", "window", "dicom_window", "minmax"]
+    range: Annotated[list[float], Field(min_length=2, max_length=2)] | None = None
+    window: Annotated[list[float], Field(min_length=2, max_length=2)] | None = None
+    frame: Literal["middle"] | Annotated[int, Field(ge=0)] = "middle"
+
+
+_Text = Annotated[str, Field(min_length=1)]
+
+
+class _CardSchema(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+    version: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+    task: _Text
+    class_names: Annotated[list[_Text], Field(min_length=1)]
+    positive_class: _Text
+    output: Literal["softmax", "binary_logit", "multilabel_sigmoid"]
+    input_size: Annotated[list[Annotated[int, Field(ge=8)]], Field(min_length=2, max_length=2)]
+    channels: Literal[1, 3]
+    normalization: _Normalization
+    format: Literal["torchscript", "export", "state_dict"]
+    weights: _Text
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    architecture: str | None = None
+    architecture_kwargs: dict[str, Any] = {}
+    dataset: str | None = None
+    training_data: str = ""
+    intended_use: str = ""
+    out_of_scope_use: str = ""
+    limitations: str = ""
+    metrics: dict[str, Any] = {}
+    subgroups_evaluated: list[str] = []
+    family_note: str = ""
+    license: str = ""
+    input_scaling: _Scaling | None = None
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p))
+                   for i, p in enumerate(loc)) or "(card)"
+
+
+def _expected(error: dict[str, Any]) -> str:
+    kind, msg = error["type"], str(error["msg"])
+    if kind == "missing":
+        return "a value (required field)"
+    if kind == "extra_forbidden":
+        return f"one of the card fields ({', '.join(_CardSchema.model_fields)})"
+    if kind == "literal_error":
+        return "one of " + msg.removeprefix("Input should be ")
+    if kind == "string_pattern_mismatch" and error["loc"][:1] == ("sha256",):
+        return "64 lowercase hex digits (sha256sum of the weights file)"
+    for prefix in ("Input should be ", "Value should be ", "String should ", "List should "):
+        if msg.startswith(prefix):
+            return msg.removeprefix(prefix).removeprefix("have ").removeprefix("be ")
+    return msg[0].lower() + msg[1:]
+
+
+def card_problems(data: Any) -> list[str]:
+    """Every problem of a card mapping, one line each: ``field 'x': expected ...; found ...``.
+
+    Empty when the card is valid. The field-level rules are a pydantic schema; the
+    rules tying fields together are checked once the fields themselves are valid.
+    """
+    if not isinstance(data, dict):
+        return [f"(card): expected a JSON object; found {type(data).__name__}"]
+    lines: list[str] = []
+    failed: set[str] = set()
+    try:
+        _CardSchema.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            found = "nothing" if err["type"] == "missing" else repr(err.get("input"))
+            if err["type"] == "extra_forbidden":
+                found = f"an unknown field set to {found}"
+            if len(found) > 80:
+                found = found[:77] + "..."
+            failed.add(str(err["loc"][0]) if err["loc"] else "")
+            lines.append(f"field '{_field_name(tuple(err['loc']))}': expected "
+                         f"{_expected(dict(err))}; found {found}")
+
+    def ok(*names: str) -> bool:  # a rule tying fields together needs them valid first
+        return all(n in data and n not in failed for n in names)
+
+    classes: list[str] = list(data.get("class_names") or [])
+    output = data.get("output")
+    if ok("output", "class_names"):
+        if output == "binary_logit" and len(classes) != 2:
+            lines.append("field 'class_names': expected exactly two (negative, positive) for a "
+                         "binary_logit model, whose one logit scores the second; found "
+                         f"{classes!r}")
+        elif output == "softmax" and len(classes) < 2:
+            lines.append(f"field 'class_names': expected at least two; found {classes!r}")
+    if ok("class_names") and len(set(classes)) != len(classes):
+        lines.append(f"field 'class_names': expected distinct names; found {classes!r}")
+    if ok("class_names", "positive_class") and data["positive_class"] not in classes:
+        lines.append(f"field 'positive_class': expected one of class_names {classes}; found "
+                     f"{data['positive_class']!r}")
+    if ok("normalization", "channels"):
+        for key in ("mean", "std"):
+            vals = data["normalization"][key]
+            if len(vals) != data["channels"]:
+                lines.append(f"field 'normalization.{key}': expected {data['channels']} "
+                             f"value(s), one per channel; found {vals!r}")
+    if ok("format") and "architecture" not in failed and data["format"] == "state_dict" \
+            and not data.get("architecture"):
+        lines.append("field 'architecture': expected an architecture name for a state_dict "
+                     f"card; found {data.get('architecture')!r}")
+    if ok("weights"):
+        weights = str(data["weights"])
+        if Path(weights).is_absolute() or ".." in Path(weights).parts:
+            lines.append("field 'weights': expected a file name beside card.json; found "
+                         f"{weights!r}")
+    if ok("input_scaling") and data["input_scaling"] is not None:
+        try:
+            PixelScaling.from_dict(data["input_scaling"])
+        except ConfigError as exc:
+            match = re.match(r"^(input_scaling\.\w+) must be (.*); got (.*) instead\.$", str(exc))
+            lines.append(f"field '{match[1]}': expected {match[2]}; found {match[3]}" if match
+                         else f"field 'input_scaling': {exc}")
+    return lines
+
+
+def _card_error(what: str, problems: list[str]) -> str:
+    return f"{what} is not valid ({len(problems)} problem(s)):\n  " + "\n  ".join(problems)
 
 
 @dataclass
@@ -241,10 +382,34 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+#: In ``AUDITKIT_MODELS`` (or ``--registry``), this entry stands for the bundled demo registry.
+BUNDLED_TOKEN = "@bundled"
+
+
+def bundled_registry() -> Path:
+    """The project's own ``models/`` folder (the demo models)."""
+    return Path(__file__).resolve().parents[1] / "models"
+
+
+def registry_paths(registry: str | os.PathLike[str] | None = None) -> list[Path]:
+    """The registry folders searched, in order.
+
+    ``registry`` (or, without it, ``$AUDITKIT_MODELS``) is one folder or several
+    separated by ``os.pathsep`` (``:`` on Linux); the entry ``@bundled`` stands for
+    the bundled demo registry. Without either, the bundled registry alone. Setting
+    ``AUDITKIT_MODELS=/srv/models`` therefore *replaces* the demo models;
+    ``AUDITKIT_MODELS=/srv/models:@bundled`` lists both.
+    """
+    text = str(registry) if registry is not None else os.environ.get("AUDITKIT_MODELS", "")
+    entries = [e for e in text.split(os.pathsep) if e] if text else []
+    if not entries:
+        return [bundled_registry()]
+    return [bundled_registry() if e == BUNDLED_TOKEN else Path(e) for e in entries]
+
+
 def default_registry() -> Path:
-    """``$AUDITKIT_MODELS`` or the project's own ``models/`` folder."""
-    env = os.environ.get("AUDITKIT_MODELS")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "models"
+    """The first registry folder of :func:`registry_paths` (where new models are written)."""
+    return registry_paths()[0]
 
 
 def _iter_cards(root: Path) -> Iterator[Path]:
@@ -259,22 +424,29 @@ def _iter_cards(root: Path) -> Iterator[Path]:
 
 
 def list_models(registry: str | os.PathLike[str] | None = None) -> list[RegisteredModel]:
-    """Every model card under ``registry`` (default :func:`default_registry`).
+    """Every model card under the registries of :func:`registry_paths`.
 
     Cards that do not parse raise :class:`ModelError` naming the file, so a broken
     card is never silently skipped.
     """
-    root = Path(registry) if registry else default_registry()
-    if not root.exists():
-        raise ModelNotFoundError(f"Model registry {root} does not exist; expected a folder of "
-                                 "model folders each holding card.json.")
-    found = []
-    for card_path in _iter_cards(root):
-        try:
-            card = ModelCard.from_file(card_path)
-        except ModelError as exc:
-            raise ModelError(f"{card_path}: {exc}") from exc
-        found.append(RegisteredModel(card=card, folder=card_path.parent))
+    found: list[RegisteredModel] = []
+    seen: dict[str, Path] = {}
+    for root in registry_paths(registry):
+        if not root.exists():
+            raise ModelNotFoundError(
+                f"Model registry {root} does not exist; expected a folder of model folders "
+                "each holding <name>/<version>/card.json (docs/models.md).")
+        for card_path in _iter_cards(root):
+            try:
+                card = ModelCard.from_file(card_path)
+            except ModelError as exc:
+                raise ModelError(f"{card_path}: {exc}") from exc
+            if card.ref in seen:
+                raise ModelError(
+                    f"{card.ref} is registered twice: {seen[card.ref]} and {card_path.parent}; "
+                    "expected each name@version once across the registries.")
+            seen[card.ref] = card_path.parent
+            found.append(RegisteredModel(card=card, folder=card_path.parent))
     found.sort(key=lambda m: (m.card.name, _version_key(m.card.version)))
     return found
 
@@ -305,7 +477,8 @@ def resolve_model(ref: str | os.PathLike[str], registry: str | os.PathLike[str] 
     if not matches:
         available = ", ".join(m.card.ref for m in models) or "none"
         raise ModelNotFoundError(
-            f"No model {text!r} in registry {Path(registry) if registry else default_registry()}; "
+            f"No model {text!r} in registry "
+            f"{os.pathsep.join(str(r) for r in registry_paths(registry))}; "
             f"expected NAME[@VERSION] of one of: {available}, or a path to a model folder."
         )
     return matches[-1]

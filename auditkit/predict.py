@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 from collections.abc import Callable
@@ -29,8 +30,16 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from ._local import default_cache_dir
-from .data import Dataset, read_image
-from .exceptions import ConfigError, ModelError
+from .data import (
+    _SIXTEEN_BIT_MODES,
+    Dataset,
+    PixelScaling,
+    _is_dicom,
+    check_pixel_limit,
+    read_image,
+    read_pixels,
+)
+from .exceptions import ConfigError, DataError, ModelError
 from .models import LoadedModel
 
 __all__ = [
@@ -40,6 +49,7 @@ __all__ = [
     "Predictions",
     "default_cache_dir",
     "load_image_tensor",
+    "load_model_input",
     "predict",
 ]
 
@@ -47,16 +57,10 @@ CACHE_SCHEMA = 1
 ProgressFn = Callable[[int, int, str], None]
 
 
-def load_image_tensor(path: str | os.PathLike[str], *, input_size: tuple[int, int] | list[int],
-                      channels: int) -> torch.Tensor:
-    """Read an image and return ``uint8 (channels, H, W)`` at ``input_size``.
-
-    Resizing is bilinear (PIL, with antialiasing); grayscale images are repeated to
-    three channels and colour images converted to luminance for one channel.
-    """
+def _resize_uint8(arr: np.ndarray, input_size: tuple[int, int] | list[int],
+                  channels: int) -> torch.Tensor:
     from PIL import Image
 
-    arr = read_image(path)
     img = Image.fromarray(arr)
     img = img.convert("L" if channels == 1 else "RGB")
     height, width = int(input_size[0]), int(input_size[1])
@@ -65,23 +69,89 @@ def load_image_tensor(path: str | os.PathLike[str], *, input_size: tuple[int, in
     out = np.asarray(img)
     if out.ndim == 2:
         out = out[:, :, None]
-    return torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1)))
+    return torch.from_numpy(out.transpose(2, 0, 1).copy())  # writable: PIL arrays are read-only
+
+
+def load_image_tensor(path: str | os.PathLike[str], *, input_size: tuple[int, int] | list[int],
+                      channels: int) -> torch.Tensor:
+    """Read an image for display and return ``uint8 (channels, H, W)`` at ``input_size``.
+
+    Resizing is bilinear (PIL, with antialiasing); grayscale images are repeated to
+    three channels and colour images converted to luminance for one channel. The
+    model itself receives :func:`load_model_input`, which follows the card's scaling.
+    """
+    return _resize_uint8(read_image(path), input_size, channels)
+
+
+def load_model_input(path: str | os.PathLike[str], *, input_size: tuple[int, int] | list[int],
+                     channels: int, scaling: PixelScaling | None = None) -> torch.Tensor:
+    """The tensor the model receives for one image, before normalization.
+
+    Pixels are scaled to [0, 1] as the card declares (:class:`auditkit.data.PixelScaling`,
+    see :func:`auditkit.data.read_pixels`), converted to the card's channels
+    (grayscale repeated to RGB; RGB to luminance with ITU-R 601-2 weights, as PIL does)
+    and resized bilinearly (PIL, antialiased) to ``input_size``.
+
+    For 8-bit PNG/JPEG under the default ``bit_depth`` declaration the resize runs on
+    the 8-bit image and the result is divided by 255, exactly as before the declaration
+    existed, so the demo models' numbers are unchanged.
+
+    Returns
+    -------
+    torch.Tensor
+        float32 ``(channels, H, W)`` in [0, 1].
+    """
+    from PIL import Image
+
+    scaling = scaling or PixelScaling()
+    height, width = int(input_size[0]), int(input_size[1])
+    data = Path(path).read_bytes()
+    check_pixel_limit(path, data)  # from the header, before anything is decoded
+    if scaling.method == "bit_depth" and not _is_dicom(Path(path), data[:132]):
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            if img.mode not in _SIXTEEN_BIT_MODES:
+                arr8 = np.asarray(img) if img.mode in ("L", "RGB") else np.asarray(
+                    img.convert("RGB"))
+                return _resize_uint8(arr8, input_size, channels).float().div_(255.0)
+    try:
+        arr = read_pixels(path, scaling, data)
+    except ValueError as exc:  # a declaration the file cannot meet: say which file and why
+        raise DataError(f"Image {Path(path).name} cannot be prepared for the model: {exc}.") from exc
+    if arr.ndim == 2 and channels == 3:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    elif arr.ndim == 3 and channels == 1:
+        arr = arr @ np.array([0.299, 0.587, 0.114])  # PIL's "L" conversion weights
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    planes = []
+    for c in range(arr.shape[2]):
+        plane = arr[:, :, c].astype(np.float32)
+        if plane.shape != (height, width):
+            resized = Image.fromarray(plane, mode="F").resize((width, height),
+                                                              Image.Resampling.BILINEAR)
+            plane = np.asarray(resized, dtype=np.float32)
+        planes.append(plane)
+    out = np.clip(np.stack(planes), 0.0, 1.0)
+    return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32))
 
 
 class ImageTensors(TorchDataset):
-    """A torch Dataset of ``(uint8 image (C, H, W), index)`` for a list of paths."""
+    """A torch Dataset of ``(float32 image (C, H, W) in [0, 1], index)`` for a list of paths."""
 
-    def __init__(self, paths: list[str], *, input_size: list[int], channels: int) -> None:
+    def __init__(self, paths: list[str], *, input_size: list[int], channels: int,
+                 scaling: PixelScaling | None = None) -> None:
         self.paths = list(paths)
         self.input_size = list(input_size)
         self.channels = channels
+        self.scaling = scaling or PixelScaling()
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return load_image_tensor(self.paths[i], input_size=self.input_size,
-                                 channels=self.channels), i
+        return load_model_input(self.paths[i], input_size=self.input_size,
+                                channels=self.channels, scaling=self.scaling), i
 
 
 class Executor(Protocol):
@@ -152,7 +222,7 @@ class LocalExecutor:
         card = model.card
         loader = DataLoader(
             ImageTensors(dataset.records["path"].tolist(), input_size=card.input_size,
-                         channels=card.channels),
+                         channels=card.channels, scaling=card.scaling),
             batch_size=self.batch_size,
             shuffle=False,
             num_workers=workers,
@@ -165,7 +235,7 @@ class LocalExecutor:
         amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
         with torch.inference_mode():
             for batch, _idx in loader:
-                x = batch.to(device, non_blocking=on_gpu).float().div_(255.0)
+                x = batch.to(device, non_blocking=on_gpu)  # float32 in [0, 1]
                 x = model.normalize(x)
                 if amp_dtype is not None:
                     with torch.autocast(device_type="cuda", dtype=amp_dtype):

@@ -30,6 +30,7 @@ __all__ = [
     "INTERVAL_EXPLANATION",
     "METRIC_MEANINGS",
     "METRIC_NAMES",
+    "TRAINING_MAY_BE_INCLUDED",
     "VERDICTS",
     "Verdict",
     "VerdictWord",
@@ -43,6 +44,8 @@ __all__ = [
     "correction_note",
     "decision_label",
     "decision_sentence",
+    "evaluated_on_all",
+    "evaluated_on_split",
     "fmt_count",
     "fmt_difference",
     "fmt_evidence",
@@ -65,6 +68,7 @@ __all__ = [
     "noninferiority_sentence",
     "not_assessed",
     "performance_headline",
+    "performance_summary",
     "review_tally",
     "share_false_alarm",
     "share_missed",
@@ -757,3 +761,39 @@ def unreadable_audits(n: int) -> str:
     """Heading of the list of audit folders whose ``audit.json`` cannot be read."""
     return (f"{fmt_count(n)} audit folder{'s' if n != 1 else ''} could not be read and "
             f"{'are' if n != 1 else 'is'} left out:")
+
+
+
+
+# --------------------------------------------------------------------------- evaluation scope
+# (bring your own model and data: which images a performance number is measured on)
+
+
+TRAINING_MAY_BE_INCLUDED = " — training images may be included"
+
+
+def evaluated_on_all(n_images: int, dataset: str, *, asked: bool) -> str:
+    """Every image measured; ends by saying that training images may be included."""
+    why = ("as asked (--evaluate-on all)" if asked
+           else "because no split says which images were held out from training")
+    return f"all {fmt_count(n_images)} images of {dataset}, {why}{TRAINING_MAY_BE_INCLUDED}"
+
+
+def evaluated_on_split(n_test: int, n_images: int, dataset: str, source: str) -> str:
+    """The held-out test split measured (``source``: where the split came from)."""
+    return (f"the model's held-out test split: {fmt_count(n_test)} of {fmt_count(n_images)} "
+            f"images of {dataset} ({source})")
+
+
+def performance_summary(*, evaluated_on: str, may_include_training: bool,
+                        accuracy: float | None, accuracy_ci: Sequence[float | None] | None,
+                        n_images: int, n_patients: int | None) -> str:
+    """Two sentences: what was measured (first saying so when training images may be in
+    it), then the accuracy with its interval and sample size."""
+    if may_include_training:
+        first = ("Training images may be included in this measurement, so it may flatter the "
+                 f"model: it covers {evaluated_on.removesuffix(TRAINING_MAY_BE_INCLUDED)}")
+    else:
+        first = evaluated_on[0].upper() + evaluated_on[1:]
+    return (f"{first}. Accuracy {fmt_interval(accuracy, accuracy_ci)}, "
+            f"{fmt_n(n_images, n_patients)}.")

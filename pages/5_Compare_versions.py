@@ -22,6 +22,7 @@ from auditkit.compare import (
 )
 from ui.common import (
     data_root,
+    dataset_choices,
     md_text,
     new_run_dir,
     registry_models,
@@ -55,7 +56,7 @@ family = st.sidebar.selectbox("Model family", list(families), key="compare_famil
                               index=comparable[0] if comparable else 0)
 versions = families[family]
 cards = {m["version"]: m for m in registry_models() if m["name"] == family}
-names = auditkit.builtin_dataset_names()
+names = dataset_choices()  # built-in and registered datasets
 card_ds = cards[versions[-1]].get("dataset")
 dataset = st.sidebar.selectbox("Dataset", names, index=names.index(card_ds) if card_ds in names
                                else 0, key=f"compare_dataset_{family}")

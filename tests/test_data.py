@@ -140,10 +140,12 @@ def test_dicom_attributes_come_from_tags_when_table_lacks_them(tmp_path: Path) -
     rng = np.random.default_rng(0)
     (tmp_path / "img").mkdir()
     rows = []
+    stored = []
     for i, (sex, age, eth) in enumerate([("F", "034Y", "Hispanic"), ("M", "071Y", "White"),
                                          ("F", "", "")]):
+        stored.append(rng.integers(0, 4096, size=(20, 24)))
         _write_dicom(tmp_path / "img" / f"{i}.dcm", sex=sex, age=age, ethnic=eth,
-                     pixels=rng.integers(0, 4096, size=(20, 24)))
+                     pixels=stored[-1])
         rows.append({"file": f"img/{i}.dcm", "finding": "covid" if i else "not_covid",
                      "sex": "M" if i == 2 else ""})
     pd.DataFrame(rows).to_csv(tmp_path / "t.csv", index=False)
@@ -159,7 +161,9 @@ def test_dicom_attributes_come_from_tags_when_table_lacks_them(tmp_path: Path) -
     assert ds.records["age"].tolist() == ["<40", "60+", "unknown"]
     assert ds.records["ethnicity"].tolist() == ["Hispanic", "White", "unknown"]
     img = auditkit.read_image(tmp_path / "img" / "0.dcm")
-    assert img.shape == (20, 24) and img.dtype == np.uint8 and img.max() == 255
+    # 12 bits stored: 0..4095 maps to 0..255 (the full bit range, not each image's own range)
+    assert img.shape == (20, 24) and img.dtype == np.uint8
+    np.testing.assert_array_equal(img, np.round(stored[0] / 4095 * 255).astype(np.uint8))
 
 
 @pytest.mark.parametrize(("name", "n", "attrs", "groups"), [

@@ -313,7 +313,7 @@ def test_auditkit_datasets_survives_a_corrupt_dicom(covid_with_corrupt_dicom: Pa
                                                      capsys: pytest.CaptureFixture) -> None:
     assert main(["datasets", "--data-root", str(covid_with_corrupt_dicom)]) == 0
     out = capsys.readouterr().out
-    assert "covid_cxr: 10 images" in out and "2 row(s) with problems left out" in out
+    assert "covid_cxr (built-in): 10 images" in out and "2 row(s) with problems left out" in out
 
 
 def test_landing_page_survives_a_corrupt_dicom(covid_with_corrupt_dicom: Path) -> None:

@@ -108,11 +108,15 @@ def test_plain_state_dict_passes_the_scan(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"output": "regression"}, "output must be one of"),
-    ({"positive_class": "zebra"}, "positive_class must be one of class_names"),
-    ({"channels": 4}, "channels must be 1 or 3; got 4"),
-    ({"format": "state_dict", "architecture": None}, "must name its architecture"),
-    ({"normalization": {"mean": [0.5], "std": [0.25]}}, "normalization.mean must list 3"),
+    ({"output": "regression"}, "field 'output': expected one of 'softmax', 'binary_logit' or "
+                               "'multilabel_sigmoid'; found 'regression'"),
+    ({"positive_class": "zebra"}, "field 'positive_class': expected one of class_names "
+                                  r"\['benign', 'malignant'\]; found 'zebra'"),
+    ({"channels": 4}, "field 'channels': expected one of 1 or 3; found 4"),
+    ({"format": "state_dict", "architecture": None},
+     "field 'architecture': expected an architecture name for a state_dict card; found None"),
+    ({"normalization": {"mean": [0.5], "std": [0.25]}},
+     r"field 'normalization.mean': expected 3 value\(s\), one per channel; found \[0.5\]"),
 ])
 def test_invalid_cards(brightness_model_dir: Path, change: dict, message: str) -> None:
     data = json.loads((brightness_model_dir / "card.json").read_text())

@@ -73,6 +73,8 @@ def test_every_page_names_unreadable_audits_and_never_crashes(
     st.cache_data.clear()
     at = AppTest.from_file(str(page), default_timeout=120).run()
     assert not at.exception, at.exception
+    if page.name == "6_New_audit.py":  # writes a new audit; lists none, so names none
+        return
     warning = " ".join(w.value for w in at.warning)
     assert f"{len(BAD_AUDITS)} audit folders could not be read" in warning
     for name in BAD_AUDITS:

@@ -22,18 +22,19 @@ def registry_models(registry: str | None = None) -> list[dict[str, Any]]:
     Cached by the files' sizes and modification times, so a replaced weights file is
     re-hashed (and flagged) on the next page load.
     """
-    from auditkit.models import default_registry
+    from auditkit.models import registry_paths
 
-    root = Path(registry) if registry else default_registry()
+    roots = registry_paths(registry)
     stamp = tuple(sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size)
-                         for p in root.rglob("*") if p.is_file())) if root.exists() else ()
-    return _registry_models(str(root), stamp)
+                         for root in roots if root.exists()
+                         for p in root.rglob("*") if p.is_file()))
+    return _registry_models(os.pathsep.join(str(r) for r in roots), stamp)
 
 
 @st.cache_data(show_spinner=False)
-def _registry_models(root: str, stamp: tuple) -> list[dict[str, Any]]:
+def _registry_models(roots: str, stamp: tuple) -> list[dict[str, Any]]:
     out = []
-    for m in auditkit.list_models(root):
+    for m in auditkit.list_models(roots):
         out.append({**m.card.to_dict(), "folder": str(m.folder), "verified": m.verify()})
     return out
 
@@ -63,14 +64,25 @@ def dataset_overview(name: str, data_root: str | None = None) -> dict[str, Any]:
 
 
 def attribute_names_of(dataset_name: str) -> list[str]:
-    """Attribute names of a built-in dataset (from its description; no data needed)."""
-    from auditkit.data import builtin_spec
-
-    return [a.name for a in builtin_spec(dataset_name).attributes]
+    """Attribute names of a built-in or registered dataset (its description; no data needed)."""
+    return [a.name for a in auditkit.dataset_spec(dataset_name).attributes]
 
 
 def data_root() -> str | None:
+    """``$AUDITKIT_DATA_ROOT``: searched first for the built-in datasets (docs/datasets.md)."""
     return os.environ.get("AUDITKIT_DATA_ROOT") or None
+
+
+def dataset_choices() -> list[str]:
+    """Every dataset a page can pick: the built-in ones, then those registered in
+    ``$AUDITKIT_DATASET_REGISTRY`` (docs/datasets.md). A broken registry stops the page
+    with its message rather than hiding the user's datasets."""
+    try:
+        return auditkit.dataset_names()
+    except auditkit.AuditKitError as exc:
+        st.error(f"The dataset registry could not be read:\n\n```\n{exc}\n```")
+        st.stop()
+        raise AssertionError("unreachable") from exc  # st.stop() raises
 
 
 def pick_model_and_dataset(key: str) -> tuple[str, str]:
@@ -82,7 +94,7 @@ def pick_model_and_dataset(key: str) -> tuple[str, str]:
     refs = [f"{m['name']}@{m['version']}" for m in models]
     ref = st.sidebar.selectbox("Model", refs, key=f"{key}_model")
     card = models[refs.index(ref)]
-    names = auditkit.builtin_dataset_names()
+    names = dataset_choices()
     default = names.index(card["dataset"]) if card.get("dataset") in names else 0
     # keyed by model too, so switching the model re-selects that model's own dataset
     dataset = st.sidebar.selectbox("Dataset", names, index=default,

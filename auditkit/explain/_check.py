@@ -22,7 +22,7 @@ import torch
 from .._context import CheckContext, label_indices
 from .._metrics import bootstrap_weights, percentile_interval
 from ..exceptions import ConfigError
-from ..predict import load_image_tensor
+from ..predict import load_model_input
 from ._base import Explanations, ImageExplainer
 from ._shortcuts import area_shares, describe_regions, region_masks, region_shares
 from ._trust import completeness, deletion_insertion, sanity_similarity
@@ -113,8 +113,9 @@ def _default_attribute(ctx: CheckContext) -> str | None:
 def _load_images(paths: list[str], card: Any) -> torch.Tensor:
     if not paths:
         return torch.zeros((0, card.channels, *card.input_size))
-    return torch.stack([load_image_tensor(p, input_size=card.input_size, channels=card.channels)
-                        for p in paths]).float().div_(255.0)
+    # the very tensor the model receives in predict(): the card's declared pixel scaling
+    return torch.stack([load_model_input(p, input_size=card.input_size, channels=card.channels,
+                                         scaling=card.scaling) for p in paths])
 
 
 def _mean_ci(values: np.ndarray, clusters: np.ndarray | None, *, n_boot: int,

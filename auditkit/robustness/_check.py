@@ -14,7 +14,7 @@ from .._context import CheckContext, label_indices
 from ..data import Dataset
 from ..exceptions import ConfigError, ModelError
 from ..models import LoadedModel
-from ..predict import load_image_tensor
+from ..predict import load_model_input
 from . import _stats
 from ._base import AttackModel, check_attackable
 from .attacks import ATTACKS, DEFAULT_ATTACKS, AdversarialAttack, budget_label, predict_classes
@@ -165,8 +165,9 @@ def _load_images(model: LoadedModel, paths: list[str]) -> torch.Tensor:
     card = model.card
     if not paths:
         return torch.zeros(0, card.channels, *card.input_size)
-    return torch.stack([load_image_tensor(p, input_size=card.input_size, channels=card.channels)
-                        for p in paths]).float().div_(255.0)
+    # the very tensor the model receives in predict(): the card's declared pixel scaling
+    return torch.stack([load_model_input(p, input_size=card.input_size, channels=card.channels,
+                                         scaling=card.scaling) for p in paths])
 
 
 # --------------------------------------------------------------------------- measuring
