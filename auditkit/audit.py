@@ -133,6 +133,7 @@ def run_audit(
             "positive_class": model.card.positive_class,
             "output": model.card.output,
             "pixel_pipeline": model.card.pixel_pipeline(),
+            "trust": dict(model.trust),
         },
         "dataset": {
             "name": dataset.name,

@@ -69,17 +69,20 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
     models = list_models(args.registry)
     if args.json:
-        print(json.dumps([{**m.card.to_dict(), "folder": str(m.folder), "verified": m.verify()}
-                          for m in models], indent=2))
+        print(json.dumps([{**m.card.to_dict(), "folder": str(m.folder), "verified": m.verify(),
+                           "trust": m.trust} for m in models], indent=2))
         return 0
     if not models:
         print("No models found.")
         return 0
-    print(f"{'model':28} {'task':48} {'format':12} {'sha256':10} verified")
+    trust_words = {"none": "not needed", "bundled": "bundled demo",
+                   "required": "needs --trust-model-code"}
+    print(f"{'model':28} {'task':48} {'format':12} {'sha256':10} {'verified':9} trust")
     for m in models:
-        ok = "yes" if m.verify() else "NO - weights differ from card"
+        ok = "yes" if m.verify() else "NO - weights missing, not allowed or differ from card"
         task = m.card.task if len(m.card.task) <= 46 else m.card.task[:45] + "…"
-        print(f"{m.card.ref:28} {task:48} {m.card.format:12} {m.card.sha256[:10]} {ok}")
+        print(f"{m.card.ref:28} {task:48} {m.card.format:12} {m.card.sha256[:10]} {ok:9} "
+              f"{trust_words[m.trust]}")
     return 0
 
 
@@ -188,7 +191,8 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
     config = audit_config_from_args(args)
     progress = _ProgressLine()
-    model = load_model(args.model, registry=args.registry, device=config.device)
+    model = load_model(args.model, registry=args.registry, device=config.device,
+                       trust_model_code=True if args.trust_model_code else None)
     dataset = load_dataset(args.dataset, data_root=args.data_root,
                            on_invalid="drop" if args.drop_invalid else "raise", progress=progress)
     if dataset.problems:
@@ -335,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--options", help='per-check settings as JSON, e.g. '
                                      '\'{"robustness": {"n_images": 200}}\'')
     p.add_argument("--registry", help=_REGISTRY_HELP)
+    p.add_argument("--trust-model-code", action="store_true",
+                   help="load TorchScript / torch.export weights, which carry code (they "
+                        "must still pass auditkit's static checks); off by default")
     p.add_argument("--data-root", help="folder holding the built-in dataset folders")
     p.add_argument("--cache-dir", help="prediction cache folder (default ~/.cache/auditkit)")
     p.add_argument("--drop-invalid", action="store_true",
