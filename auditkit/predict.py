@@ -243,7 +243,7 @@ class LocalExecutor:
                 except Exception as exc:  # the model's own code failed: say so, no traceback
                     raise ModelError(
                         f"{card.ref} failed on images {done + 1}-{done + x.shape[0]} of "
-                        f"{dataset.name!r}: {type(exc).__name__}: {str(exc)[:300]}"
+                        f"{dataset.name!r}: {_short_reason(exc)}"
                     ) from exc
                 chunks.append(check_outputs(out, n_images=x.shape[0], expected=expected,
                                             ref=card.ref, first=done))
@@ -254,6 +254,13 @@ class LocalExecutor:
             raise ModelError(f"{card.ref} produced no outputs for dataset {dataset.name!r}.")
         outputs = np.concatenate(chunks).astype(np.float32)
         return outputs
+
+
+def _short_reason(exc: BaseException) -> str:
+    """``Type: message`` in one line; TorchScript's own traceback reduced to its last line."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    text = lines[-1] if lines else ""
+    return f"{type(exc).__name__}: {text[:300]}"
 
 
 def check_outputs(out: Any, *, n_images: int, expected: int, ref: str,
