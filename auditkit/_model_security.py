@@ -340,6 +340,9 @@ def _scan_zip(zf: zipfile.ZipFile, where: str, *, torchscript: bool, raw: set[st
         name = info.filename
         if info.is_dir() or name in raw:
             continue
+        is_pickle_name = name.endswith((".pkl", ".debug_pkl", ".pickle"))
+        if _raw_member(name) and not is_pickle_name:
+            continue  # raw tensor bytes or text: torch never unpickles these
         with zf.open(info) as fh:
             head = fh.read(4)
         if head.startswith(b"PK\x03\x04") or name.endswith((".pt", ".pth", ".pt2", ".zip")):
@@ -347,9 +350,6 @@ def _scan_zip(zf: zipfile.ZipFile, where: str, *, torchscript: bool, raw: set[st
                 raise _Refusal(f"member {name} is {info.file_size} bytes, too large to inspect")
             bad += _scan_bytes(zf.read(info), f"{where}:{name}", torchscript=False,
                                depth=depth + 1)
-            continue
-        is_pickle_name = name.endswith((".pkl", ".debug_pkl", ".pickle"))
-        if _raw_member(name) and not is_pickle_name:
             continue
         if is_pickle_name or head[:1] == b"\x80":
             if info.file_size > _MAX_PICKLE_BYTES:
@@ -497,7 +497,10 @@ def _code_problems(source: str, member: str, methods: set[str]) -> list[str]:
             elif chain and chain[0] == "__torch__":
                 continue  # a class or function compiled from this archive (checked too)
             elif isinstance(func, ast.Attribute):
-                if func.attr not in _TS_METHOD_CALLS and func.attr not in methods:
+                # a method of the archive's own classes, or of a list / str / dict; a tensor
+                # method is an aten operator, so it must be on that allowlist too
+                if (func.attr not in _TS_METHOD_CALLS and func.attr not in methods) or (
+                        func.attr not in ALLOWED_ATEN_OPS and _is_aten_op(func.attr)):
                     problems.append(f".{func.attr}() in {member}")
             else:
                 problems.append(f"an indirect call in {member}")
@@ -510,6 +513,15 @@ def _code_problems(source: str, member: str, methods: set[str]) -> list[str]:
                                                           "__import__", "compile"):
             problems.append(f"{node.id} in {member}")
     return problems
+
+
+def _is_aten_op(name: str) -> bool:
+    import torch
+
+    try:
+        return bool(torch._C._jit_get_schemas_for_operator(f"aten::{name}"))
+    except RuntimeError:
+        return False
 
 
 def _chain_problem(chain: list[str], member: str) -> list[str]:
