@@ -141,6 +141,12 @@ Int Float Bool ScalarImplicit IntImplicit FloatImplicit Complex __getitem__ _set
 __contains__ __is__ __isnot__ __not__ __and__ __or__ __xor__ __range_length __derive_index
 len append extend insert pop list keys values items copy format str floordiv
 __interpolate __upsample_bilinear __upsample eq ne lt gt le ge add mul sub neg div
+_native_multi_head_attention _transformer_encoder_layer_fwd _upsample_bicubic2d_aa
+_upsample_lanczos2d_aa _upsample_nearest_exact1d _upsample_nearest_exact2d
+_upsample_nearest_exact3d upsample_linear1d upsample_nearest3d upsample_trilinear3d
+alpha_dropout alpha_dropout_ feature_alpha_dropout feature_dropout_ celu_ selu_ mish_
+hardsigmoid_ threshold_ elu_ gelu_ lstm gru rnn_tanh rnn_relu is_grad_enabled
+is_autocast_enabled local_response_norm
 """.split())
 
 #: TorchScript structural operators (constants, attributes, lists, control flow).
@@ -149,7 +155,7 @@ Constant GetAttr SetAttr ListConstruct ListUnpack TupleConstruct TupleUnpack Tup
 TupleSlice DictConstruct DictIndex If Loop NumToTensor device dtype layout requires_grad
 shape is_cuda is_cpu data unchecked_cast unchecked_unwrap_optional Uninitialized
 RaiseException isinstance min max abs CreateObject ConstantChunk BroadcastSizes
-EnumValue EnumName tolist type name id AutogradAdd ListIndex
+EnumValue EnumName tolist type name id AutogradAdd ListIndex is_nested
 """.split())
 
 #: Builtin names TorchScript's code printer emits as plain calls.
@@ -479,12 +485,19 @@ def _code_problems(source: str, member: str, methods: set[str]) -> list[str]:
         return [f"code that does not parse in {member} ({exc.msg})"]
     problems: list[str] = []
     called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    # the code printer binds functions to locals (``_0 = __torch__.….interpolate``) and
+    # calls them; what such a local is bound to is itself checked where it is assigned
+    bound = {t.id for n in ast.walk(tree) if isinstance(n, (ast.Assign, ast.AnnAssign))
+             for t in (n.targets if isinstance(n, ast.Assign) else [n.target])
+             if isinstance(t, ast.Name)}
     inner = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             func = node.func
             chain = _dotted(func)
             if isinstance(func, ast.Name):
+                if func.id in bound and func.id not in _TS_BUILTIN_CALLS:
+                    continue
                 if func.id not in _TS_BUILTIN_CALLS:
                     problems.append(f"{func.id}() in {member}")
                 elif func.id in ("getattr", "hasattr") and not (

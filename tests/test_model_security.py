@@ -15,6 +15,7 @@ import pickle
 import re
 import shutil
 import struct
+import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -540,6 +541,45 @@ def test_legitimate_files_pass_the_scanner(tmp_path: Path) -> None:
                                               fmt="torchscript") / "weights.torchscript.pt")
     sec.check_export_archive(write_model(tmp_path / "ex", BrightnessNet(2), fmt="export")
                              / "weights.pt2")
+
+
+class CommonLayers(torch.nn.Module):
+    """Layers a real imaging model uses; none of them may trip the allowlists."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.gn = nn.GroupNorm(2, 8)
+        self.ln = nn.LayerNorm(8)
+        self.att = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = torch.nn.functional
+        y = f.max_pool2d(f.gelu(self.bn(self.conv(x))), 2)
+        y = f.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
+        y = self.gn(y) + torch.sigmoid(y) * f.silu(y) + f.hardswish(y)
+        t = self.ln(y.flatten(2).transpose(1, 2))
+        t, _ = self.att(t, t, t)
+        return self.head(f.dropout(t.mean(1), 0.1, self.training))
+
+
+def test_common_layers_pass_every_check(tmp_path: Path) -> None:
+    net = CommonLayers().eval()
+    x = torch.rand(2, 3, 16, 16)
+    with warnings.catch_warnings():  # torch's own tracer notes about layer internals
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        traced = torch.jit.trace(net, x, check_trace=False)
+    torch.jit.save(traced, str(tmp_path / "t.pt"))
+    sec.check_torchscript_archive(tmp_path / "t.pt")
+    sec.check_torchscript_graph(torch.jit.load(str(tmp_path / "t.pt")))
+    torch.export.save(torch.export.export(net, (x,)), str(tmp_path / "e.pt2"))
+    sec.check_export_archive(tmp_path / "e.pt2")
+    with torch.no_grad():
+        torch.testing.assert_close(sec.load_export_program(tmp_path / "e.pt2").module()(x),
+                                   net(x))
 
 
 @pytest.mark.skipif(not demo_models_present(), reason="demo models not in this checkout")
