@@ -113,7 +113,7 @@ celu channel_shuffle chunk clamp clamp_ clamp_max clamp_min clip clone concat co
 constant_pad_nd contiguous conv1d conv2d conv3d conv_transpose1d conv_transpose2d
 conv_transpose3d _convolution convolution copy copy_ cos cosh cosine_similarity cpu cuda
 cumprod cumsum detach detach_ device diag diagonal dim div div_ dot dropout dropout_ einsum
-elu elu_ embedding empty empty_like eq erf erfc exp exp2 expand expand_as expm1 eye
+elu elu_ embedding eq erf erfc exp exp2 expand expand_as expm1 eye
 feature_dropout fill fill_ flatten flip float_power floor floor_divide fmod frac full
 full_like gather ge gelu glu grid_sampler grid_sampler_2d group_norm gt hardsigmoid
 hardswish hardswish_ hardtanh hardtanh_ index index_put index_put_ index_select
@@ -124,7 +124,7 @@ logsumexp lt masked_fill masked_fill_ matmul max max_pool1d max_pool2d max_pool3
 max_pool2d_with_indices maximum mean median min minimum mish mm movedim mul mul_ mv
 nan_to_num narrow native_batch_norm _native_batch_norm_legit
 _native_batch_norm_legit_no_training _native_batch_norm_legit_functional native_dropout
-native_group_norm native_layer_norm ne neg new_empty new_full new_ones new_zeros norm
+native_group_norm native_layer_norm ne neg new_full new_ones new_zeros norm
 numel one_hot ones ones_like outer pad permute pixel_shuffle pixel_unshuffle pow prelu
 prod rand rand_like randn randn_like reciprocal reflection_pad1d reflection_pad2d relu
 relu_ relu6 remainder repeat repeat_interleave replication_pad1d replication_pad2d
@@ -186,8 +186,7 @@ _EXPORT_OTHER_TARGETS = (
 
 # --------------------------------------------------------------------------- pickles
 
-_MARK = object()
-_ANY = object()
+_ANY = object()  # a value on the symbolic stack that is not a string
 
 
 class _Refusal(Exception):
@@ -326,10 +325,9 @@ def _check_globals(found: Iterable[tuple[str, str]], *, torchscript: bool) -> li
 
 def _raw_member(name: str) -> bool:
     """Members torch reads as raw bytes or text, never unpickled."""
-    tail = name.split("/", 1)[-1] if "/" in name else name
     return bool(re.search(r"(^|/)(data|\.data)/\d+$", name)
                 or re.search(r"(^|/)\.data/serialization_id$", name)
-                or tail.endswith((".py", ".json", ".txt"))
+                or name.endswith((".py", ".json", ".txt"))
                 or re.search(r"(^|/)(version|byteorder|\.format_version|\.storage_alignment"
                              r"|archive_format|archive_version)$", name))
 
@@ -362,7 +360,9 @@ def _scan_zip(zf: zipfile.ZipFile, where: str, *, torchscript: bool, raw: set[st
                 raise _Refusal(f"pickle {name} is {info.file_size} bytes, too large to inspect")
             blob = zf.read(info)
             for found in _iter_pickles(blob):
-                bad += [f"{g} (in {name})" for g in _check_globals(found, torchscript=torchscript)]
+                member = f"{where}/{name}" if depth else name
+                bad += [f"{g} (in {member})"
+                        for g in _check_globals(found, torchscript=torchscript)]
     return bad
 
 
