@@ -75,14 +75,14 @@ def _cmd_models(args: argparse.Namespace) -> int:
     if not models:
         print("No models found.")
         return 0
-    trust_words = {"none": "not needed", "bundled": "bundled demo",
-                   "required": "needs --trust-model-code"}
+    from .wording import model_trust_label
+
     print(f"{'model':28} {'task':48} {'format':12} {'sha256':10} {'verified':9} trust")
     for m in models:
         ok = "yes" if m.verify() else "NO - weights missing, not allowed or differ from card"
         task = m.card.task if len(m.card.task) <= 46 else m.card.task[:45] + "…"
         print(f"{m.card.ref:28} {task:48} {m.card.format:12} {m.card.sha256[:10]} {ok:9} "
-              f"{trust_words[m.trust]}")
+              f"{model_trust_label(m.trust)}")
     return 0
 
 

@@ -15,6 +15,7 @@ import streamlit as st
 
 import auditkit
 from auditkit.cli import default_audits_dir
+from auditkit.wording import model_trust_warning
 
 
 def registry_models(registry: str | None = None) -> list[dict[str, Any]]:
@@ -84,8 +85,7 @@ def trust_model_code_switch(card: dict[str, Any]) -> None:
              "only if you trust whoever built the file. auditkit still refuses files that "
              "read or write files, start processes, use the network or print.")
     if not trusted:
-        st.sidebar.warning(f"{ref} carries code and is not trusted: it will not be run.",
-                           icon="🔒")
+        st.sidebar.warning(model_trust_warning(ref), icon="🔒")
 
 
 @st.cache_resource(show_spinner="Checking the dataset's images…")
