@@ -662,6 +662,15 @@ def _expr_ok(expr: str) -> bool:
     return True
 
 
+# Names torch.export's loader writes into the Python source of the module it builds
+# (``GraphModule`` code generation): they must be identifiers or dotted module paths.
+_NAME_KEYS = {"name"}
+_FQN_KEYS = {"parameter_name", "buffer_name", "tensor_constant_name", "custom_obj_name", "fqn",
+             "class_fqn"}
+_FQN = re.compile(r"^([A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*)?$")
+_META = re.compile(r"^[A-Za-z0-9_.,;:@<>\[\]() -]*$")  # no newline, quote or backslash
+
+
 def _walk_json(value: Any) -> Iterator[tuple[str, Any]]:
     if isinstance(value, dict):
         for k, v in value.items():
@@ -734,8 +743,21 @@ def check_export_archive(path: str | Path) -> None:
         problems.append("custom object values in the graph")
     if program.get("guards_code"):
         problems.append("guard code, which torch runs with exec()")
-    bad_targets, bad_exprs = set(), set()
+    bad_targets, bad_exprs, bad_names = set(), set(), set()
     for key, value in _walk_json(program):
+        if key in _NAME_KEYS and value is not None and not (
+                isinstance(value, str) and _IDENT.match(value)):
+            bad_names.add(f"{key}={str(value)[:60]!r}")
+        elif key == "forward_arg_names" and not (isinstance(value, list) and all(
+                isinstance(v, str) and _IDENT.match(v) for v in value)):
+            bad_names.add(f"{key}={str(value)[:60]!r}")
+        elif key in _FQN_KEYS and not (isinstance(value, str) and _FQN.match(value)):
+            bad_names.add(f"{key}={str(value)[:60]!r}")
+        elif key == "metadata" and isinstance(value, dict):
+            for meta_key, meta in value.items():
+                if meta_key != "stack_trace" and not (
+                        isinstance(meta, str) and _META.match(meta)):
+                    bad_names.add(f"metadata {meta_key}={str(meta)[:60]!r}")
         if key == "nodes" and isinstance(value, list):
             for node in value:
                 target = node.get("target") if isinstance(node, dict) else None
@@ -749,6 +771,9 @@ def check_export_archive(path: str | Path) -> None:
     if bad_exprs:
         problems.append(f"symbolic expressions outside sympy arithmetic {sorted(bad_exprs)[:3]}"
                         " (torch would eval them)")
+    if bad_names:
+        problems.append(f"names that are not plain identifiers {sorted(bad_names)[:3]} (torch "
+                        "writes them into Python source it runs)")
     if bad_targets:
         problems.append(_ops_sentence(sorted(bad_targets)))
     if problems:
@@ -782,8 +807,11 @@ def load_export_program(path: str | Path) -> Any:
                                    f"this torch reads {pkg.ARCHIVE_VERSION_VALUE}.")
         sample = reader.read_bytes(pkg.SAMPLE_INPUTS_FILENAME_FORMAT.format("model"))
         inputs = torch.load(io.BytesIO(sample), weights_only=True) if sample else ((), {})
-        program = _bytes_to_dataclass(schema.ExportedProgram,
-                                      reader.read_bytes(pkg.MODELS_FILENAME_FORMAT.format("model")))
+        raw = json.loads(reader.read_bytes(pkg.MODELS_FILENAME_FORMAT.format("model")))
+        for key, value in _walk_json(raw):  # free text torch would copy into generated code
+            if key == "metadata" and isinstance(value, dict):
+                value.pop("stack_trace", None)
+        program = _bytes_to_dataclass(schema.ExportedProgram, json.dumps(raw).encode())
         state_dict = pkg._load_state_dict(reader, "model")
         constants = pkg._load_constants(reader, "model")
     if not isinstance(state_dict, dict) or not isinstance(constants, dict):

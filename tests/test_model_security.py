@@ -364,6 +364,17 @@ def _set_expr(program: dict) -> None:
     raise AssertionError("the exported probe has no symbolic size")
 
 
+def _set_arg_name(program: dict) -> None:
+    """torch writes forward_arg_names verbatim into the source of the module it builds."""
+    signature = program["graph_module"]["module_call_graph"][0]["signature"]
+    signature["forward_arg_names"] = ["x=__import__('os').system('touch pwned')):#"]
+
+
+def _set_metadata(program: dict) -> None:
+    node = program["graph_module"]["graph"]["nodes"][0]
+    node["metadata"]["nn_module_stack"] = "L__self__,,x\n__import__('os').system('touch pwned')"
+
+
 def _aoti(members: dict[str, bytes], marker: Path) -> dict[str, bytes]:
     top = next(iter(members)).split("/", 1)[0]
     members[f"{top}/data/aotinductor/model/model.so"] = b"\x7fELF native code"
@@ -385,6 +396,8 @@ PT2_PROBES = {
                                         "torch.os.system"),
     "graph op torch.save": (_pt2_program(_set_target("torch.save")), "torch.save"),
     "sympy eval in a shape": (_pt2_program(_set_expr), "symbolic expressions outside"),
+    "argument name carrying code": (_pt2_program(_set_arg_name), "not plain identifiers"),
+    "metadata carrying code": (_pt2_program(_set_metadata), "not plain identifiers"),
     "guard code": (_pt2_program(lambda p: p.__setitem__(
         "guards_code", ["__import__('os').system('touch pwned')"])), "guard code"),
     "AOTInductor native code": (_aoti, "AOTInductor native code"),
