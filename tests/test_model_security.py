@@ -620,6 +620,7 @@ def _escape_folder(tmp_path: Path, weights: str) -> Path:
 
 @pytest.mark.parametrize("how", ["dotdot", "absolute", "symlink"])
 def test_weights_outside_the_model_folder_are_refused(tmp_path: Path, how: str,
+                                                      tiny_dataset_dir: Path,
                                                       monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture[str]
                                                       ) -> None:
@@ -644,6 +645,9 @@ def test_weights_outside_the_model_folder_are_refused(tmp_path: Path, how: str,
         load_model(folder, device="cpu")
     assert main(["models", "--registry", str(tmp_path / "reg")]) == 0
     assert "NO - weights missing, not allowed" in capsys.readouterr().out
+    assert main(["audit", "--model", str(folder), "--dataset", str(tiny_dataset_dir),
+                 "--out", str(tmp_path / "out")]) == 2
+    assert "is missing or not allowed" in capsys.readouterr().err
     assert Path(outside).resolve() not in [p.resolve() for p in hashed]  # never even hashed
     # the same message as when nothing is there at all: existence is not revealed
     outside.unlink()
