@@ -254,6 +254,7 @@ def _add_compare_parser(sub: Any) -> None:
                    help="compare every shared image, not only those held out from both")
     p.add_argument("--device", default="auto")
     p.add_argument("--registry", help="model registry folder")
+    _add_trust_argument(p)
     p.add_argument("--data-root", help="folder holding the dataset folders")
     p.add_argument("--cache-dir", help="prediction cache folder")
     p.set_defaults(func=_cmd_compare)
@@ -280,6 +281,12 @@ config file (--config audit.toml), every key optional:
 
 exit codes: 0 done; 2 bad input (a message says what was expected and what was found).
 """
+
+
+def _add_trust_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trust-model-code", action="store_true",
+                   help="load TorchScript / torch.export weights, which carry code (they "
+                        "must still pass auditkit's static checks); off by default")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -339,9 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--options", help='per-check settings as JSON, e.g. '
                                      '\'{"robustness": {"n_images": 200}}\'')
     p.add_argument("--registry", help=_REGISTRY_HELP)
-    p.add_argument("--trust-model-code", action="store_true",
-                   help="load TorchScript / torch.export weights, which carry code (they "
-                        "must still pass auditkit's static checks); off by default")
+    _add_trust_argument(p)
     p.add_argument("--data-root", help="folder holding the built-in dataset folders")
     p.add_argument("--cache-dir", help="prediction cache folder (default ~/.cache/auditkit)")
     p.add_argument("--drop-invalid", action="store_true",

@@ -159,6 +159,26 @@ def test_cli_trust_flag_and_audit_json(tmp_path: Path, tiny_dataset_dir: Path,
         "checks": ["pickle scan", "code allowlist", "graph allowlist"]}
 
 
+def test_compare_takes_the_same_trust_flag(tmp_path: Path, data_root: Path, untrusted: None,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    reg = tmp_path / "reg"
+    for version, scale in (("v1", 4.0), ("v2", 2.0)):
+        write_model(reg / "cxr-tiny" / version, BrightnessNet(1, scale=scale),
+                    fmt="torchscript", name="cxr-tiny", version=version, channels=1, size=8,
+                    output="binary_logit", class_names=["not_covid", "covid"])
+    args = ["compare", "--models", "cxr-tiny@v1,cxr-tiny@v2", "--dataset", "covid_cxr",
+            "--data-root", str(data_root), "--registry", str(reg), "--n-boot", "50",
+            "--device", "cpu", "--all-images", "--out", str(tmp_path / "cmp")]
+    assert main(args) == 2
+    assert "--trust-model-code" in capsys.readouterr().err
+    audits = Path(os.environ["AUDITKIT_AUDITS"])
+    assert not list(audits.glob("*/audit.json"))
+    assert main([*args, "--trust-model-code"]) == 0, capsys.readouterr().err
+    trusts = [json.loads(p.read_text())["model"]["trust"]["trusted_by"]
+              for p in audits.glob("*/audit.json")]
+    assert trusts == ["user", "user"]
+
+
 def test_models_command_shows_trust(tmp_path: Path, brightness_model_dir: Path,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models", "--registry", str(brightness_model_dir.parents[1])]) == 0
