@@ -33,6 +33,7 @@ from auditkit.exceptions import (
     UntrustedModelError,
 )
 from auditkit.models import ModelCard, list_models, load_model, scan_pickle, sha256_file
+from auditkit.predict import predict
 from tests.conftest import BrightnessNet, demo_models_present, write_model
 
 
@@ -734,5 +735,5 @@ def test_bad_model_outputs_exit_2_with_a_message(tmp_path: Path, tiny_dataset_di
     assert re.search(message, err), err
     assert not (tmp_path / "out" / "audit.json").exists()
     with pytest.raises(ModelError):
-        auditkit.predict(load_model(folder, device="cpu"), auditkit.load_dataset(tiny_dataset_dir),
-                         cache=False)
+        predict(load_model(folder, device="cpu"), auditkit.load_dataset(tiny_dataset_dir),
+                cache=False)
