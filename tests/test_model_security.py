@@ -634,9 +634,14 @@ def test_demo_models_pass_every_static_check() -> None:
 
 
 def _escape_folder(tmp_path: Path, weights: str) -> Path:
+    """A model folder whose hand-written card names ``weights`` (no validation on write)."""
     folder = tmp_path / "reg" / "escape" / "v1"
     folder.mkdir(parents=True)
-    return _state_dict_card(folder, weights)
+    _state_dict_card(folder, "placeholder.pt")
+    card = json.loads((folder / "card.json").read_text())
+    card["weights"] = weights
+    (folder / "card.json").write_text(json.dumps(card))
+    return folder
 
 
 @pytest.mark.parametrize("how", ["dotdot", "absolute", "symlink"])
@@ -647,12 +652,10 @@ def test_weights_outside_the_model_folder_are_refused(tmp_path: Path, how: str,
                                                       ) -> None:
     outside = tmp_path / "outside.pt"
     torch.save({"w": torch.ones(2)}, str(outside))
-    if how == "dotdot":
-        folder = _escape_folder(tmp_path, "../../../outside.pt")
-    elif how == "absolute":
-        folder = _escape_folder(tmp_path, str(outside))
-    else:
-        folder = _escape_folder(tmp_path, "weights.pt")
+    weights = {"dotdot": "../../../outside.pt", "absolute": str(outside),
+               "symlink": "weights.pt"}[how]
+    folder = _escape_folder(tmp_path, weights)
+    if how == "symlink":
         (folder / "weights.pt").symlink_to(outside)
     card = json.loads((folder / "card.json").read_text())
     card["sha256"] = sha256_file(outside)  # the card even carries the outside file's hash
@@ -661,20 +664,39 @@ def test_weights_outside_the_model_folder_are_refused(tmp_path: Path, how: str,
     real_sha = auditkit.models.sha256_file
     monkeypatch.setattr(auditkit.models, "sha256_file",
                         lambda p: hashed.append(Path(p)) or real_sha(p))
-    with pytest.raises(ModelNotFoundError, match="is missing or not allowed: expected a file "
-                                                 "inside the model folder") as refused:
+    # `../` and absolute paths are refused by the card schema already; a symlink only by
+    # resolving the path, which the loader does whatever the card says
+    message = ("is missing or not allowed: expected a file inside the model folder"
+               if how == "symlink" else "expected a file name beside card.json")
+    with pytest.raises(ModelError, match=message) as refused:
         load_model(folder, device="cpu")
-    assert main(["models", "--registry", str(tmp_path / "reg")]) == 0
-    assert "NO - weights missing, not allowed" in capsys.readouterr().out
     assert main(["audit", "--model", str(folder), "--dataset", str(tiny_dataset_dir),
                  "--out", str(tmp_path / "out")]) == 2
-    assert "is missing or not allowed" in capsys.readouterr().err
+    assert message.split(":")[0] in capsys.readouterr().err
     assert Path(outside).resolve() not in [p.resolve() for p in hashed]  # never even hashed
+    if how == "symlink":
+        assert main(["models", "--registry", str(tmp_path / "reg")]) == 0
+        assert "NO - weights missing, not allowed" in capsys.readouterr().out
     # the same message as when nothing is there at all: existence is not revealed
     outside.unlink()
-    with pytest.raises(ModelNotFoundError) as missing:
+    with pytest.raises(ModelError) as missing:
         load_model(folder, device="cpu")
     assert str(missing.value) == str(refused.value)
+
+
+@pytest.mark.parametrize("weights", ["../outside.pt", "/etc/passwd", "sub/../../outside.pt"])
+def test_loader_confines_weights_whatever_the_card_allows(tmp_path: Path, weights: str) -> None:
+    """Defence in depth: the loader's own check, independent of the card schema."""
+    from types import SimpleNamespace
+
+    from auditkit.models import confined_weights_path
+
+    (tmp_path / "outside.pt").write_bytes(b"x")
+    folder = tmp_path / "m"
+    (folder / "sub").mkdir(parents=True)
+    card = SimpleNamespace(weights=weights, ref="probe@v1")
+    with pytest.raises(ModelNotFoundError, match="missing or not allowed"):
+        confined_weights_path(folder, card)  # type: ignore[arg-type]
 
 
 def test_symlink_within_the_folder_is_fine(small_resnet_dir: Path) -> None:
