@@ -21,6 +21,7 @@ from .exceptions import (
     ModelError,
     ModelNotFoundError,
     UnsafeModelError,
+    UntrustedModelError,
 )
 
 # Public names of the heavy modules (torch, pandas) are imported on first use (PEP 562),
@@ -114,6 +115,7 @@ __all__ = [
     "PixelScaling",
     "Predictions",
     "UnsafeModelError",
+    "UntrustedModelError",
     "__version__",
     "available_checks",
     "builtin_dataset_names",

@@ -233,6 +233,7 @@ def _run(*, model: LoadedModel, dataset: Dataset, config: AuditConfig, staging: 
             "positive_class": model.card.positive_class,
             "output": model.card.output,
             "pixel_pipeline": model.card.pixel_pipeline(),
+            "trust": dict(model.trust),
         },
         "dataset": {
             "name": dataset.name,

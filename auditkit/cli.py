@@ -69,17 +69,20 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
     models = list_models(args.registry)
     if args.json:
-        print(json.dumps([{**m.card.to_dict(), "folder": str(m.folder), "verified": m.verify()}
-                          for m in models], indent=2))
+        print(json.dumps([{**m.card.to_dict(), "folder": str(m.folder), "verified": m.verify(),
+                           "trust": m.trust} for m in models], indent=2))
         return 0
     if not models:
         print("No models found.")
         return 0
-    print(f"{'model':28} {'task':48} {'format':12} {'sha256':10} verified")
+    from .wording import model_trust_label
+
+    print(f"{'model':28} {'task':48} {'format':12} {'sha256':10} {'verified':9} trust")
     for m in models:
-        ok = "yes" if m.verify() else "NO - weights differ from card"
+        ok = "yes" if m.verify() else "NO - weights missing, not allowed or differ from card"
         task = m.card.task if len(m.card.task) <= 46 else m.card.task[:45] + "…"
-        print(f"{m.card.ref:28} {task:48} {m.card.format:12} {m.card.sha256[:10]} {ok}")
+        print(f"{m.card.ref:28} {task:48} {m.card.format:12} {m.card.sha256[:10]} {ok:9} "
+              f"{model_trust_label(m.trust)}")
     return 0
 
 
@@ -191,7 +194,8 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
     config = audit_config_from_args(args)
     progress = _ProgressLine()
-    model = load_model(args.model, registry=args.registry, device=config.device)
+    model = load_model(args.model, registry=args.registry, device=config.device,
+                       trust_model_code=True if args.trust_model_code else None)
     from ._local import installation_secret
 
     dataset = load_dataset(args.dataset, data_root=args.data_root,
@@ -256,6 +260,7 @@ def _add_compare_parser(sub: Any) -> None:
                    help="compare every shared image, not only those held out from both")
     p.add_argument("--device", default="auto")
     p.add_argument("--registry", help="model registry folder")
+    _add_trust_argument(p)
     p.add_argument("--data-root", help="folder holding the dataset folders")
     p.add_argument("--cache-dir", help="prediction cache folder")
     p.set_defaults(func=_cmd_compare)
@@ -282,6 +287,12 @@ config file (--config audit.toml), every key optional:
 
 exit codes: 0 done; 2 bad input (a message says what was expected and what was found).
 """
+
+
+def _add_trust_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trust-model-code", action="store_true",
+                   help="load TorchScript / torch.export weights, which carry code (they "
+                        "must still pass auditkit's static checks); off by default")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -341,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--options", help='per-check settings as JSON, e.g. '
                                      '\'{"robustness": {"n_images": 200}}\'')
     p.add_argument("--registry", help=_REGISTRY_HELP)
+    _add_trust_argument(p)
     p.add_argument("--data-root", help="folder holding the built-in dataset folders")
     p.add_argument("--cache-dir", help="prediction cache folder (default ~/.cache/auditkit)")
     p.add_argument("--drop-invalid", action="store_true",

@@ -13,7 +13,9 @@ show the message, which always says what was expected and what was found.
     └── ModelError          a model card or weights file is wrong
         ├── ModelNotFoundError
         ├── IntegrityError  the weights do not match the sha256 in the card
-        └── UnsafeModelError the file would run code when loaded; nothing was run
+        ├── UnsafeModelError the file would run code when loaded; nothing was run
+        └── UntrustedModelError the format carries code and the user has not said
+                                they trust it (``trust_model_code``)
     └── StoreError          the review store refused or could not do a write
         ├── AuthenticationError  unknown account, wrong password or disabled account
         ├── RuleViolation   a review rule forbids it (roles, quorum, own comments, ...)
@@ -35,6 +37,7 @@ __all__ = [
     "RuleViolation",
     "StoreError",
     "UnsafeModelError",
+    "UntrustedModelError",
 ]
 
 
@@ -78,6 +81,14 @@ class IntegrityError(ModelError):
 
 class UnsafeModelError(ModelError):
     """The weights file would execute code when unpickled; it was refused unopened."""
+
+
+class UntrustedModelError(ModelError):
+    """The weights carry code (TorchScript, torch.export) and were not marked trusted.
+
+    Pass ``trust_model_code=True`` (CLI ``--trust-model-code``) to load them; they
+    must still pass auditkit's static checks.
+    """
 
 
 class StoreError(AuditKitError, ValueError):

@@ -1,28 +1,30 @@
 """Model cards, the model registry and safe model loading.
 
 A model is a weights file plus a model card: ``card.json`` (machine-readable) and
-``MODEL_CARD.md`` (for people) in the same folder. Three formats load:
+``MODEL_CARD.md`` (for people) in the same folder. Formats, by how much trust they need:
 
-``torchscript``  ``torch.jit.save`` archive. TorchScript code can only call
-                 TorchScript operators, and its constants are read by torch's own
-                 restricted unpickler, so loading runs no arbitrary Python.
-``export``       ``torch.export.save`` archive (``.pt2``).
-``state_dict``   plain tensors in ``.safetensors`` (no pickle at all) or ``.pt``/``.pth``,
-                 with the architecture named in the card (:mod:`auditkit.architectures`).
+``state_dict``   no trust needed: plain tensors in ``.safetensors`` (no pickle at all)
+                 or ``.pt``/``.pth``, run through an architecture auditkit defines
+                 (:mod:`auditkit.architectures`). A ``.pt`` is a pickle: every pickle
+                 in it is scanned first (:func:`scan_pickle`) and it is then read with
+                 ``torch.load(weights_only=True)``.
+``torchscript``  ``torch.jit.save`` archive, and
+``export``       ``torch.export.save`` archive (``.pt2``): both carry their own code.
+                 They load only when the model is trusted (``trust_model_code=True``,
+                 ``--trust-model-code``, the dashboard's switch, or a demo model whose
+                 weights auditkit ships) *and* after a static check
+                 (:mod:`auditkit._model_security`) finds no refused pickle and no
+                 operation outside an allowlist of tensor operations.
 
-A ``.pt`` state dict is a pickle. Before anything is unpickled, auditkit walks its
-opcodes (:func:`scan_pickle`) and refuses any global that is not a tensor-rebuilding
-function of torch; ``torch.load(weights_only=True)`` is the second line of defence.
-The sha256 written in the card is checked before either.
+The weights path in a card must stay inside the card's folder, and the sha256 written
+in the card is checked before anything else is read. See ``docs/security.md``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
-import pickletools
 import re
 import zipfile
 from collections.abc import Iterator
@@ -42,11 +44,13 @@ from .exceptions import (
     ModelError,
     ModelNotFoundError,
     UnsafeModelError,
+    UntrustedModelError,
 )
 
 __all__ = [
     "FORMATS",
     "OUTPUT_KINDS",
+    "CODE_FORMATS",
     "LoadedModel",
     "ModelCard",
     "card_problems",
@@ -63,6 +67,9 @@ __all__ = [
 
 OUTPUT_KINDS = ("softmax", "binary_logit", "multilabel_sigmoid")
 FORMATS = ("torchscript", "export", "state_dict")
+#: Formats that carry their own code and so need the user's trust to load.
+CODE_FORMATS = ("torchscript", "export")
+TRUST_ENV = "AUDITKIT_TRUST_MODEL_CODE"
 CARD_FILE = "card.json"
 
 
@@ -366,11 +373,56 @@ class RegisteredModel:
 
     @property
     def weights_path(self) -> Path:
-        return self.folder / self.card.weights
+        """The weights file, resolved; raises when it is missing or outside the folder."""
+        return confined_weights_path(self.folder, self.card)
 
     def verify(self) -> bool:
-        """True when the weights file exists and has the card's sha256."""
-        return self.weights_path.is_file() and sha256_file(self.weights_path) == self.card.sha256
+        """True when the weights file is inside the folder and has the card's sha256."""
+        try:
+            path = self.weights_path
+        except ModelNotFoundError:
+            return False
+        return sha256_file(path) == self.card.sha256
+
+    @property
+    def trust(self) -> str:
+        """How this model may load: see :func:`trust_requirement`."""
+        return trust_requirement(self.card)
+
+
+def confined_weights_path(folder: str | os.PathLike[str], card: ModelCard) -> Path:
+    """The card's weights file, resolved, if it is a file inside ``folder``.
+
+    ``../``, absolute paths and symlinks that lead out of the model folder are refused
+    with the same message as a missing file, so the error says nothing about files
+    elsewhere on the machine.
+
+    Raises
+    ------
+    ModelNotFoundError
+    """
+    root = Path(folder).resolve()
+    try:
+        path = (root / card.weights).resolve(strict=True)
+        ok = path.is_relative_to(root) and path.is_file()
+    except (OSError, RuntimeError, ValueError):
+        ok = False
+    if not ok:
+        raise ModelNotFoundError(
+            f"Weights file {card.weights!r} named in {card.ref}'s card is missing or not "
+            f"allowed: expected a file inside the model folder {Path(folder)}."
+        )
+    return path
+
+
+def trust_requirement(card: ModelCard) -> str:
+    """``"none"`` (safe format), ``"bundled"`` (a demo model auditkit vouches for) or
+    ``"required"`` (code-carrying weights that load only with ``trust_model_code``)."""
+    from ._model_security import BUNDLED_TRUSTED_SHA256
+
+    if card.format not in CODE_FORMATS:
+        return "none"
+    return "bundled" if card.sha256 in BUNDLED_TRUSTED_SHA256 else "required"
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -501,80 +553,22 @@ def select_device(device: str | torch.device | None = "auto") -> torch.device:
 
 # --------------------------------------------------------------------------- safe pickle
 
-# Globals a tensor-only torch checkpoint legitimately refers to.
-_SAFE_GLOBALS = {
-    ("collections", "OrderedDict"),
-    ("torch._utils", "_rebuild_tensor_v2"),
-    ("torch._utils", "_rebuild_tensor_v3"),
-    ("torch._utils", "_rebuild_parameter"),
-    ("torch._utils", "_rebuild_parameter_with_state"),
-    ("torch", "Size"),
-    ("torch", "device"),
-    ("builtins", "set"),
-    *{("torch", f"{kind}Storage") for kind in (
-        "Float", "Double", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte", "Bool",
-    )},
-    ("torch", "float32"), ("torch", "float16"), ("torch", "bfloat16"), ("torch", "int64"),
-}
-
-
-def _pickle_globals(data: bytes) -> list[tuple[str, str]]:
-    """Module/name pairs a pickle would import, found by walking its opcodes (no execution)."""
-    found: list[tuple[str, str]] = []
-    strings: list[str] = []
-    for op, arg, _pos in pickletools.genops(io.BytesIO(data)):
-        if op.name in ("GLOBAL", "INST"):
-            module, _, name = str(arg).partition(" ")
-            found.append((module, name))
-        elif op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
-            strings.append(str(arg))
-        elif op.name == "STACK_GLOBAL":
-            if len(strings) >= 2:
-                found.append((strings[-2], strings[-1]))
-            else:
-                found.append(("?", "?"))
-    return found
-
 
 def scan_pickle(path: str | os.PathLike[str]) -> None:
-    """Refuse a ``.pt`` file whose pickle imports anything but tensor rebuilders.
+    """Refuse a ``.pt`` file if any pickle in it imports anything but tensor rebuilders.
 
-    Walks the pickle opcodes with :mod:`pickletools` (nothing is executed) in a
-    legacy pickle file or in every ``*.pkl`` member of a torch zip archive.
+    Walks the opcodes of every pickle (nothing is executed): all pickles of a legacy
+    file, every member of a zip archive, zips nested in it; ``STACK_GLOBAL`` through
+    the memo; files that are both a zip and a pickle are refused outright.
 
     Raises
     ------
     UnsafeModelError
         Naming the offending ``module.name`` globals.
     """
-    path = Path(path)
-    blobs: list[tuple[str, bytes]] = []
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            for info in zf.infolist():
-                if info.filename.endswith(".pkl"):
-                    blobs.append((info.filename, zf.read(info)))
-    else:
-        blobs.append((path.name, path.read_bytes()))
-    bad: list[str] = []
-    for member, blob in blobs:
-        try:
-            pairs = _pickle_globals(blob)
-        except Exception as exc:  # a malformed stream is refused, not half-read
-            raise UnsafeModelError(
-                f"{path} ({member}) is not a pickle auditkit can inspect ({exc}); it was not loaded."
-            ) from exc
-        for module, name in pairs:
-            if (module, name) not in _SAFE_GLOBALS and not (
-                module == "torch" and name.endswith("Storage")
-            ):
-                bad.append(f"{module}.{name}")
-    if bad:
-        raise UnsafeModelError(
-            f"Refused to load {path}: its pickle would import {sorted(set(bad))}, which can run "
-            "arbitrary code. Expected only tensors (a state dict). Nothing from the file was "
-            "executed. Save the weights with safetensors or torch.save(model.state_dict())."
-        )
+    from ._model_security import scan_file
+
+    scan_file(Path(path))
 
 
 # --------------------------------------------------------------------------- loading
@@ -586,12 +580,16 @@ class LoadedModel:
 
     ``module`` maps a normalized ``(N, C, H, W)`` float tensor to raw outputs
     ``(N, K)``; :meth:`probabilities` turns those into class probabilities.
+    ``trust`` records how the weights were allowed to load (written to audit.json):
+    ``format``, ``carries_code``, ``trusted_by`` (``"not needed"``, ``"user"`` or
+    ``"bundled"``) and ``checks`` (the static checks it passed).
     """
 
     card: ModelCard
     module: nn.Module
     device: torch.device
     folder: Path | None = None
+    trust: dict[str, Any] = field(default_factory=dict)
     _norm_cache: dict[tuple[str, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = field(
         default_factory=dict, repr=False, compare=False)
 
@@ -653,8 +651,9 @@ def load_model(
     *,
     registry: str | os.PathLike[str] | None = None,
     device: str | torch.device | None = "auto",
+    trust_model_code: bool | None = None,
 ) -> LoadedModel:
-    """Load a model safely: verify the sha256, refuse code-running pickles, eval mode.
+    """Load a model safely: confine and verify the weights, check them, eval mode.
 
     Parameters
     ----------
@@ -664,38 +663,74 @@ def load_model(
         Registry folder (default :func:`default_registry`).
     device : {"auto", "cpu", "cuda", "cuda:N"}
         ``auto`` uses CUDA when present, else the CPU.
+    trust_model_code : bool, optional
+        Say that you trust this model's code: needed for TorchScript and
+        ``torch.export`` weights (they carry code), except the demo models auditkit
+        ships. Like ``trust_remote_code`` elsewhere. Default: ``$AUDITKIT_TRUST_MODEL_CODE``
+        (``1`` trusts), else False. Trusted code must still pass the static checks.
 
     Raises
     ------
-    ModelNotFoundError, IntegrityError, UnsafeModelError, ModelError
+    ModelNotFoundError, IntegrityError, UntrustedModelError, UnsafeModelError, ModelError
     """
     entry = model if isinstance(model, RegisteredModel) else resolve_model(model, registry)
-    card, path = entry.card, entry.weights_path
+    card = entry.card
+    path = entry.weights_path  # confined to the model folder, or ModelNotFoundError
     dev = select_device(device)
-    if not path.is_file():
-        raise ModelNotFoundError(f"Weights file {path} named in {card.ref}'s card does not exist.")
     actual = sha256_file(path)
     if actual != card.sha256:
         raise IntegrityError(
             f"Weights {path} do not match the model card: expected sha256 {card.sha256}, "
             f"found {actual}. The file was changed or replaced; it was not loaded."
         )
+    if trust_model_code is None:
+        trust_model_code = os.environ.get(TRUST_ENV, "").strip().lower() in ("1", "true", "yes")
+    trust: dict[str, Any] = {"format": card.format, "carries_code": card.format in CODE_FORMATS,
+                             "trusted_by": "not needed", "checks": []}
+    if card.format in CODE_FORMATS:
+        requirement = trust_requirement(card)
+        if requirement == "bundled":
+            trust["trusted_by"] = "bundled"
+        elif trust_model_code:
+            trust["trusted_by"] = "user"
+        else:
+            kind = "TorchScript" if card.format == "torchscript" else "torch.export (.pt2)"
+            raise UntrustedModelError(
+                f"{card.ref} is a {kind} model: its file carries code, and auditkit runs "
+                "such code only when you say you trust it. Pass trust_model_code=True "
+                "(CLI: --trust-model-code; dashboard: 'I trust this model's code'), or ask "
+                "for the weights as safetensors with an architecture auditkit defines."
+            )
+    module: Any
     if card.format == "torchscript":
+        from ._model_security import check_torchscript_archive, check_torchscript_graph
+
         if not zipfile.is_zipfile(path):
             raise ModelError(f"{path} is not a TorchScript archive (expected a zip file).")
+        check_torchscript_archive(path)
         try:
             module = torch.jit.load(str(path), map_location=dev)
         except RuntimeError as exc:
             raise ModelError(f"{path} could not be loaded as TorchScript: {exc}") from exc
+        check_torchscript_graph(module, card.ref)
+        trust["checks"] = ["pickle scan", "code allowlist", "graph allowlist"]
     elif card.format == "export":
+        from ._model_security import check_export_archive, load_export_program
+
         if not zipfile.is_zipfile(path):
             raise ModelError(f"{path} is not a torch.export archive (expected a .pt2 zip file).")
+        check_export_archive(path)
         try:
-            module = torch.export.load(str(path)).module().to(dev)
+            module = load_export_program(path).module().to(dev)
+        except UnsafeModelError:
+            raise
         except Exception as exc:  # torch raises many types for a broken archive
             raise ModelError(f"{path} could not be loaded as a torch.export archive: {exc}") from exc
+        trust["checks"] = ["pickle scan", "program allowlist"]
     else:
         state = _load_state_dict(path)
+        trust["checks"] = (["weights-only load"] if path.suffix == ".safetensors"
+                           else ["pickle scan", "weights-only load"])
         from .architectures import build_architecture
 
         module = build_architecture(str(card.architecture), **card.architecture_kwargs)
@@ -712,7 +747,7 @@ def load_model(
             module.eval()
         except NotImplementedError:  # exported programs' modules have no train/eval switch
             pass
-    return LoadedModel(card=card, module=module, device=dev, folder=entry.folder)
+    return LoadedModel(card=card, module=module, device=dev, folder=entry.folder, trust=trust)
 
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:

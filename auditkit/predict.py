@@ -47,6 +47,7 @@ __all__ = [
     "ImageTensors",
     "LocalExecutor",
     "Predictions",
+    "check_outputs",
     "default_cache_dir",
     "load_image_tensor",
     "load_model_input",
@@ -233,30 +234,74 @@ class LocalExecutor:
         chunks: list[np.ndarray] = []
         done = 0
         amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        expected = 1 if card.output == "binary_logit" else len(card.class_names)
         with torch.inference_mode():
             for batch, _idx in loader:
                 x = batch.to(device, non_blocking=on_gpu)  # float32 in [0, 1]
                 x = model.normalize(x)
-                if amp_dtype is not None:
-                    with torch.autocast(device_type="cuda", dtype=amp_dtype):
+                try:
+                    if amp_dtype is not None:
+                        with torch.autocast(device_type="cuda", dtype=amp_dtype):
+                            out = model.module(x)
+                    else:
                         out = model.module(x)
-                else:
-                    out = model.module(x)
-                out = out.float().reshape(out.shape[0], -1)
-                chunks.append(out.cpu().numpy())
-                done += out.shape[0]
+                except Exception as exc:  # the model's own code failed: say so, no traceback
+                    raise ModelError(
+                        f"{card.ref} failed on images {done + 1}-{done + x.shape[0]} of "
+                        f"{dataset.name!r}: {_short_reason(exc)}"
+                    ) from exc
+                chunks.append(check_outputs(out, n_images=x.shape[0], expected=expected,
+                                            ref=card.ref, first=done))
+                done += x.shape[0]
                 if progress:
                     progress(done, n, f"running {card.ref}")
         if not chunks:
             raise ModelError(f"{card.ref} produced no outputs for dataset {dataset.name!r}.")
         outputs = np.concatenate(chunks).astype(np.float32)
-        expected = 1 if card.output == "binary_logit" else len(card.class_names)
-        if outputs.shape[1] != expected:
-            raise ModelError(
-                f"{card.ref} returned {outputs.shape[1]} output(s) per image; its card "
-                f"({card.output}, classes {card.class_names}) says {expected}."
-            )
         return outputs
+
+
+def _short_reason(exc: BaseException) -> str:
+    """``Type: message`` in one line; TorchScript's own traceback reduced to its last line."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    text = lines[-1] if lines else ""
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
+def check_outputs(out: Any, *, n_images: int, expected: int, ref: str,
+                  first: int = 0) -> np.ndarray:
+    """One batch of raw model outputs as ``(n_images, expected)`` float32, or ModelError.
+
+    Refuses what would otherwise end in a traceback or in silently wrong numbers: a
+    tuple or other non-tensor, the wrong number of rows or outputs per image, NaN or
+    infinite values (``first`` is the batch's offset, for naming the image).
+    """
+    if not isinstance(out, torch.Tensor):
+        raise ModelError(
+            f"{ref} returned a {type(out).__name__} for a batch of images; expected one "
+            f"tensor of shape (N, {expected})."
+        )
+    if out.ndim == 0 or out.shape[0] != n_images:
+        raise ModelError(
+            f"{ref} returned outputs of shape {tuple(out.shape)} for {n_images} image(s); "
+            f"expected one row per image, ({n_images}, {expected})."
+        )
+    if out.numel() != n_images * expected:
+        per_image = out.numel() / n_images
+        shown = int(per_image) if per_image == int(per_image) else round(per_image, 2)
+        raise ModelError(
+            f"{ref} returned {shown} output(s) per image (shape {tuple(out.shape)}); its card "
+            f"says {expected}."
+        )
+    arr = out.detach().float().reshape(n_images, expected).cpu().numpy()
+    finite = np.isfinite(arr)
+    if not finite.all():
+        bad_rows = np.flatnonzero(~finite.all(axis=1))
+        raise ModelError(
+            f"{ref} returned NaN or infinite outputs for {len(bad_rows)} image(s) of a batch "
+            f"(first: image {first + int(bad_rows[0]) + 1}); expected finite numbers."
+        )
+    return arr
 
 
 @dataclass

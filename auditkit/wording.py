@@ -14,6 +14,7 @@ Sections (each issue adds its sentences to its own section, below the formatters
 - statistics: gaps between groups, the family they are tested in, baselines, power,
   membership inference findings (issue 12).
 - safety (issue 13): withheld counts, unreadable audits.
+- model trust (issue 13): how a model's weights may load, in the CLI and the pages.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ __all__ = [
     "membership_finding",
     "metric_meaning",
     "metric_name",
+    "model_trust_label",
+    "model_trust_warning",
     "noninferiority_sentence",
     "not_assessed",
     "performance_headline",
@@ -797,3 +800,23 @@ def performance_summary(*, evaluated_on: str, may_include_training: bool,
         first = evaluated_on[0].upper() + evaluated_on[1:]
     return (f"{first}. Accuracy {fmt_interval(accuracy, accuracy_ci)}, "
             f"{fmt_n(n_images, n_patients)}.")
+
+
+# --------------------------------------------------------------------------- model trust
+
+MODEL_TRUST_LABELS = {
+    "none": "not needed",
+    "bundled": "bundled demo",
+    "required": "needs --trust-model-code",
+}
+
+
+def model_trust_label(requirement: str) -> str:
+    """What a model needs before it loads: ``"not needed"`` (no code in the file),
+    ``"bundled demo"`` (auditkit's own) or ``"needs --trust-model-code"``."""
+    return MODEL_TRUST_LABELS.get(requirement, requirement)
+
+
+def model_trust_warning(ref: str) -> str:
+    """The dashboard's note while a code-carrying model is not trusted."""
+    return f"{ref} carries code and is not trusted: it will not be run."

@@ -23,6 +23,10 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     """Every test gets its own prediction cache and audits folder."""
     monkeypatch.setenv("AUDITKIT_CACHE", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.setenv("AUDITKIT_AUDITS", str(tmp_path_factory.mktemp("audits")))
+    # TorchScript / torch.export models built by the tests are code the tests wrote, so
+    # they are trusted here (they still pass the static checks); the safe default
+    # (trust off) is exercised in tests/test_model_security.py, which unsets this.
+    monkeypatch.setenv("AUDITKIT_TRUST_MODEL_CODE", "1")
     torch.manual_seed(0)
 
 

@@ -303,7 +303,8 @@ def _run_standin(dataset: str, base: Path) -> dict:
             mp.setenv(name, value)
         assert main(["audit", "--model", f"{model_name}@v1", "--dataset", dataset,
                      "--data-root", str(base / "data"), "--out", str(out), "--n-boot", "20",
-                     "--evaluate-on", "all", "--checks", "fairness,explain,robustness,privacy",
+                     "--evaluate-on", "all", "--trust-model-code",
+                     "--checks", "fairness,explain,robustness,privacy",
                      "--intersection", pair, "--options", json.dumps(FAST_OPTIONS)]) == 0
     return {**info, "out": out, "cache": base / "cache", "model": folder, "env": env}
 

@@ -14,6 +14,7 @@ import streamlit as st
 
 import auditkit
 from auditkit.cli import default_audits_dir
+from auditkit.wording import model_trust_warning
 
 
 def registry_models(registry: str | None = None) -> list[dict[str, Any]]:
@@ -35,13 +36,55 @@ def registry_models(registry: str | None = None) -> list[dict[str, Any]]:
 def _registry_models(roots: str, stamp: tuple) -> list[dict[str, Any]]:
     out = []
     for m in auditkit.list_models(roots):
-        out.append({**m.card.to_dict(), "folder": str(m.folder), "verified": m.verify()})
+        out.append({**m.card.to_dict(), "folder": str(m.folder), "verified": m.verify(),
+                    "trust": m.trust})
     return out
 
 
-@st.cache_resource(show_spinner=False)
+def _trust_key(ref: str) -> str:
+    return f"trust_model_code__{ref}"
+
+
 def loaded_model(ref: str, device: str = "auto") -> auditkit.LoadedModel:
-    return auditkit.load_model(ref, device=device)
+    """The model, loaded with the trust the user gave it in the sidebar (if asked).
+
+    A model that cannot be loaded (not trusted, refused by the static checks, weights
+    missing or changed) stops the page with the reason, never a traceback.
+    """
+    trusted = st.session_state.get(_trust_key(ref))
+    try:
+        return _loaded_model(ref, device, None if trusted is None else bool(trusted))
+    except auditkit.ModelError as exc:
+        st.error(f"The model **{ref}** was not loaded:\n\n```\n{exc}\n```")
+        st.stop()
+        raise AssertionError("unreachable") from exc  # st.stop() raises
+
+
+@st.cache_resource(show_spinner=False)
+def _loaded_model(ref: str, device: str, trust_model_code: bool | None
+                  ) -> auditkit.LoadedModel:
+    return auditkit.load_model(ref, device=device, trust_model_code=trust_model_code)
+
+
+def trust_model_code_switch(card: dict[str, Any]) -> None:
+    """Sidebar switch "I trust this model's code", shown only for models that need it.
+
+    TorchScript and torch.export weights carry code; auditkit runs it only when the
+    user says so (demo models auditkit ships need no switch). Trusted code must still
+    pass auditkit's static checks.
+    """
+    if card.get("trust") != "required":
+        return
+    ref = f"{card['name']}@{card['version']}"
+    default = os.environ.get("AUDITKIT_TRUST_MODEL_CODE", "").strip().lower() in (
+        "1", "true", "yes")
+    trusted = st.sidebar.toggle(
+        "I trust this model's code", value=default, key=_trust_key(ref),
+        help=f"{ref} is saved as {card['format']}, a format that carries code. Turn this on "
+             "only if you trust whoever built the file. auditkit still refuses files that "
+             "read or write files, start processes, use the network or print.")
+    if not trusted:
+        st.sidebar.warning(model_trust_warning(ref), icon="🔒")
 
 
 @st.cache_resource(show_spinner="Checking the dataset's images…")
@@ -94,6 +137,7 @@ def pick_model_and_dataset(key: str) -> tuple[str, str]:
     refs = [f"{m['name']}@{m['version']}" for m in models]
     ref = st.sidebar.selectbox("Model", refs, key=f"{key}_model")
     card = models[refs.index(ref)]
+    trust_model_code_switch(card)
     names = dataset_choices()
     default = names.index(card["dataset"]) if card.get("dataset") in names else 0
     # keyed by model too, so switching the model re-selects that model's own dataset

@@ -40,7 +40,8 @@ def _audit_for(ref: str, dataset_name: str, args: argparse.Namespace, audits_dir
             return Path(entry["path"])
     print(f"[auditkit] no stored audit of {found.card.ref} on {dataset_name}: running one",
           file=sys.stderr)
-    model = load_model(ref, registry=args.registry, device=args.device)
+    model = load_model(ref, registry=args.registry, device=args.device,
+                       trust_model_code=True if args.trust_model_code else None)
     dataset = load_dataset(dataset_name, data_root=args.data_root, on_invalid="drop",
                            progress=progress)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
