@@ -99,12 +99,15 @@ def run_audit(
     executor: Executor | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     progress: ProgressFn | None = None,
+    criteria: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the configured checks and return (and, with ``out_dir``, write) the audit.
 
     Writes ``out_dir/audit.json`` and ``out_dir/predictions.csv`` plus each check's
     evidence files. ``audit.json`` is written last and atomically, so a failed check
     never leaves a half-written audit behind (nor destroys an earlier one).
+    ``criteria`` (a :meth:`auditkit.criteria.Criteria.to_record`) is stored as
+    ``audit["criteria"]``: the acceptance criteria fixed before the results were seen.
     """
     config = config or AuditConfig()
     check_compatible(model, dataset)
@@ -150,6 +153,8 @@ def run_audit(
                       "prediction_cache_key": preds.cache_key},
         "results": results,
     }
+    if criteria is not None:
+        audit["criteria"] = criteria
     if importlib.util.find_spec("auditkit.suppression") is not None:
         from .suppression import apply_small_cell_policy
 

@@ -244,8 +244,8 @@ def _worst(findings: list[Finding]) -> str:
 
 
 def _size(result: dict[str, Any], audit: dict[str, Any]) -> tuple[int | None, int | None]:
-    n = result.get("n")
-    n_pat = result.get("n_patients")
+    n: Any = result.get("n")
+    n_pat: Any = result.get("n_patients")
     return (int(n) if _ok(n) else None, int(n_pat) if _ok(n_pat) else None)
 
 
@@ -293,10 +293,12 @@ def _majority_baseline(perf: dict[str, Any]) -> tuple[float, str, int] | None:
     """(rate, class, n): from issue-12's ``baselines`` when present, else the confusion matrix."""
     stored = (perf.get("baselines") or {}).get("majority_class")
     n = perf.get("n")
-    if isinstance(stored, dict) and _ok(stored.get("accuracy")):
-        acc = stored["accuracy"]
-        return (float(acc.get("value") if isinstance(acc, dict) else acc),
-                str(stored.get("class", "the most common class")), int(n or 0))
+    if isinstance(stored, dict):
+        acc: Any = stored.get("accuracy")
+        value: Any = acc.get("value") if isinstance(acc, dict) else acc
+        if _ok(value):
+            return (float(value), str(stored.get("class", "the most common class")),
+                    int(n or 0))
     cm = perf.get("confusion_matrix") or {}
     rows = cm.get("rows_true_cols_pred")
     classes = cm.get("classes")
@@ -394,22 +396,24 @@ def _fairness(audit: dict[str, Any], crit: Criteria) -> Answer:
                                             "not assessed", w.not_assessed(fair.get("reason", "")),
                                             source="evidence alone")])
     rules = crit.rules.fairness
-    unit = "patients" if fair.get("resampling_unit") == "patient" else "images"
+    unit = "images"  # the group sizes stored with each gap (n_worst, n_best) count images
     findings: list[Finding] = []
     judged: list[tuple[Finding, dict[str, Any]]] = []
-    skipped: list[str] = []
+    skipped_by_reason: dict[str, list[str]] = {}
     for d in fair.get("disparities", []):
         metric = d.get("metric")
         if metric not in rules.metrics:
             continue
         attribute = d.get("attribute", "?")
         if d.get("status") != "assessed":
-            skipped.append(w.overview_gap_not_assessed(attribute, metric, d.get("reason", "")))
+            skipped_by_reason.setdefault(d.get("reason", ""), []).append(
+                f"{attribute} ({w.metric_name(metric)})")
             continue
         gap = d.get("gap")
         ci, kind = _gap_interval(d)
         lo, hi = (ci[0], ci[1]) if ci else (None, None)
-        n_small = min(x for x in (d.get("n_worst"), d.get("n_best"), 10 ** 9) if _ok(x))
+        sizes = [int(x) for x in (d.get("n_worst"), d.get("n_best")) if _ok(x)]
+        n_small: int | None = min(sizes) if sizes else None
         mdd = d.get("min_detectable_gap", d.get("minimum_detectable_difference"))
         evidence = w.overview_gap_evidence(
             attribute=attribute, metric=metric, worst=d.get("worst_group"),
@@ -419,18 +423,20 @@ def _fairness(audit: dict[str, Any], crit: Criteria) -> Answer:
         if rules.max_gap is not None:
             verdict, reason = judge_at_most(gap if _ok(gap) else None,
                                             lo if _ok(lo) else None, hi if _ok(hi) else None,
-                                            rules.max_gap, n=n_small if n_small < 10 ** 9 else None,
+                                            rules.max_gap, n=n_small,
                                             unit=unit)
             criterion = w.overview_max_gap_criterion(metric, rules.max_gap)
             source = "criteria"
         else:
-            real = bool(d.get("real")) or (_ok(lo) and lo > 0)
+            real = bool(d.get("real")) or (lo is not None and _ok(lo) and float(lo) > 0)
             verdict = "concern" if real else "cannot tell"
             reason = "" if real else w.overview_no_gap_found(mdd if _ok(mdd) else None)
             criterion = w.overview_gap_chance_criterion(metric)
             source = "evidence alone"
         findings.append(Finding(criterion, verdict, evidence, reason, source))
         judged.append((findings[-1], d))
+    skipped = [w.overview_gaps_not_assessed(where, reason)
+               for reason, where in skipped_by_reason.items()]
     if not findings:
         reasons = skipped or [w.overview_no_metric_gaps(list(rules.metrics))]
         how = (w.overview_more_groups_needed(fair.get("min_group_size")) if skipped
@@ -443,7 +449,7 @@ def _fairness(audit: dict[str, Any], crit: Criteria) -> Answer:
     decisive = max(judged, key=lambda fd: (_SEVERITY[fd[0].verdict],
                                            fd[1].get("gap") if _ok(fd[1].get("gap")) else 0))[1]
     if decisive:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for g in fair.get("groups", []):
             if g.get("attribute") != decisive["attribute"]:
                 continue

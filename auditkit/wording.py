@@ -839,7 +839,7 @@ def overview_chance_sentence(metric: str, value: float | None, chance: float) ->
 
 
 def overview_at_least(metric: str, threshold: float, positive: str | None = None) -> str:
-    about = f" for '{positive}'" if positive and metric in ("sensitivity", "specificity") else ""
+    about = f" for '{positive}'" if positive and metric == "sensitivity" else ""
     return f"{metric_name(metric)}{about} at least {fmt_pct(threshold)}"
 
 
@@ -851,8 +851,9 @@ def overview_evaluated_on(described: str) -> str:
     return f"Measured on {described}." if described else ""
 
 
-def overview_gap_not_assessed(attribute: str, metric: str, reason: str) -> str:
-    return not_assessed(f"{metric_name(metric)} gap by {attribute}: {reason}")
+def overview_gaps_not_assessed(where: list[str], reason: str) -> str:
+    """One line for every gap left out for the same reason: ``sex (sensitivity), …``."""
+    return not_assessed(f"gaps by {', '.join(where)}: {reason}")
 
 
 def overview_gap_evidence(*, attribute: str, metric: str, worst: Any, best: Any,
@@ -862,7 +863,7 @@ def overview_gap_evidence(*, attribute: str, metric: str, worst: Any, best: Any,
                           detectable: float | None) -> str:
     text = (f"{metric_name(metric)} by {attribute}: {worst} {fmt_pct(worst_value)} "
             f"({fmt_n(n_worst)}) vs {best} {fmt_pct(best_value)} ({fmt_n(n_best)}); gap "
-            f"{fmt_interval(gap, [low, high])} points"
+            f"{fmt_interval(gap, [low, high])}"
             + (f" ({interval_kind} interval)" if interval_kind else ""))
     if detectable is not None:
         text += f"; the smallest gap these data could detect is {fmt_pct(detectable)}"
