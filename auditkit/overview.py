@@ -737,8 +737,10 @@ def _privacy(audit: dict[str, Any], crit: Criteria) -> Answer:
         findings.append(Finding(w.overview_identifier_criterion(rules.allow_identifiers),
                                 "not assessed", w.not_assessed("the identifier scan was off")))
     else:
-        kinds = sorted({f.get("kind") for src in ("table", "dicom") if ids.get(src)
-                        for f in (ids[src] or {}).get("findings", [])
+        kinds = sorted({f"{f.get('kind')} ({'column' if src == 'table' else 'DICOM tag'} "
+                        f"'{f.get('column') or f.get('tag') or '?'}')"
+                        for src, items in (("table", "findings"), ("dicom", "tags"))
+                        if ids.get(src) for f in (ids[src] or {}).get(items, [])
                         if f.get("kind") and f.get("kind") != "patient_id"})
         n_found = int(ids.get("n_direct_identifier_findings") or 0)
         verdict = "meets" if (n_found == 0 or rules.allow_identifiers) else "concern"

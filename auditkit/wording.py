@@ -1032,7 +1032,7 @@ def overview_identifier_criterion(allow: bool) -> str:
 def overview_identifier_evidence(n_found: int, kinds: list[str]) -> str:
     if not n_found:
         return "no column or DICOM tag looks like a direct identifier"
-    return (f"{fmt_count(n_found)} place(s) look like direct identifiers, of kind: "
+    return (f"{fmt_count(n_found)} place(s) look like direct identifiers: "
             + ", ".join(kinds) + " (kinds and places only; no value is ever shown)")
 
 
