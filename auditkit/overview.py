@@ -273,8 +273,11 @@ def _answer(key: str, findings: list[Finding], *, headline: str | None = None,
     verdict = _worst(findings)
     if headline is None:
         decisive = [f for f in findings if f.verdict == verdict]
-        f = decisive[0] if decisive else None
-        headline = (f"{f.criterion}: {f.evidence}" if f else w.not_assessed("nothing to judge"))
+        assessed = [f for f in findings if f.verdict != "not assessed"]
+        headline = (w.overview_headline(verdict, criterion=decisive[0].criterion,
+                                        evidence=decisive[0].evidence, n_same=len(decisive),
+                                        n_assessed=len(assessed))
+                    if decisive else w.not_assessed("nothing to judge"))
     return Answer(key=key, question=spec[1], verdict=verdict, headline=headline,
                   findings=findings, notes=notes or [], figures=figures or [],
                   page=spec[2], page_label=spec[3])

@@ -1060,3 +1060,18 @@ def overview_criteria_line(record: dict[str, Any], *, recorded_in_audit: bool,
 def overview_more_groups_needed(min_group_size: int | None) -> str:
     return (f"test data with at least {fmt_count(min_group_size or 10)} images and patients in "
             "two or more groups of an attribute would let gaps be judged")
+
+
+def overview_headline(verdict: str, *, criterion: str, evidence: str, n_same: int,
+                      n_assessed: int) -> str:
+    """The one line under a question: how many criteria share its verdict, and the first."""
+    if verdict == "meets":
+        lead = (f"All {fmt_count(n_assessed)} criteria met" if n_assessed > 1
+                else "Criterion met")
+    elif verdict == "concern":
+        lead = f"{fmt_count(n_same)} of {fmt_count(n_assessed)} criteria missed"
+    elif verdict == "cannot tell":
+        lead = f"{fmt_count(n_same)} of {fmt_count(n_assessed)} criteria undecided"
+    else:
+        return f"{criterion}: {evidence}"
+    return f"{lead}; {criterion} — {evidence}"

@@ -49,7 +49,11 @@ if uploaded is not None:
         st.error(f"The criteria file cannot be used:\n\n```\n{exc}\n```")
         st.stop()
 
-result, evaluation_path = evaluate_audit(folder, criteria=criteria)
+try:
+    result, evaluation_path = evaluate_audit(folder, criteria=criteria)
+except auditkit.AuditKitError as exc:  # e.g. criteria in audit.json edited after the run
+    st.error(f"This audit cannot be evaluated:\n\n```\n{exc}\n```")
+    st.stop()
 evaluated_at = next((e["evaluated_at"] for e in list_evaluations(folder)
                      if e["criteria_hash"] == result.criteria["hash"]), None)
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 import auditkit
 from auditkit import wording
-from auditkit.overview import QUESTIONS
+from auditkit.cli import main
+from auditkit.overview import QUESTIONS, survey
 from tests.ui.conftest import all_text
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "0_Overview.py")
@@ -53,7 +56,7 @@ def test_overview_answers_every_question_with_one_verdict(tiny_covid: Path) -> N
     assert not at.exception, at.exception
     lines = _verdict_lines(at)
     assert len(lines) == len(QUESTIONS)
-    for (key, question, page, _), line in zip(QUESTIONS, lines):
+    for (_, question, _, _), line in zip(QUESTIONS, lines):
         assert question in line
         head = line.split("\n")[1]
         # exactly one verdict, as icon and word together, first on the answer line
@@ -87,8 +90,6 @@ def test_uploaded_criteria_make_a_new_evaluation_beside_the_first(
         def getvalue() -> bytes:
             return STRICT
 
-    import streamlit as st
-
     monkeypatch.setattr(st.sidebar, "file_uploader", lambda *a, **k: Upload())
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     assert not at.exception, at.exception
@@ -98,3 +99,47 @@ def test_uploaded_criteria_make_a_new_evaluation_beside_the_first(
     assert "not recorded in the audit beforehand" in text
     assert len(list((folder / "evaluations").glob("*.json"))) == 2
     assert (folder / "audit.json").read_bytes() == before
+
+
+def test_edited_criteria_record_is_refused_on_the_page(tiny_covid: Path) -> None:
+    folder = _run_audit(tiny_covid, ["performance"])
+    audit = json.loads((folder / "audit.json").read_text())
+    from auditkit.criteria import default_criteria
+
+    record = default_criteria("binary").to_record()
+    record["rules"]["performance"]["min_sensitivity"] = 0.1  # edited after the hash was taken
+    audit["criteria"] = record
+    (folder / "audit.json").write_text(json.dumps(audit))
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert not at.exception, at.exception
+    assert "does not match its rules" in at.error[0].value
+    assert not _verdict_lines(at)
+
+
+DEMO = [("derm-lesion@v1", "fitzpatrick17k"), ("derm-lesion@v2", "fitzpatrick17k"),
+        ("cxr-covid@v1", "covid_cxr"), ("mri-tumor@v1", "lgg_mri")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("ref", "dataset_name"), DEMO)
+def test_overview_of_each_demo_model(ref: str, dataset_name: str, data_root: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    monkeypatch.setenv("AUDITKIT_DATA_ROOT", str(data_root))
+    out = Path(os.environ["AUDITKIT_AUDITS"]) / f"{ref}__{dataset_name}__demo"
+    assert main(["audit", "--model", ref, "--dataset", dataset_name, "--checks",
+                 "fairness,privacy", "--n-boot", "200", "--device", "cpu", "--data-root",
+                 str(data_root), "--out", str(out)]) == 0
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    at.sidebar.selectbox(key="overview_model").set_value(ref).run()
+    assert not at.exception, at.exception
+    lines = _verdict_lines(at)
+    assert len(lines) == len(QUESTIONS)
+    expected = survey(json.loads((out / "audit.json").read_text()))
+    for answer, line in zip(expected.answers, lines):
+        assert answer.question in line
+        assert line.split("\n")[1].startswith(f"**{answer.label}** — ")
+    if ref == "cxr-covid@v1":
+        assert ("This model is right on 59% of test images; answering 'covid' for every image "
+                "would be right on 66%.") in lines[0]
