@@ -48,7 +48,9 @@ def server_with_audit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     audits = tmp_path_factory.mktemp("audits")
     assert main(["audit", "--model", "cxr-covid@v1", "--dataset", "covid_cxr", "--checks",
                  "fairness,privacy", "--n-boot", "200", "--device", "cpu", "--data-root",
-                 str(root), "--out", str(audits / "cxr-covid@v1__covid_cxr__browser")]) == 0
+                 str(root), "--out", str(audits / "cxr-covid@v1__covid_cxr__browser"),
+                 "--cache-dir", str(tmp_path_factory.getbasetemp() / "demo-prediction-cache")]
+                ) == 0
     port = _free_port()
     env = {**os.environ, "AUDITKIT_AUDITS": str(audits), "AUDITKIT_DATASETS": str(root)}
     log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w")  # noqa: SIM115

@@ -275,10 +275,12 @@ def test_bad_criteria_stop_the_audit_before_it_runs(
 
 @pytest.mark.slow
 def test_cxr_covid_v1_is_a_concern_worse_than_answering_covid(
-        tmp_path: Path, data_root: Path) -> None:
+        tmp_path: Path, data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     out = tmp_path / "cxr"
+    cache = tmp_path_factory.getbasetemp() / "demo-prediction-cache"
     assert main(["audit", "--model", "cxr-covid@v1", "--dataset", "covid_cxr", "--out", str(out),
-                 "--n-boot", "200", "--device", "cpu", "--data-root", str(data_root)]) == 0
+                 "--n-boot", "200", "--device", "cpu", "--data-root", str(data_root),
+                 "--cache-dir", str(cache)]) == 0
     result, _ = evaluate_audit(out)
     acc = result.answer("accuracy")
     assert acc.verdict == "concern"

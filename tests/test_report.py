@@ -151,11 +151,14 @@ DEMO = [("derm-lesion@v1", "fitzpatrick17k", "concern"),
 @needs_chromium
 @pytest.mark.parametrize(("model", "dataset", "accuracy_verdict"), DEMO)
 def test_demo_model_reports(tmp_path: Path, data_root: Path, model: str, dataset: str,
-                            accuracy_verdict: str | None) -> None:
+                            accuracy_verdict: str | None,
+                            tmp_path_factory: pytest.TempPathFactory) -> None:
     out = tmp_path / "a"
+    # one prediction cache for the session's demo-model tests: each model predicts once
+    cache = tmp_path_factory.getbasetemp() / "demo-prediction-cache"
     assert main(["audit", "--model", model, "--dataset", dataset, "--out", str(out),
                  "--checks", "fairness,privacy", "--n-boot", "200", "--device", "cpu",
-                 "--data-root", str(data_root)]) == 0
+                 "--data-root", str(data_root), "--cache-dir", str(cache)]) == 0
     audit = json.loads((out / "audit.json").read_text())
     result = survey(audit)
     acc = result.answer("accuracy")

@@ -123,14 +123,16 @@ DEMO = [("derm-lesion@v1", "fitzpatrick17k"), ("derm-lesion@v2", "fitzpatrick17k
 @pytest.mark.slow
 @pytest.mark.parametrize(("ref", "dataset_name"), DEMO)
 def test_overview_of_each_demo_model(ref: str, dataset_name: str, data_root: Path,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+                                     monkeypatch: pytest.MonkeyPatch,
+                                     tmp_path_factory: pytest.TempPathFactory) -> None:
     st.cache_data.clear()
     st.cache_resource.clear()
     monkeypatch.setenv("AUDITKIT_DATA_ROOT", str(data_root))
     out = Path(os.environ["AUDITKIT_AUDITS"]) / f"{ref}__{dataset_name}__demo"
     assert main(["audit", "--model", ref, "--dataset", dataset_name, "--checks",
                  "fairness,privacy", "--n-boot", "200", "--device", "cpu", "--data-root",
-                 str(data_root), "--out", str(out)]) == 0
+                 str(data_root), "--out", str(out), "--cache-dir",
+                 str(tmp_path_factory.getbasetemp() / "demo-prediction-cache")]) == 0
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     at.sidebar.selectbox(key="overview_model").set_value(ref).run()
     assert not at.exception, at.exception
