@@ -111,6 +111,7 @@ class EvidenceCriteria(_Section):
     """``[evidence]``: is the test data adequate to judge every group?"""
 
     max_unjudgeable_share: float | None = Share
+    flag_groups_absent_from_training: bool = True
     min_skin_tone_agreement: float | None = Field(default=None, ge=-1.0, le=1.0)
 
 

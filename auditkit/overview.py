@@ -54,12 +54,14 @@ __all__ = [
     "compare_with_earlier_version",
     "criteria_for_audit",
     "evaluate_audit",
+    "find_model_folder",
     "judge_at_least",
     "judge_at_most",
     "judge_beats_baseline",
     "load_audit",
     "list_evaluations",
     "survey",
+    "training_mix",
 ]
 
 #: (key, question, detailed page, page label) in the order the committee reads them.
@@ -475,7 +477,23 @@ _ASKED_KINDS = {"ethnicity": "ethnicity", "sex": "sex", "age": "age",
                 "skin_tone": "skin tone", "site": "site"}
 
 
-def _evidence(audit: dict[str, Any], crit: Criteria) -> Answer:
+def _training_findings(training: dict[str, list[dict[str, Any]]], flag: bool, k: int
+                       ) -> tuple[list[Finding], list[str]]:
+    findings, notes = [], []
+    for attribute, rows in training.items():
+        tested = [r for r in rows if r["group"] != "unknown" and r["n_test"] != 0]
+        absent = [r for r in tested if r["n_train"] == 0]
+        evidence = w.overview_training_mix_evidence(attribute, rows, absent, k)
+        if flag:
+            findings.append(Finding(w.overview_training_criterion(attribute),
+                                    "concern" if absent else "meets", evidence))
+        else:
+            notes.append(evidence)
+    return findings, notes
+
+
+def _evidence(audit: dict[str, Any], crit: Criteria,
+              training: dict[str, list[dict[str, Any]]] | None = None) -> Answer:
     fair = audit.get("results", {}).get("fairness")
     rules = crit.rules.evidence
     findings: list[Finding] = []
@@ -527,7 +545,14 @@ def _evidence(audit: dict[str, Any], crit: Criteria) -> Answer:
                                     verdict, evidence))
         else:
             notes.append(evidence)
-    notes.append(w.overview_training_mix_note())
+    if training:
+        k = int((audit.get("small_cell_protection") or {}).get("k") or 0)
+        more, more_notes = _training_findings(training, rules.flag_groups_absent_from_training,
+                                              k)
+        findings.extend(more)
+        notes.extend(more_notes)
+    else:
+        notes.append(w.overview_training_mix_note())
     figures = [FigureData(title="share of test images in groups large enough to judge",
                           axis="share of test images", rows=rows,
                           reference=(1.0 - rules.max_unjudgeable_share
@@ -778,6 +803,85 @@ def _change(audit: dict[str, Any], audit_dir: str | os.PathLike[str] | None) -> 
     return _answer("change", found)
 
 
+# --------------------------------------------------------------------------- training mix
+
+
+def _registry() -> Path:
+    env = os.environ.get("AUDITKIT_MODELS")
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "models"
+
+
+def find_model_folder(name: str, version: str,
+                      registry: str | os.PathLike[str] | None = None) -> Path | None:
+    """The registry folder whose ``card.json`` names ``name`` and ``version`` (read as JSON)."""
+    root = Path(registry) if registry else _registry()
+    for depth in ("*", "*/*", "*/*/*"):
+        for path in sorted(root.glob(f"{depth}/card.json")):
+            try:
+                card = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                continue
+            if card.get("name") == name and card.get("version") == version:
+                return path.parent
+    return None
+
+
+def training_mix(audit_dir: str | os.PathLike[str], audit: dict[str, Any], *,
+                 registry: str | os.PathLike[str] | None = None
+                 ) -> dict[str, list[dict[str, Any]]] | None:
+    """Images per group in the model's training split and in its test split.
+
+    Joins the audit's ``predictions.csv`` (groups already relabelled by small-cell
+    protection) with the model folder's ``split.csv``; counts below the audit's k are
+    withheld (``None``) with complementary suppression. ``None`` when either file is missing
+    or the registry's card names other weights than the audited ones.
+    """
+    import csv
+
+    from .suppression import suppress_counts
+
+    model = audit.get("model", {})
+    folder = find_model_folder(model.get("name", ""), model.get("version", ""), registry)
+    preds = Path(audit_dir) / "predictions.csv"
+    if folder is None or not (folder / "split.csv").is_file() or not preds.is_file():
+        return None
+    try:
+        card = json.loads((folder / "card.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    if card.get("sha256") != model.get("sha256"):
+        return None
+    with open(folder / "split.csv", newline="", encoding="utf-8") as fh:
+        split = {row["image"]: row["split"] for row in csv.DictReader(fh)
+                 if "image" in row and "split" in row}
+    attributes = list(audit.get("dataset", {}).get("attributes") or {})
+    counts: dict[str, dict[str, dict[str, int]]] = {a: {"train": {}, "test": {}}
+                                                     for a in attributes}
+    with open(preds, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        present = [a for a in attributes if a in (reader.fieldnames or [])]
+        for row in reader:
+            part = split.get(row.get("image", ""))
+            if part not in ("train", "test"):
+                continue
+            for a in present:
+                group = row[a] or "unknown"
+                counts[a][part][group] = counts[a][part].get(group, 0) + 1
+    k = int((audit.get("small_cell_protection") or {}).get("k")
+            or audit.get("config", {}).get("small_cell_k") or 0)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for a in present:
+        groups = sorted(set(counts[a]["train"]) | set(counts[a]["test"]))
+        train = suppress_counts({g: counts[a]["train"].get(g, 0) for g in groups}, k=k)
+        test = suppress_counts({g: counts[a]["test"].get(g, 0) for g in groups}, k=k)
+        # a zero is not a small cell: "absent from training" is the finding itself
+        for g in groups:
+            if counts[a]["train"].get(g, 0) == 0:
+                train[g] = 0
+        out[a] = [{"group": g, "n_train": train[g], "n_test": test[g]} for g in groups]
+    return out
+
+
 # --------------------------------------------------------------------------- survey
 
 
@@ -790,7 +894,8 @@ def criteria_for_audit(audit: dict[str, Any]) -> Criteria:
 
 
 def survey(audit: dict[str, Any], *, criteria: Criteria | None = None,
-           audit_dir: str | os.PathLike[str] | None = None) -> Survey:
+           audit_dir: str | os.PathLike[str] | None = None,
+           training: dict[str, list[dict[str, Any]]] | None = None) -> Survey:
     """Answer the committee's seven questions for one audit.
 
     Parameters
@@ -801,6 +906,9 @@ def survey(audit: dict[str, Any], *, criteria: Criteria | None = None,
         Default: the set recorded in the audit, else the shipped default for its task type.
     audit_dir : path, optional
         The audit's folder (used by the version-comparison hook).
+    training : dict, optional
+        Images per group in training and test (:func:`training_mix`); without it the
+        evidence question says the training mix is not in this audit.
     """
     if not isinstance(audit, dict) or "model" not in audit or "results" not in audit:
         raise ConfigError("An audit must be a parsed audit.json with 'model' and 'results'; got "
@@ -809,7 +917,7 @@ def survey(audit: dict[str, Any], *, criteria: Criteria | None = None,
     crit = criteria or criteria_for_audit(audit)
     recorded = recorded and audit["criteria"].get("hash") == crit.hash
     perf = audit.get("results", {}).get("performance") or {}
-    answers = [_accuracy(audit, crit), _fairness(audit, crit), _evidence(audit, crit),
+    answers = [_accuracy(audit, crit), _fairness(audit, crit), _evidence(audit, crit, training),
                _explain(audit, crit), _robustness(audit, crit), _privacy(audit, crit),
                _change(audit, audit_dir)]
     return Survey(model=audit.get("model", {}), dataset=audit.get("dataset", {}),
@@ -844,7 +952,8 @@ def evaluate_audit(audit_dir: str | os.PathLike[str], *, criteria: Criteria | No
     applied); a new criteria set makes a new file beside it.
     """
     audit, audit_sha = load_audit(audit_dir)
-    result = survey(audit, criteria=criteria, audit_dir=audit_dir)
+    result = survey(audit, criteria=criteria, audit_dir=audit_dir,
+                    training=training_mix(audit_dir, audit))
     folder = Path(audit_dir) / "evaluations"
     folder.mkdir(exist_ok=True)
     path = folder / f"{result.criteria['hash']}.json"

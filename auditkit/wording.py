@@ -1075,3 +1075,22 @@ def overview_headline(verdict: str, *, criterion: str, evidence: str, n_same: in
     else:
         return f"{criterion}: {evidence}"
     return f"{lead}; {criterion} — {evidence}"
+
+
+def overview_training_criterion(attribute: str) -> str:
+    return f"{attribute}: every group of the test data was also in the training data"
+
+
+def overview_training_mix_evidence(attribute: str, rows: list[dict[str, Any]],
+                                   absent: list[dict[str, Any]], k: int) -> str:
+    """Images per group in training and test; withheld counts read "fewer than k"."""
+    def count(c: int | None) -> str:
+        return f"fewer than {k}" if c is None else fmt_count(c)
+
+    mix = "; ".join(f"{r['group']} {count(r['n_train'])} / {count(r['n_test'])}" for r in rows)
+    text = f"{attribute}, images in training / test: {mix}"
+    if absent:
+        text = (f"{attribute}: never seen in training: "
+                + ", ".join(f"{r['group']} ({count(r['n_test'])} test images)" for r in absent)
+                + f". Images in training / test: {mix}")
+    return text

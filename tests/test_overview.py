@@ -21,6 +21,7 @@ from auditkit.overview import (
     judge_beats_baseline,
     list_evaluations,
     survey,
+    training_mix,
 )
 from tests.conftest import BrightnessNet, write_model
 
@@ -201,6 +202,34 @@ def test_fairness_gap_is_judged_against_the_criterion_with_the_adjusted_interval
     planted = survey(audit, criteria=crit).answer("fairness")
     assert planted.verdict == "concern"
     assert planted.findings[0].verdict == "concern"
+
+
+def test_groups_never_seen_in_training_are_a_concern(
+        tmp_path: Path, brightness_model_dir: Path, tiny_dataset_dir: Path) -> None:
+    # known truth: site "b" (images 12-23) is only in the test split
+    images = [f"images/img_{i:03d}.png" for i in range(24)]
+    (brightness_model_dir / "split.csv").write_text(
+        "image,split\n" + "".join(f"{im},{'train' if i < 8 else 'test'}\n"
+                                  for i, im in enumerate(images)))
+    registry = brightness_model_dir.parents[1]
+    folder = _audit(tmp_path, brightness_model_dir, tiny_dataset_dir,
+                    checks=["performance", "fairness"])
+    audit = json.loads((folder / "audit.json").read_text())
+    mix = training_mix(folder, audit, registry=registry)
+    assert mix is not None
+    site = {r["group"]: r for r in mix["site"]}
+    assert (site["a"]["n_train"], site["a"]["n_test"]) == (8, 4)
+    assert (site["b"]["n_train"], site["b"]["n_test"]) == (0, 12)
+    evidence = survey(audit, training=mix).answer("evidence")
+    by_criterion = {f.criterion: f for f in evidence.findings}
+    absent = by_criterion["site: every group of the test data was also in the training data"]
+    assert absent.verdict == "concern" and evidence.verdict == "concern"
+    assert "never seen in training: b (12 test images)" in absent.evidence
+    assert by_criterion["sex: every group of the test data was also in the training data"
+                        ].verdict == "meets"
+    # weights that differ from the registry's card: no training mix is claimed
+    audit["model"]["sha256"] = "0" * 64
+    assert training_mix(folder, audit, registry=registry) is None
 
 
 # --------------------------------------------------------------------------- evaluations

@@ -15,7 +15,7 @@ import auditkit
 from auditkit import wording
 from auditkit.cli import main
 from auditkit.criteria import default_criteria
-from auditkit.overview import survey
+from auditkit.overview import evaluate_audit, survey
 from auditkit.report import FRAMEWORK_ITEMS, build_report_html, find_chromium, write_report
 
 needs_chromium = pytest.mark.skipif(
@@ -168,6 +168,12 @@ def test_demo_model_reports(tmp_path: Path, data_root: Path, model: str, dataset
         assert acc.verdict == accuracy_verdict
     else:  # mri-tumor: 90% against 68% for always 'no_tumor'
         assert majority.verdict == "meets"
+    if model == "derm-lesion@v1":  # trained on skin types I-IV only (its card says so)
+        result, _ = evaluate_audit(out)
+        evidence = " ".join(f.evidence for f in result.answer("evidence").findings)
+        assert "skin_type: never seen in training: V (57 test images), VI (29 test images)" \
+            in evidence
+        assert result.answer("evidence").verdict == "concern"
     for key in ("explain", "robustness"):  # not run in this audit
         assert result.answer(key).verdict == "not assessed"
     assert main(["report", str(out), "--format", "pdf"]) == 0

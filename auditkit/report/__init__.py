@@ -24,7 +24,7 @@ from .. import wording as w
 from .._version import __version__
 from ..criteria import Criteria
 from ..exceptions import ConfigError
-from ..overview import evaluate_audit, list_evaluations, load_audit
+from ..overview import evaluate_audit, find_model_folder, list_evaluations, load_audit
 from ._frameworks import FRAMEWORK_ITEMS, framework_mapping
 from ._pdf import find_chromium, html_to_pdf
 from ._svg import forest_svg
@@ -42,24 +42,16 @@ __all__ = [
 FORMATS = ("html", "pdf")
 
 
-def _registry() -> Path:
-    env = os.environ.get("AUDITKIT_MODELS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "models"
-
-
 def find_model_card(name: str, version: str, registry: str | os.PathLike[str] | None = None
                     ) -> dict[str, Any] | None:
     """The ``card.json`` of ``name@version`` in the registry (read as JSON; no weights loaded)."""
-    root = Path(registry) if registry else _registry()
-    for depth in ("*", "*/*", "*/*/*"):
-        for path in sorted(root.glob(f"{depth}/card.json")):
-            try:
-                card = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
-                continue
-            if card.get("name") == name and card.get("version") == version:
-                return dict(card)
-    return None
+    folder = find_model_folder(name, version, registry)
+    if folder is None:
+        return None
+    try:
+        return dict(json.loads((folder / "card.json").read_text(encoding="utf-8")))
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def _context(audit_dir: str | os.PathLike[str], criteria: Criteria | None,
