@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 import auditkit
 from auditkit import wording
 from auditkit.cli import main
-from auditkit.overview import QUESTIONS, survey
+from auditkit.overview import QUESTIONS, survey, training_mix
 from tests.ui.conftest import all_text
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "0_Overview.py")
@@ -138,10 +138,13 @@ def test_overview_of_each_demo_model(ref: str, dataset_name: str, data_root: Pat
     assert not at.exception, at.exception
     lines = _verdict_lines(at)
     assert len(lines) == len(QUESTIONS)
-    expected = survey(json.loads((out / "audit.json").read_text()))
+    audit = json.loads((out / "audit.json").read_text())
+    expected = survey(audit, training=training_mix(out, audit))
     for answer, line in zip(expected.answers, lines):
         assert answer.question in line
         assert line.split("\n")[1].startswith(f"**{answer.label}** — ")
+    if ref == "derm-lesion@v1":  # trained on skin types I-IV only
+        assert lines[2].split("\n")[1].startswith("**▲ concern** — ")
     if ref == "cxr-covid@v1":
         assert ("This model is right on 59% of test images; answering 'covid' for every image "
                 "would be right on 66%.") in lines[0]
