@@ -16,6 +16,7 @@ from auditkit.exceptions import ConfigError
 from auditkit.overview import (
     QUESTIONS,
     evaluate_audit,
+    find_model_folder,
     judge_at_least,
     judge_at_most,
     judge_beats_baseline,
@@ -123,6 +124,15 @@ def test_default_criteria_ship_for_every_task_type(task: str) -> None:
     assert crit.rules.criteria.task == task
     assert crit.source == f"default:{task}"
     assert crit.fixed_on == "2026-11-28"
+
+
+def test_demo_model_folders_are_found_in_the_default_registry(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AUDITKIT_MODELS", raising=False)
+    folder = find_model_folder("derm-lesion", "v1")
+    assert folder is not None and (folder / "split.csv").is_file()
+    assert json.loads((folder / "card.json").read_text())["version"] == "v1"
+    assert find_model_folder("derm-lesion", "v9") is None
 
 
 def test_task_type_of_demo_models() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 def _registry() -> Path:
     env = os.environ.get("AUDITKIT_MODELS")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "models"
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "models"
 
 
 def find_model_folder(name: str, version: str,
