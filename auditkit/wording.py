@@ -1094,3 +1094,10 @@ def overview_training_mix_evidence(attribute: str, rows: list[dict[str, Any]],
                 + ", ".join(f"{r['group']} ({count(r['n_test'])} test images)" for r in absent)
                 + f". Images in training / test: {mix}")
     return text
+
+
+def overview_paired_difference(difference: float, ci: Sequence[float | None]) -> str:
+    """The model minus the majority-class rule on the same images, in percentage points."""
+    lo, hi = ci[0], ci[1]
+    return (f"paired difference {100 * difference:+.0f} points "
+            f"({100 * float(lo or 0):+.0f} to {100 * float(hi or 0):+.0f})")

@@ -23,9 +23,9 @@ How a criterion is judged (``docs/overview.md``):
 ``audit.json`` is never edited: other criteria make another file beside the first.
 
 Keys read beyond the documented schema (written by newer checks when present):
-``results.performance.baselines.majority_class`` (``accuracy``, ``class``) and, per
-disparity, ``gap_ci_simultaneous`` and ``min_detectable_gap`` (alias
-``minimum_detectable_difference``). Without them the majority-class rate is computed from
+``results.performance.baselines.majority_class`` (``class``, ``baseline``, paired
+``difference`` and ``ci``) and, per disparity, ``gap_ci_simultaneous`` and
+``minimum_detectable_gap`` (aliases ``min_detectable_gap``, ``minimum_detectable_difference``). Without them the majority-class rate is computed from
 the stored confusion matrix and the adjusted interval ``gap_ci_adjusted`` is used.
 """
 

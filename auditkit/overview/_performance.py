@@ -18,7 +18,7 @@ def _majority_baseline(perf: dict[str, Any]) -> tuple[float, str, int] | None:
     stored = (perf.get("baselines") or {}).get("majority_class")
     n = perf.get("n")
     if isinstance(stored, dict):
-        acc: Any = stored.get("accuracy")
+        acc: Any = stored.get("baseline", stored.get("accuracy"))
         value: Any = acc.get("value") if isinstance(acc, dict) else acc
         if _ok(value):
             return (float(value), str(stored.get("class", "the most common class")),
@@ -61,6 +61,13 @@ def _accuracy(audit: dict[str, Any], crit: Criteria) -> Answer:
         sentence = w.overview_majority_sentence(accuracy=acc_v, baseline=rate, majority_class=cls)
         evidence = (f"{sentence} ({w.metric_name('accuracy')} "
                     f"{w.fmt_interval(acc_v, [acc_lo, acc_hi])}, {w.fmt_n(n, n_pat)})")
+        paired = (perf.get("baselines") or {}).get("majority_class") or {}
+        d_ci = paired.get("ci") or [None, None]
+        if _ok(paired.get("difference")) and len(d_ci) == 2 and _ok(d_ci[0]) and _ok(d_ci[1]):
+            # the paired difference (same images, patients as clusters) is the sharper test
+            verdict, reason = judge_beats_baseline(paired["difference"], d_ci[0], d_ci[1], 0.0,
+                                                   n=units, unit=unit)
+            evidence += "; " + w.overview_paired_difference(paired["difference"], d_ci)
         findings.append(Finding(w.overview_majority_criterion(cls), verdict, evidence, reason,
                                 source="baseline"))
         if verdict == "concern":
@@ -138,7 +145,8 @@ def _fairness(audit: dict[str, Any], crit: Criteria) -> Answer:
         lo, hi = (ci[0], ci[1]) if ci else (None, None)
         sizes = [int(x) for x in (d.get("n_worst"), d.get("n_best")) if _ok(x)]
         n_small: int | None = min(sizes) if sizes else None
-        mdd = d.get("min_detectable_gap", d.get("minimum_detectable_difference"))
+        mdd = d.get("minimum_detectable_gap", d.get("min_detectable_gap",
+                                                  d.get("minimum_detectable_difference")))
         evidence = w.overview_gap_evidence(
             attribute=attribute, metric=metric, worst=d.get("worst_group"),
             best=d.get("best_group"), worst_value=d.get("worst"), best_value=d.get("best"),
