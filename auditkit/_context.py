@@ -123,12 +123,17 @@ class EvaluationScope:
         ``"split.csv"``, ``"split column <name>"``, ``"all (asked)"`` or ``"all (no split)"``.
     may_include_training : bool
         True when nothing shows the measured images were held out from training.
+    split : numpy.ndarray or None
+        Each row's split (``train``, ``val``, ``test``, ``unused``; ``""`` when the split
+        does not name the image), or None when no split was read. Written to
+        ``predictions.csv`` so a reviewer can tell which rows were measured.
     """
 
     mask: np.ndarray
     description: str
     source: str
     may_include_training: bool
+    split: np.ndarray | None = None
 
 
 def _evaluation_scope(ctx: CheckContext) -> EvaluationScope:
@@ -195,8 +200,9 @@ def _evaluation_scope(ctx: CheckContext) -> EvaluationScope:
             f"The split in {where} names no test image among the {n} images of dataset "
             f"{dataset.name!r} ({matched} keys match its table; split values found: "
             f"{sorted(set(lookup.values()))}); expected some rows with split 'test'. {fix}")
+    labels = images.map(lookup).fillna("").astype(str).to_numpy()
     return EvaluationScope(mask, evaluated_on_split(int(mask.sum()), n, dataset.name, source),
-                           source, False)
+                           source, False, labels)
 
 
 @dataclass

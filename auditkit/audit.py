@@ -51,6 +51,10 @@ SCHEMA_VERSION = "1.0"
 #: Files an audit folder may hold; ``overwrite=True`` clears them all before writing.
 EVIDENCE_FILES = ("audit.json", IN_HOUSE_FILE, "predictions.csv", "membership_scores.csv",
                   "robustness.csv", "attributions.npz")
+#: What is derived from an audit after it ran (criteria evaluations, reports): stale once
+#: the audit is replaced, so ``overwrite`` removes it too.
+DERIVED_FILES = ("report.html", "report.pdf", "report.card.json")
+DERIVED_FOLDERS = ("evaluations",)
 
 
 def available_checks() -> list[str]:
@@ -137,8 +141,11 @@ def _publish(staging: Path, out: Path) -> None:
     """Move a finished audit from ``staging`` into ``out``; stale evidence is removed first."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        for name in EVIDENCE_FILES:
+        for name in (*EVIDENCE_FILES, *DERIVED_FILES):
             (out / name).unlink(missing_ok=True)
+        for name in DERIVED_FOLDERS:
+            if (out / name).is_dir():
+                shutil.rmtree(out / name)
         files = sorted(p for p in staging.iterdir() if p.name != "audit.json")
         for path in [*files, staging / "audit.json"]:  # audit.json last
             os.replace(path, out / path.name)
@@ -157,6 +164,7 @@ def run_audit(
     cache_dir: str | os.PathLike[str] | None = None,
     progress: ProgressFn | None = None,
     overwrite: bool = False,
+    criteria: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the configured checks and return (and, with ``out_dir``, write) the audit.
 
@@ -168,6 +176,9 @@ def run_audit(
     Images are named by their pseudonymous key in every file (``records["key"]``); the
     key-to-file map is written to the local cache (``<cache>/keys/``), never here.
     Text cells a spreadsheet would run as formulas are neutralised.
+
+    ``criteria`` (a :meth:`auditkit.criteria.Criteria.to_record`) is stored as
+    ``audit["criteria"]``: the acceptance criteria fixed before the results were seen.
 
     Parameters
     ----------
@@ -188,7 +199,7 @@ def run_audit(
     try:
         audit, frame, in_house = _run(model=model, dataset=dataset, config=config,
                                       staging=staging, executor=executor, cache_dir=cache_dir,
-                                      progress=progress)
+                                      progress=progress, criteria=criteria)
         if out is not None and staging is not None:
             write_frame_csv(frame, staging / "predictions.csv")
             if in_house is not None:  # for the committee inside the institution
@@ -207,7 +218,7 @@ def run_audit(
 
 def _run(*, model: LoadedModel, dataset: Dataset, config: AuditConfig, staging: Path | None,
          executor: Executor, cache_dir: str | os.PathLike[str] | None,
-         progress: ProgressFn | None
+         progress: ProgressFn | None, criteria: dict[str, Any] | None = None
          ) -> tuple[dict[str, Any], Any, dict[str, Any] | None]:
     out = staging
     preds = predict(model, dataset, executor=executor, cache_dir=cache_dir, progress=progress)
@@ -220,6 +231,12 @@ def _run(*, model: LoadedModel, dataset: Dataset, config: AuditConfig, staging: 
     results: dict[str, Any] = {}
     for name in config.checks:
         results[name] = _load_check(name)(ctx)
+    # which rows were measured, and each row's split: an outside reviewer can then
+    # recompute every number from predictions.csv alone
+    scope = ctx.evaluation_scope()
+    frame["evaluated"] = scope.mask
+    if scope.split is not None:
+        frame["split"] = scope.split
     audit = {
         "schema_version": SCHEMA_VERSION,
         "auditkit_version": __version__,
@@ -251,6 +268,8 @@ def _run(*, model: LoadedModel, dataset: Dataset, config: AuditConfig, staging: 
                       "prediction_cache_key": preds.cache_key},
         "results": results,
     }
+    if criteria is not None:
+        audit["criteria"] = criteria
     if importlib.util.find_spec("auditkit.suppression") is not None:
         from .suppression import apply_small_cell_policy
 

@@ -10,6 +10,8 @@
     auditkit compare AUDIT_DIR_A AUDIT_DIR_B | --models NAME@A,NAME@B --dataset D
                                          compare two versions on the same images
     auditkit users|trail|export ...      review accounts, the trail, release bundles
+    auditkit report AUDIT_DIR [--format html|pdf] [--out FILE] [--criteria FILE]
+                                         the committee's report (+ machine-readable card)
 
 Bad input exits with code 2 and a message naming what was expected and what was found.
 """
@@ -193,6 +195,11 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     from .models import load_model
 
     config = audit_config_from_args(args)
+    criteria = None
+    if args.criteria:
+        from .criteria import load_criteria
+
+        criteria = load_criteria(args.criteria)  # refused before anything runs
     progress = _ProgressLine()
     model = load_model(args.model, registry=args.registry, device=config.device,
                        trust_model_code=True if args.trust_model_code else None)
@@ -208,7 +215,8 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else (
         default_audits_dir() / f"{model.card.name}@{model.card.version}__{dataset.name}__{stamp}")
     audit = run_audit(model=model, dataset=dataset, config=config, out_dir=out,
-                      cache_dir=args.cache_dir, progress=progress, overwrite=args.overwrite)
+                      cache_dir=args.cache_dir, progress=progress, overwrite=args.overwrite,
+                      criteria=criteria.to_record() if criteria else None)
     perf = audit["results"].get("performance", {})
     if (perf.get("metrics") or {}).get("accuracy", {}).get("value") is not None:
         lines = list(perf.get("summary", []))
@@ -218,6 +226,24 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         for line in lines:
             print(f"  {line}")
     print(f"wrote {out / 'audit.json'} and {out / 'predictions.csv'}")
+    if criteria is not None:
+        from .overview import evaluate_audit
+
+        result, path = evaluate_audit(out, criteria=criteria)
+        print(f"criteria {criteria.name!r} (hash {criteria.hash[:12]}…) recorded; evaluation "
+              f"{path}")
+        for answer in result.answers:
+            print(f"  {answer.label:16} {answer.question}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .criteria import load_criteria
+    from .report import write_report
+
+    criteria = load_criteria(args.criteria) if args.criteria else None
+    paths = write_report(args.audit_dir, fmt=args.format, out=args.out, criteria=criteria)
+    print(f"wrote {paths[0]} and {paths[1]}")
     return 0
 
 
@@ -359,7 +385,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="go on with the valid rows when some rows have problems")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the audit in a used --out folder (its audit files are cleared)")
+    p.add_argument("--criteria", metavar="FILE",
+                   help="acceptance criteria (TOML) fixed before the results: recorded with "
+                        "their hash in audit.json and evaluated (docs/overview.md)")
     p.set_defaults(func=_cmd_audit)
+
+    p = sub.add_parser("report", help="the committee's report of a stored audit (HTML or PDF)")
+    p.add_argument("audit_dir", metavar="AUDIT_DIR", help="folder holding audit.json")
+    p.add_argument("--format", default="html", choices=["html", "pdf"])
+    p.add_argument("--out", help="report file (default: AUDIT_DIR/report.FORMAT); the "
+                                 "machine-readable card is written beside it as STEM.card.json")
+    p.add_argument("--criteria", metavar="FILE",
+                   help="judge against these criteria (default: those recorded in the audit, "
+                        "else the shipped default for the model's task); kept as a new "
+                        "evaluation, audit.json is never changed")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("train", help="re-train a demo model from its recipe (seeded)")
     p.add_argument("recipe", help="NAME@VERSION of a recipe, e.g. derm-lesion@v1")

@@ -15,6 +15,7 @@ Sections (each issue adds its sentences to its own section, below the formatters
   membership inference findings (issue 12).
 - safety (issue 13): withheld counts, unreadable audits.
 - model trust (issue 13): how a model's weights may load, in the CLI and the pages.
+- overview: the committee's survey (auditkit.overview, the Overview page, the report).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = [
     "ANSWER_LABELS",
@@ -820,3 +821,329 @@ def model_trust_label(requirement: str) -> str:
 def model_trust_warning(ref: str) -> str:
     """The dashboard's note while a code-carrying model is not trusted."""
     return f"{ref} carries code and is not trusted: it will not be run."
+
+
+# --------------------------------------------------------------------------- overview
+# Sentences of the committee's survey (auditkit.overview, the Overview page, the report).
+
+_CHECK_WHAT = {
+    "performance": "overall accuracy measured",
+    "fairness": "results per patient group measured",
+    "evidence": "test data adequate to judge every group",
+    "explain": "explanations computed and checked",
+    "robustness": "attacks and image corruptions tested",
+    "privacy": "membership inference and identifier scan run",
+    "change": "compared with the previous version",
+}
+
+
+def overview_check_criterion(check: str) -> str:
+    """The implicit criterion of a check that has no rule of its own."""
+    return _CHECK_WHAT.get(check, check)
+
+
+def overview_check_not_run(check: str) -> str:
+    return f"the {check} check did not run in this audit"
+
+
+def overview_how_to_run(ref: str, dataset: str, check: str) -> str:
+    """How to produce the missing evidence."""
+    return (f"run `auditkit audit --model {ref} --dataset {dataset} --checks {check}`, or press "
+            f"Run on the {check.capitalize()} page")
+
+
+def overview_straddles(*, lo: float, hi: float, threshold: float, pct: bool = True,
+                       more: int | None, unit: str) -> str:
+    """Why a verdict is *cannot tell*, and how many more patients would settle it."""
+    text = (f"the interval ({fmt_value(lo, pct=pct)} to {fmt_value(hi, pct=pct)}) reaches "
+            f"across {fmt_value(threshold, pct=pct)}")
+    if more is not None:
+        text += (f"; about {fmt_count(more)} more {unit} would settle it if the value held")
+    else:
+        text += "; the value sits on the criterion, so more data may not settle it"
+    return text
+
+
+def overview_majority_sentence(*, accuracy: float | None, baseline: float,
+                               majority_class: str) -> str:
+    """The clinician sentence comparing the model with always answering the majority class."""
+    return (f"This model is right on {fmt_pct(accuracy)} of test images; answering "
+            f"'{majority_class}' for every image would be right on {fmt_pct(baseline)}.")
+
+
+def overview_majority_criterion(majority_class: str) -> str:
+    return f"better than answering '{majority_class}' for every image"
+
+
+def overview_chance_criterion(metric: str, chance: float) -> str:
+    return f"{metric_name(metric)} better than chance ({fmt_pct(chance)})"
+
+
+def overview_chance_sentence(metric: str, value: float | None, chance: float) -> str:
+    return (f"This model's {metric_name(metric)} is {fmt_pct(value)}; a coin toss would reach "
+            f"{fmt_pct(chance)}: it is no better than chance.")
+
+
+def overview_at_least(metric: str, threshold: float, positive: str | None = None) -> str:
+    about = f" for '{positive}'" if positive and metric == "sensitivity" else ""
+    return f"{metric_name(metric)}{about} at least {fmt_pct(threshold)}"
+
+
+def overview_figure_title(what: str, n: int | None, n_patients: int | None) -> str:
+    return f"overall {what} with 95% intervals ({fmt_n(n, n_patients)})"
+
+
+def overview_evaluated_on(described: str) -> str:
+    return f"Measured on {described}." if described else ""
+
+
+def overview_gaps_not_assessed(where: list[str], reason: str) -> str:
+    """One line for every gap left out for the same reason: ``sex (sensitivity), …``."""
+    return not_assessed(f"gaps by {', '.join(where)}: {reason}")
+
+
+def overview_gap_evidence(*, attribute: str, metric: str, worst: Any, best: Any,
+                          worst_value: float | None, best_value: float | None,
+                          gap: float | None, low: float | None, high: float | None,
+                          interval_kind: str, n_worst: int | None, n_best: int | None,
+                          detectable: float | None) -> str:
+    text = (f"{metric_name(metric)} by {attribute}: {worst} {fmt_pct(worst_value)} "
+            f"({fmt_n(n_worst)}) vs {best} {fmt_pct(best_value)} ({fmt_n(n_best)}); gap "
+            f"{fmt_interval(gap, [low, high])}"
+            + (f" ({interval_kind} interval)" if interval_kind else ""))
+    if detectable is not None:
+        text += f"; the smallest gap these data could detect is {fmt_pct(detectable)}"
+    return text
+
+
+def overview_max_gap_criterion(metric: str, max_gap: float) -> str:
+    return f"{metric_name(metric)} gap between groups at most {fmt_pct(max_gap)}"
+
+
+def overview_gap_chance_criterion(metric: str) -> str:
+    return f"no {metric_name(metric)} gap larger than chance"
+
+
+def overview_no_gap_found(detectable: float | None) -> str:
+    text = "no gap larger than chance was found, which is not the same as no gap"
+    if detectable is not None:
+        text += f": a gap smaller than {fmt_pct(detectable)} could not have been seen"
+    return text
+
+
+def overview_no_metric_gaps(metrics: list[str]) -> str:
+    return not_assessed("the audit holds no group gap for " + ", ".join(
+        metric_name(m) for m in metrics))
+
+
+def overview_missing_attributes(missing: list[str]) -> str:
+    return ("The dataset records no " + ", ".join(missing)
+            + ": fairness for those groups is not assessed.")
+
+
+def overview_rows_dropped(n: int, total: int | None) -> str:
+    return (f"{fmt_count(n)} of {fmt_count(total)} dataset rows were left out as invalid "
+            "before the audit.")
+
+
+def overview_unjudgeable_evidence(attribute: str, share: float, total: int,
+                                  small: list[str]) -> str:
+    text = (f"{attribute}: {fmt_pct(share)} of {fmt_count(total)} test images are in groups too "
+            "small to judge, hidden by small-cell protection, or of unknown group")
+    if small:
+        text += " (" + ", ".join(small) + ")"
+    return text
+
+
+def overview_unjudgeable_criterion(attribute: str, max_share: float) -> str:
+    return (f"{attribute}: at most {fmt_pct(max_share)} of test images in groups too small "
+            "or unknown")
+
+
+def overview_kappa_evidence(kappa: float, exact: float | None, n: int | None) -> str:
+    return (f"skin-tone annotators agree exactly on {fmt_pct(exact)} of {fmt_n(n)}; weighted "
+            f"kappa {fmt_number(kappa)} (1 = perfect agreement, 0 = chance)")
+
+
+def overview_kappa_criterion(min_kappa: float) -> str:
+    return f"skin-tone labels reliable (weighted kappa at least {fmt_number(min_kappa)})"
+
+
+def overview_training_mix_note() -> str:
+    return ("How many patients of each group the training data held is in the model card's "
+            "training-data section; this audit measures the test data only.")
+
+
+def overview_sanity_criterion() -> str:
+    return "explanations change when the model's weights are scrambled (sanity check)"
+
+
+def overview_sanity_evidence(value: float | None, low: float | None, high: float | None,
+                             n: int | None) -> str:
+    return (f"similarity to the trained model's maps with every layer scrambled "
+            f"{fmt_interval(value, [low, high], pct=False)} (1 = unchanged, 0 = unrelated), "
+            f"{fmt_n(n)}")
+
+
+def overview_faithfulness_criterion() -> str:
+    return "the pixels an explanation points at matter more than random pixels"
+
+
+def overview_faithfulness_evidence(faith: dict[str, Any]) -> str:
+    return (f"deletion: {faith.get('deletion_verdict', '–')} than random, insertion: "
+            f"{faith.get('insertion_verdict', '–')} than random, {fmt_n(faith.get('n'))}")
+
+
+def overview_border_criterion(max_share: float) -> str:
+    return f"at most {fmt_pct(max_share)} of the explanation on the image border (shortcuts)"
+
+
+def overview_border_evidence(value: float | None, low: float | None, high: float | None,
+                             area: float | None, n: int | None) -> str:
+    text = f"{fmt_interval(value, [low, high])} of the attribution falls on the border"
+    if area is not None:
+        text += f", which covers {fmt_pct(area)} of the image"
+    return text + f", {fmt_n(n)}"
+
+
+def overview_attack_criterion(attack: str, eps: str, max_rate: float) -> str:
+    return (f"an invisible change ({attack.upper()}, ε = {eps}) flips at most "
+            f"{fmt_pct(max_rate)} of correct answers")
+
+
+def overview_attack_missing(attack: str, eps: str, ran: str) -> str:
+    return not_assessed(f"the audit did not run {attack} at {eps} (it ran: {ran})")
+
+
+def overview_attack_evidence(label: str, budget: str, value: float | None, low: float | None,
+                             high: float | None, n: int | None, clean: dict[str, Any],
+                             robust: dict[str, Any] | None) -> str:
+    text = (f"{label} at {budget} flips {fmt_interval(value, [low, high])} of "
+            f"{fmt_count(n)} correct answers")
+    clean_acc = (clean.get("accuracy") or {}).get("value")
+    if robust and clean_acc is not None:
+        text += (f"; accuracy {fmt_pct(clean_acc)} before, {fmt_pct(robust.get('value'))} under "
+                 f"attack ({fmt_n(clean.get('n'), clean.get('n_patients'))})")
+    return text
+
+
+def overview_corruption_criterion(max_rate: float, max_severity: int) -> str:
+    return (f"ordinary image variation (severity up to {max_severity} of 5) changes at most "
+            f"{fmt_pct(max_rate)} of answers")
+
+
+def overview_corruption_evidence(label: str, severity: int, value: float | None,
+                                 low: float | None, high: float | None, n: int | None,
+                                 n_tested: int) -> str:
+    return (f"worst of {n_tested} tested: {label} at severity {severity} changes "
+            f"{fmt_interval(value, [low, high])} of answers, {fmt_n(n)}")
+
+
+def overview_membership_criterion(max_auc: float | None) -> str:
+    if max_auc is None:
+        return "membership inference measured"
+    return (f"an attacker tells training patients from others no better than AUC "
+            f"{fmt_number(max_auc)} (0.5 = coin toss)")
+
+
+def overview_membership_evidence(attack: str, value: float | None, low: float | None,
+                                 high: float | None, n_members: int | None,
+                                 n_nonmembers: int | None, n_patients: int | None) -> str:
+    text = (f"strongest attack ({attack}): AUC {fmt_interval(value, [low, high], pct=False)}, "
+            f"{fmt_count(n_members)} training + {fmt_count(n_nonmembers)} unseen images")
+    if n_patients:
+        text += f" ({fmt_count(n_patients)} patients)"
+    return text
+
+
+def overview_tpr_criterion(max_tpr: float) -> str:
+    return (f"at 1 false accusation in 100, at most {fmt_pct(max_tpr)} of training patients "
+            "picked out")
+
+
+def overview_tpr_evidence(value: float | None, low: float | None, high: float | None,
+                          resolvable: bool, n_members: int | None) -> str:
+    text = f"{fmt_interval(value, [low, high], digits=1)} of {fmt_count(n_members)} training images"
+    if not resolvable:
+        text += (" (too few unseen images to resolve 1 in 100: this is the share found with no "
+                 "false accusation at all)")
+    return text
+
+
+def overview_identifier_criterion(allow: bool) -> str:
+    return ("identifier scan run" if allow
+            else "no direct patient identifier in the inputs (dates, names, addresses, …)")
+
+
+def overview_identifier_evidence(n_found: int, kinds: list[str]) -> str:
+    if not n_found:
+        return "no column or DICOM tag looks like a direct identifier"
+    return (f"{fmt_count(n_found)} place(s) look like direct identifiers: "
+            + ", ".join(kinds) + " (kinds and places only; no value is ever shown)")
+
+
+def overview_no_comparison() -> str:
+    return "no earlier version compared"
+
+
+def overview_criteria_line(record: dict[str, Any], *, recorded_in_audit: bool,
+                           audit_created_at: str, evaluated_at: str | None = None) -> str:
+    """Which criteria set, its hash, and when it was fixed relative to the audit."""
+    text = (f"Criteria: {record['name']} (hash {record['hash'][:12]}…), fixed on "
+            f"{record['fixed_on']}")
+    if record.get("fixed_by"):
+        text += f" by {record['fixed_by']}"
+    if recorded_in_audit:
+        text += f"; recorded in the audit when it ran ({audit_created_at}), before its results."
+    elif evaluated_at:
+        text += (f"; applied on {evaluated_at} to an audit that ran on {audit_created_at} "
+                 "(not recorded in the audit beforehand).")
+    else:
+        text += "; not recorded in the audit beforehand."
+    return text
+
+
+def overview_more_groups_needed(min_group_size: int | None) -> str:
+    return (f"test data with at least {fmt_count(min_group_size or 10)} images and patients in "
+            "two or more groups of an attribute would let gaps be judged")
+
+
+def overview_headline(verdict: str, *, criterion: str, evidence: str, n_same: int,
+                      n_assessed: int) -> str:
+    """The one line under a question: how many criteria share its verdict, and the first."""
+    if verdict == "meets":
+        lead = (f"All {fmt_count(n_assessed)} criteria met" if n_assessed > 1
+                else "Criterion met")
+    elif verdict == "concern":
+        lead = f"{fmt_count(n_same)} of {fmt_count(n_assessed)} criteria missed"
+    elif verdict == "cannot tell":
+        lead = f"{fmt_count(n_same)} of {fmt_count(n_assessed)} criteria undecided"
+    else:
+        return f"{criterion}: {evidence}"
+    return f"{lead}; {criterion} — {evidence}"
+
+
+def overview_training_criterion(attribute: str) -> str:
+    return f"{attribute}: every group of the test data was also in the training data"
+
+
+def overview_training_mix_evidence(attribute: str, rows: list[dict[str, Any]],
+                                   absent: list[dict[str, Any]], k: int) -> str:
+    """Images per group in training and test; withheld counts read "fewer than k"."""
+    def count(c: int | None) -> str:
+        return f"fewer than {k}" if c is None else fmt_count(c)
+
+    mix = "; ".join(f"{r['group']} {count(r['n_train'])} / {count(r['n_test'])}" for r in rows)
+    text = f"{attribute}, images in training / test: {mix}"
+    if absent:
+        text = (f"{attribute}: never seen in training: "
+                + ", ".join(f"{r['group']} ({count(r['n_test'])} test images)" for r in absent)
+                + f". Images in training / test: {mix}")
+    return text
+
+
+def overview_paired_difference(difference: float, ci: Sequence[float | None]) -> str:
+    """The model minus the majority-class rule on the same images, in percentage points."""
+    lo, hi = ci[0], ci[1]
+    return (f"paired difference {100 * difference:+.0f} points "
+            f"({100 * float(lo or 0):+.0f} to {100 * float(hi or 0):+.0f})")

@@ -1,0 +1,87 @@
+"""Images per group in the model's training and test splits."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+# --------------------------------------------------------------------------- training mix
+
+
+def _registry() -> Path:
+    env = os.environ.get("AUDITKIT_MODELS")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "models"
+
+
+def find_model_folder(name: str, version: str,
+                      registry: str | os.PathLike[str] | None = None) -> Path | None:
+    """The registry folder whose ``card.json`` names ``name`` and ``version`` (read as JSON)."""
+    root = Path(registry) if registry else _registry()
+    for depth in ("*", "*/*", "*/*/*"):
+        for path in sorted(root.glob(f"{depth}/card.json")):
+            try:
+                card = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                continue
+            if card.get("name") == name and card.get("version") == version:
+                return path.parent
+    return None
+
+
+def training_mix(audit_dir: str | os.PathLike[str], audit: dict[str, Any], *,
+                 registry: str | os.PathLike[str] | None = None
+                 ) -> dict[str, list[dict[str, Any]]] | None:
+    """Images per group in the model's training split and in its test split.
+
+    Joins the audit's ``predictions.csv`` (groups already relabelled by small-cell
+    protection) with the model folder's ``split.csv``; counts below the audit's k are
+    withheld (``None``) with complementary suppression. ``None`` when either file is missing
+    or the registry's card names other weights than the audited ones.
+    """
+    import csv
+
+    from ..suppression import suppress_counts
+
+    model = audit.get("model", {})
+    folder = find_model_folder(model.get("name", ""), model.get("version", ""), registry)
+    preds = Path(audit_dir) / "predictions.csv"
+    if folder is None or not (folder / "split.csv").is_file() or not preds.is_file():
+        return None
+    try:
+        card = json.loads((folder / "card.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    if card.get("sha256") != model.get("sha256"):
+        return None
+    with open(folder / "split.csv", newline="", encoding="utf-8") as fh:
+        split = {row["image"]: row["split"] for row in csv.DictReader(fh)
+                 if "image" in row and "split" in row}
+    attributes = list(audit.get("dataset", {}).get("attributes") or {})
+    counts: dict[str, dict[str, dict[str, int]]] = {a: {"train": {}, "test": {}}
+                                                     for a in attributes}
+    with open(preds, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        present = [a for a in attributes if a in (reader.fieldnames or [])]
+        for row in reader:
+            # predictions.csv names images by pseudonymous key and carries their split
+            part = row.get("split") or split.get(row.get("image", ""))
+            if part not in ("train", "test"):
+                continue
+            for a in present:
+                group = row[a] or "unknown"
+                counts[a][part][group] = counts[a][part].get(group, 0) + 1
+    k = int((audit.get("small_cell_protection") or {}).get("k")
+            or audit.get("config", {}).get("small_cell_k") or 0)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for a in present:
+        groups = sorted(set(counts[a]["train"]) | set(counts[a]["test"]))
+        train = suppress_counts({g: counts[a]["train"].get(g, 0) for g in groups}, k=k)
+        test = suppress_counts({g: counts[a]["test"].get(g, 0) for g in groups}, k=k)
+        # a zero is not a small cell: "absent from training" is the finding itself
+        for g in groups:
+            if counts[a]["train"].get(g, 0) == 0:
+                train[g] = 0
+        out[a] = [{"group": g, "n_train": train[g], "n_test": test[g]} for g in groups]
+    return out
