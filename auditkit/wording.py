@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = [
     "ANSWER_LABELS",
@@ -39,9 +39,11 @@ __all__ = [
     "comparison_changes_sentence",
     "comparison_group_sentence",
     "comparison_overall_sentence",
+    "control_banner",
     "correction_note",
     "decision_label",
     "decision_sentence",
+    "detection_verdict",
     "fmt_count",
     "fmt_difference",
     "fmt_evidence",
@@ -774,3 +776,18 @@ def performance_summary(*, evaluated_on: str, may_include_training: bool,
         first = evaluated_on[0].upper() + evaluated_on[1:]
     return (f"{first}. Accuracy {fmt_interval(accuracy, accuracy_ci)}, "
             f"{fmt_n(n_images, n_patients)}.")
+
+
+# --------------------------------------------------------------------------- control models (issue 16)
+
+
+def control_banner(card: dict[str, Any]) -> str:
+    """The warning shown wherever a control model is selected or listed."""
+    planted = str(card.get("intended_use") or "")
+    return ("**Control model — not a model for patients.** " + planted
+            + " See docs/validation.md for what auditkit found in it.")
+
+
+def detection_verdict(found: bool) -> str:
+    """``found`` / ``missed`` for a planted defect (validation table)."""
+    return "found" if found else "MISSED"
