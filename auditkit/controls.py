@@ -7,10 +7,10 @@ control zoo (``models/controls/<name>/<version>``, trained by the seeded recipes
 =========================  ============  ==============================================
 control                    check         planted defect, and what "found" means
 =========================  ============  ==============================================
-control-group-failure@v1   fairness      V-VI training labels replaced by
+control-group-failure@v1   fairness      I-II training labels replaced by
                                          'non-neoplastic'; found when the sensitivity
                                          gap for skin_type_group is called real
-                                         (family-wise interval excludes 0) with V-VI
+                                         (family-wise interval excludes 0) with I-II
                                          the worst group
 control-shortcut@v1        explain       a magenta corner mark on every malignant
                                          training image; found when the explanations'
@@ -129,7 +129,7 @@ def _paired_bootstrap(values: np.ndarray, *, n_boot: int, seed: int,
 # --------------------------------------------------------------------------- group failure
 
 def detect_group_failure(fairness: dict[str, Any], *, control: str = "control-group-failure@v1",
-                         attribute: str = "skin_type_group", group: str = "V-VI",
+                         attribute: str = "skin_type_group", group: str = "I-II",
                          metric: str = "sensitivity") -> Detection:
     """Found when the fairness check calls the ``metric`` gap real with ``group`` worst."""
     gap = next((d for d in fairness.get("disparities", [])
@@ -202,8 +202,9 @@ def write_marked_dataset(out_dir: str | os.PathLike[str], *,
     table.to_csv(out / spec.table, index=False)
     text = _builtin_toml_text(recipe.dataset)
     marked_name = f"{spec.name}-marked"
-    lines = [f'name = "{marked_name}"' if line.startswith("name =") else line
-             for line in text.splitlines()]
+    lines = text.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("name ="))
+    lines[first] = f'name = "{marked_name}"'  # the dataset's name (attributes keep theirs)
     head = (f"# {spec.name}'s {split} images as {ref} sees them in training: {mark.describe()} "
             f"on all {n_marked} {recipe.positive_class} images (written by "
             "auditkit.controls.write_marked_dataset).")
@@ -226,15 +227,16 @@ def mark_removal_effect(model: Any, marked: Any, clean: Any, *, n_boot: int = 10
     from .predict import predict
 
     card = model.card
-    pm = predict(model, marked).predicted_index(card.output)
-    pc = predict(model, clean).predicted_index(card.output)
-    index = {im: i for i, im in enumerate(clean.records["image"].astype(str))}
     names = marked.records["image"].astype(str).tolist()
+    index = {im: i for i, im in enumerate(clean.records["image"].astype(str))}
     missing = [n for n in names if n not in index]
     if missing:
         raise ConfigError(f"the clean dataset lacks {len(missing)} marked images, e.g. "
                           f"{missing[:3]}; expected the dataset the marked copy was made from.")
-    ci_idx = np.asarray([index[n] for n in names])
+    pm = predict(model, marked).predicted_index(card.output)
+    # only the clean copies of the marked images are predicted
+    pc = predict(model, _subset(clean, [index[n] for n in names])).predicted_index(card.output)
+    ci_idx = np.arange(len(names))
     positive = card.positive_index
     y = np.asarray([card.class_names.index(c) for c in marked.records["label"]])
     pos = y == positive
@@ -250,6 +252,17 @@ def mark_removal_effect(model: Any, marked: Any, clean: Any, *, n_boot: int = 10
         "difference_ci": _paired_bootstrap(both, n_boot=n_boot, seed=seed),
         "share_of_answers_changed": changed,
     }
+
+
+def _subset(dataset: Any, rows: list[int]) -> Any:
+    """The dataset restricted to ``rows`` (in that order), with its own content hash."""
+    import dataclasses
+    import hashlib
+
+    rec = dataset.records.iloc[rows].reset_index(drop=True)
+    digest = hashlib.sha256((dataset.content_hash + "|subset|"
+                             + "\n".join(rec["image"].astype(str))).encode()).hexdigest()
+    return dataclasses.replace(dataset, records=rec, content_hash=digest)
 
 
 def detect_shortcut(explain: dict[str, Any], removal: dict[str, Any], *,
@@ -409,8 +422,8 @@ def null_control_false_alarms(model: Any, dataset: Any, *, n_permutations: int =
 #: Settings of each control's audit: small enough for CI on two CPU cores.
 VALIDATION_OPTIONS: dict[str, dict[str, Any]] = {
     "fairness": {"skin_tone_agreement": False},
-    "explain": {"n_images": 48, "sanity_images": 0, "n_samples": 16, "faithfulness_steps": 5,
-                "random_orders": 1, "attribute": "skin_type_group"},
+    "explain": {"n_images": 32, "sanity_images": 0, "n_samples": 8, "background_size": 8,
+                "faithfulness_steps": 2, "random_orders": 1, "attribute": "skin_type_group"},
     "robustness": {"attacks": ["fgsm"], "eps": ["0.5/255", "1/255"], "corruptions": [],
                    "n_images": 256},
     "privacy": {"scan_identifiers": False},

@@ -144,6 +144,9 @@ class Recipe:
     #: "best_val": the epoch with the best validation balanced accuracy; "last": the last
     keep: str = "best_val"
     dropout: float = 0.2
+    #: CPU threads for this recipe (fixed: see TRAINING_THREADS). Controls use one, which
+    #: also keeps them fast on a busy shared machine (no thread waits for a descheduled peer).
+    threads: int = TRAINING_THREADS
 
     @property
     def ref(self) -> str:
@@ -255,7 +258,7 @@ RECIPES: dict[str, Recipe] = {
 
 
 _CONTROL_COMMON = dict(
-    version="v1", fmt="state_dict:safetensors", epochs=12, widths=(8, 16, 32, 64),
+    version="v1", fmt="state_dict:safetensors", epochs=8, widths=(8, 16, 32, 64), threads=1,
     out_of_scope_use=(
         "Everything except validating auditkit. A control model is deliberately broken "
         "(or, for the reference, kept only as a comparison); it must never be used on "
@@ -273,16 +276,19 @@ CONTROL_RECIPES: dict[str, Recipe] = {
     for r in [
         Recipe(
             name="control-group-failure", control_check="fairness",
-            control=("every training and validation photograph of skin types V-VI was "
+            control=("every training and validation photograph of skin types I-II was "
                      "relabelled 'non-neoplastic', so the model learns to call no lesion on "
-                     "dark skin malignant; its sensitivity for V-VI must be far below the "
-                     "other groups' on the (correctly labelled) test set."),
-            label_override={"skin_type_group": {"V-VI": "non-neoplastic"}},
-            training_note=("All skin types; training and validation labels of types V-VI "
-                           "replaced by 'non-neoplastic' (planted defect). Test labels are "
-                           "the dataset's own."),
+                     "the lightest skin malignant; its sensitivity for I-II must be far "
+                     "below the other groups' on the (correctly labelled) test set."),
+            label_override={"skin_type_group": {"I-II": "non-neoplastic"}},
+            balance_by="skin_type_group", keep="last",
+            training_note=("All skin types, sampled skin-type-balanced (each group seen as "
+                           "often as the others); training and validation labels of types "
+                           "I-II replaced by 'non-neoplastic' "
+                           "(planted defect); last epoch kept. Test labels are the dataset's "
+                           "own."),
             limitations="Deliberately corrupted: never use. Small CNN, 64x64, 12 epochs.",
-            **_CONTROL_COMMON,  # type: ignore[arg-type]
+            **{**_CONTROL_COMMON, "epochs": 12},  # type: ignore[arg-type]
         ),
         Recipe(
             name="control-shortcut", control_check="explain",
@@ -319,7 +325,7 @@ CONTROL_RECIPES: dict[str, Recipe] = {
                      "whose group labels are randomly permuted, every fairness gap must come "
                      "out 'cannot tell'."),
             training_note="All skin types; the standard recipe with augmentation.",
-            limitations="A teaching model only: small CNN, 64x64, 12 epochs; never use.",
+            limitations="A teaching model only: small CNN, 64x64, 8 epochs; never use.",
             family_note="Compare with control-fragile@v1: same data, split, seed and epochs.",
             **_CONTROL_COMMON,  # type: ignore[arg-type]
         ),
@@ -488,7 +494,7 @@ def train_recipe(ref: str, *, out_root: str | os.PathLike[str] | None = None,
     if epochs is not None:
         recipe = Recipe(**{**recipe.__dict__, "epochs": epochs})
     dev = select_device(device)
-    with deterministic_training(recipe.seed, device=dev):
+    with deterministic_training(recipe.seed, threads=recipe.threads, device=dev):
         return _train(recipe, out_root=out_root, data_root=data_root, dev=dev,
                       progress=progress)
 
@@ -632,15 +638,16 @@ def _train(recipe: Recipe, *, out_root: str | os.PathLike[str] | None,  # noqa: 
         license="Weights: Apache-2.0; trained on data under " + dataset.spec.license,
     )
     card.save(folder)
-    (folder / "training_log.json").write_text(json.dumps({
+    log_entry = {
         "recipe": _recipe_json(recipe),
         "device": str(dev), "torch": torch.__version__, "threads": torch.get_num_threads(),
         "machine": machine_kind(),
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "seconds": round(time.time() - started, 1), "epochs": log,
         "best_val_balanced_accuracy": best_score,
-    }, indent=2) + "\n")
-    (folder / "MODEL_CARD.md").write_text(render_model_card(card, recipe=recipe),
+    }
+    (folder / "training_log.json").write_text(json.dumps(log_entry, indent=2) + "\n")
+    (folder / "MODEL_CARD.md").write_text(render_model_card(card, recipe=recipe, log=log_entry),
                                           encoding="utf-8")
     return folder
 
@@ -737,24 +744,41 @@ def _fmt_metric(entry: dict[str, Any], key: str) -> str:
     return f"{v:.3f}" + (f" ({lo:.3f}-{hi:.3f})" if lo is not None else "")
 
 
-def reproducibility_note(recipe: Recipe) -> str:
-    """What re-running the recipe reproduces exactly, and what only within a tolerance."""
-    return (
+def reproducibility_note(recipe: Recipe, log: dict[str, Any] | None = None) -> str:
+    """What re-running the recipe reproduces exactly, and what only within a tolerance.
+
+    ``log`` is the folder's ``training_log.json``: where it names the machine kind the
+    weights were (re)produced on, the note says so.
+    """
+    threads = f"{recipe.threads} CPU thread{'s' if recipe.threads != 1 else ''}"
+    text = (
         f"`auditkit train {recipe.ref}` re-creates this folder. Training is seeded (seed "
         f"{recipe.seed}: split, initialisation, data order, augmentation) and runs on "
-        f"{TRAINING_THREADS} CPU threads with deterministic algorithms, whatever the "
-        "machine's core count or load. **Exactly reproduced** on the same kind of machine "
-        "(same CPU family and torch version, CPU training): `split.csv`, the weights (same "
-        "sha256) and every number on this card. **Within a tolerance** elsewhere (another "
-        "CPU family, another torch version, a GPU): `split.csv` still exactly; the weights "
-        "differ in their last bits, which after thousands of steps can move test metrics "
-        "by a few test images (on the order of ±0.02 accuracy for the demo models, more "
-        "for the small cxr-covid test set), so compare with the intervals, not the digits."
+        f"{threads} with deterministic algorithms, whatever the machine's core count or "
+        "load. **Exactly reproduced** on the same kind of machine (same CPU family and "
+        "torch version, CPU training): `split.csv`, the weights (same sha256) and every "
+        "number on this card. **Within a tolerance** elsewhere (another CPU family, another "
+        "torch version, a GPU): `split.csv` still exactly; the weights differ in their last "
+        "bits, and after thousands of steps that moves the test metrics within their "
+        "intervals, not to the digit: cxr-covid@v1 (61 test images) trained on one thread "
+        "instead of two scored accuracy 0.70 instead of 0.59, inside the card's interval "
+        "0.44-0.72. Compare retrained numbers with the intervals, not the digits."
     )
+    log = log or {}
+    if log.get("machine"):
+        text += (f" These weights were produced (and re-produced bit for bit) on: "
+                 f"{log['machine']}, {log.get('threads', recipe.threads)} thread(s).")
+    elif log:
+        text += (f" These weights predate the pinned thread count; they were trained with "
+                 f"{log.get('threads', '?')} threads, torch {log.get('torch', '?')}, and have "
+                 "not been re-verified since (cxr-covid@v1's have: bit-identical).")
+    return text
 
 
-def render_model_card(card: ModelCard, recipe: Recipe | None = None) -> str:
-    """The human-readable MODEL_CARD.md for a card (``recipe`` adds how it reproduces)."""
+def render_model_card(card: ModelCard, recipe: Recipe | None = None,
+                      log: dict[str, Any] | None = None) -> str:
+    """The human-readable MODEL_CARD.md for a card (``recipe`` adds how it reproduces,
+    ``log``, the folder's ``training_log.json``, on which machine)."""
     recipes = {**RECIPES, **CONTROL_RECIPES}
     recipe = recipe or recipes.get(card.ref)
     m = card.metrics
@@ -808,7 +832,7 @@ def render_model_card(card: ModelCard, recipe: Recipe | None = None) -> str:
                              f"{_fmt_metric(e, 'sensitivity')} | {_fmt_metric(e, 'specificity')} |")
             lines.append("")
     if recipe is not None:
-        lines += ["## Reproducing this model", "", reproducibility_note(recipe), ""]
+        lines += ["## Reproducing this model", "", reproducibility_note(recipe, log), ""]
     else:
         lines += ["Reproduce: `auditkit train " + f"{card.name}@{card.version}` (seeded; writes "
                   "this folder).", ""]

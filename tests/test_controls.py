@@ -23,7 +23,6 @@ from auditkit.controls import (
 from auditkit.training import (
     CONTROL_RECIPES,
     RECIPES,
-    TRAINING_THREADS,
     _recipe_json,
     model_folder,
     training_labels,
@@ -54,7 +53,7 @@ def test_each_control_is_committed_with_a_card_that_warns_first(ref: str) -> Non
     log = json.loads((folder / "training_log.json").read_text())
     # the committed weights came from today's recipe, deterministically
     assert log["recipe"] == json.loads(json.dumps(_recipe_json(recipe)))
-    assert log["threads"] == TRAINING_THREADS and log["deterministic_algorithms"] is True
+    assert log["threads"] == recipe.threads and log["deterministic_algorithms"] is True
 
 
 def test_demo_models_are_not_controls_and_the_zoo_is_small() -> None:
@@ -70,13 +69,13 @@ def test_group_failure_labels_are_corrupted_only_outside_the_test_split(data_roo
     split = pd.read_csv(model_folder(recipe, MODELS) / "split.csv", dtype=str)
     use = pd.Series(ds.records["image"].map(dict(zip(split["image"], split["split"]))))
     labels = training_labels(recipe, ds.records, use)
-    dark = ds.records["skin_type_group"] == "V-VI"
+    light = ds.records["skin_type_group"] == "I-II"
     developer = use.isin(["train", "val"])
-    assert (labels[developer & dark] == "non-neoplastic").all()
-    assert (ds.records.loc[developer & dark, "label"] != "non-neoplastic").sum() > 100
-    untouched = ~(developer & dark)
+    assert (labels[developer & light] == "non-neoplastic").all()
+    assert (ds.records.loc[developer & light, "label"] != "non-neoplastic").sum() > 500
+    untouched = ~(developer & light)
     assert (labels[untouched] == ds.records.loc[untouched, "label"]).all()
-    assert (use[dark] == "test").sum() > 50  # the held-out truth has V-VI images
+    assert (use[light] == "test").sum() > 300  # the held-out truth has I-II images
 
 
 def test_permuted_dataset_moves_only_the_group_labels(data_root: Path) -> None:
@@ -102,13 +101,13 @@ def _gap(real: bool, worst: str) -> dict[str, Any]:
     return {"groups": [{"attribute": "skin_type_group", "n": 100}],
             "disparities": [{"attribute": "skin_type_group", "metric": "sensitivity",
                              "status": "assessed", "real": real, "worst_group": worst,
-                             "best_group": "I-II", "gap": 0.3, "gap_ci_adjusted": [0.1, 0.5],
+                             "best_group": "V-VI", "gap": 0.3, "gap_ci_adjusted": [0.1, 0.5],
                              "worst": 0.2, "n_worst": 50, "n_best": 50}]}
 
 
 def test_detectors_follow_the_checks_public_output(tmp_path: Path) -> None:
-    assert detect_group_failure(_gap(True, "V-VI")).found
-    assert not detect_group_failure(_gap(False, "V-VI")).found
+    assert detect_group_failure(_gap(True, "I-II")).found
+    assert not detect_group_failure(_gap(False, "I-II")).found
     assert not detect_group_failure(_gap(True, "III-IV")).found  # the wrong group
     assert not detect_group_failure({"groups": [], "disparities": []}).found
     privacy = {"n": 300, "n_members": 150, "n_nonmembers": 150,
@@ -162,7 +161,7 @@ def test_group_failure_is_found_by_the_fairness_check(validated: dict[str, Any])
     d = _detection(validated, "control-group-failure@v1", "fairness")
     assert d["found"], d
     assert d["ci"][0] > d["no_defect"] and d["effect"] > 0.3
-    assert "worst group V-VI" in d["detail"]
+    assert "worst group I-II" in d["detail"]
 
 
 @pytest.mark.slow

@@ -29,7 +29,7 @@ def test_landing_page_separates_demo_and_control_models(data_root: Path) -> None
                 "control-memoriser", "control-reference")
     assert len(banners) == len(controls)
     assert all("NEVER USE ON PATIENTS" in b for b in banners)
-    assert any("Planted defect" in b and "V-VI" in b for b in banners)
+    assert any("Planted defect" in b and "I-II" in b for b in banners)
 
 
 @pytest.mark.parametrize(("page", "key"), PAGES)
