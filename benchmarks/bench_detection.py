@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from auditkit.controls import validate_controls
-from auditkit.wording import detection_verdict, fmt_interval, fmt_number
+from auditkit.wording import detection_verdict, fmt_interval, fmt_number, fmt_pct
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,9 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|")
     for d in res["detections"]:
         pct = d["check"] != "privacy"
+        no_defect = fmt_pct(d["no_defect"]) if pct else fmt_number(d["no_defect"], 2)
         print(f"| {d['control']} | {d['check']} | {d['measure']} | "
-              f"{fmt_interval(d['effect'], d['ci'], pct=pct)} | "
-              f"{fmt_number(d['no_defect'], 2) if not pct else f'{100 * d['no_defect']:.0f}%'} | "
+              f"{fmt_interval(d['effect'], d['ci'], pct=pct)} | {no_defect} | "
               f"{d['n']} | {detection_verdict(d['found'])} |")
     print()
     for d in res["detections"]:
