@@ -369,33 +369,49 @@ def permuted_dataset(dataset: Any, *, seed: int) -> Any:
 def null_control_false_alarms(model: Any, dataset: Any, *, n_permutations: int = 100,
                               n_boot: int = 200, seed: int = 0,
                               progress: ProgressFn | None = None) -> dict[str, Any]:
-    """Run the fairness check ``n_permutations`` times on permuted group labels.
+    """The fairness check's gap calls on ``n_permutations`` permutations of the group labels.
 
-    Predictions are computed (or read from the cache) once; each permutation only
-    moves the group labels (:func:`permuted_dataset`) and re-runs
-    :func:`auditkit.fairness.run_check`. A false alarm is a permutation in which any
-    gap is called real: the check's family-wise promise is that this happens in at most
-    ``alpha`` (5%) of permutations. The rate's interval is the Wilson interval.
+    Predictions are computed (or read from the cache) once, on the model's held-out
+    test split as the fairness check uses it; each permutation only moves the group
+    labels (:func:`permuted_dataset`) and recomputes the check's per-group metrics and
+    gap calls with :class:`auditkit.fairness.FairnessAudit`, configured exactly as
+    :func:`auditkit.fairness.run_check` configures it (the check's calibration curves and
+    threshold mitigation do not touch the gap calls and are skipped for speed). A false
+    alarm is a permutation in which any gap is called ``real``: the check's family-wise
+    promise is that this happens in at most ``alpha`` (5%) of permutations. The rate's
+    interval is the Wilson score interval.
     """
     from scipy.stats import binomtest  # scipy comes with scikit-learn
 
-    from ._context import AuditConfig, CheckContext
-    from .fairness import run_check
+    from ._context import AuditConfig, CheckContext, label_indices
+    from .fairness import FairnessAudit
     from .predict import LocalExecutor, predict
 
     if n_permutations < 1:
         raise ConfigError(f"n_permutations must be >= 1; got {n_permutations} instead.")
     preds = predict(model, dataset)
-    # the skin-tone estimate reads pixels and does not depend on the groups: skipped
-    config = AuditConfig(checks=["fairness"], n_boot=n_boot, seed=seed,
-                         options={"fairness": {"skin_tone_agreement": False}})
+    config = AuditConfig(checks=["fairness"], n_boot=n_boot, seed=seed)
+    ctx = CheckContext(model=model, dataset=dataset, predictions=preds,
+                       frame=preds.to_frame(model, dataset), config=config, out_dir=None,
+                       executor=LocalExecutor())
+    rows, _described = ctx.evaluation_rows()
+    card = model.card
+    y = label_indices(ctx)[rows]
+    pred = preds.predicted_index(card.output)[rows]
+    proba = preds.probabilities[rows]
+    attrs = dataset.attribute_names
+    order = {a.name: a.group_order for a in dataset.spec.attributes}
+    auditor = FairnessAudit(n_boot=config.n_boot, confidence=config.confidence,
+                            min_group_size=config.min_group_size, random_state=config.seed,
+                            small_cell_k=config.small_cell_k)
     alarms, per_gap, n_gaps, first = 0, 0, 0, None
     for k in range(n_permutations):
-        ds = permuted_dataset(dataset, seed=seed * 100_003 + k)
-        ctx = CheckContext(model=model, dataset=ds, predictions=preds,
-                           frame=preds.to_frame(model, ds), config=config, out_dir=None,
-                           executor=LocalExecutor())
-        result = run_check(ctx)
+        perm = permuted_dataset(dataset, seed=seed * 100_003 + k)
+        groups = perm.records[attrs][rows].reset_index(drop=True)
+        patients = (perm.records["patient_id"].to_numpy()[rows].astype(str)
+                    if dataset.has_patients else None)
+        result = auditor.compute(y=y, pred=pred, proba=proba, positive=card.positive_index,
+                                 groups=groups, patients=patients, group_order=order)
         gaps = [d for d in result["disparities"]
                 if d.get("status") == "assessed" and "real" in d]
         real = [d for d in gaps if d["real"]]
@@ -408,12 +424,11 @@ def null_control_false_alarms(model: Any, dataset: Any, *, n_permutations: int =
         if progress:
             progress(k + 1, n_permutations, "null control: permutations")
     wilson = binomtest(alarms, n_permutations).proportion_ci(0.95, method="wilson")
-    lo, hi = float(wilson.low), float(wilson.high)
-    return {"n_permutations": n_permutations, "n_boot": n_boot,
-            "false_alarms": alarms, "rate": alarms / n_permutations, "ci": [lo, hi],
+    return {"n_permutations": n_permutations, "n_boot": n_boot, "n_images": int(rows.sum()),
+            "false_alarms": alarms, "rate": alarms / n_permutations,
+            "ci": [float(wilson.low), float(wilson.high)],
             "gaps_per_permutation": n_gaps / n_permutations,
-            "gaps_called_real": per_gap, "first": first,
-            "nominal": 0.05,
+            "gaps_called_real": per_gap, "first": first, "nominal": 0.05,
             "monte_carlo_se": float(np.sqrt(0.05 * 0.95 / n_permutations))}
 
 

