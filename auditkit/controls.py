@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 
 from .exceptions import ConfigError
+from .wording import fmt_pct
 
 __all__ = [
     "CONTROL_PREFIX",
@@ -143,9 +144,10 @@ def detect_group_failure(fairness: dict[str, Any], *, control: str = "control-gr
     return Detection(
         control, "fairness", f"{metric} gap between skin-type groups (best − worst)",
         gap.get("gap"), list(ci), 0.0, int(n), found,
-        f"worst group {gap.get('worst_group')} ({gap.get('worst')!r:.6} , n = "
-        f"{gap.get('n_worst')}), best {gap.get('best_group')} (n = {gap.get('n_best')}); "
-        "family-wise interval")
+        f"worst group {gap.get('worst_group')} ({fmt_pct(gap.get('worst'))}, n = "
+        f"{gap.get('n_worst')}), best {gap.get('best_group')} ({fmt_pct(gap.get('best'))}, "
+        f"n = {gap.get('n_best')}); family-wise interval over "
+        f"{fairness.get('n_comparisons')} comparisons")
 
 
 # --------------------------------------------------------------------------- shortcut
