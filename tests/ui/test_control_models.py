@@ -44,3 +44,14 @@ def test_every_page_warns_when_a_control_model_is_selected(page: str, key: str,
     assert not at.exception
     banners = [w.value for w in at.warning if BANNER in w.value]
     assert len(banners) == 1 and "magenta square" in banners[0]
+
+
+def test_compare_page_warns_for_a_control_family(data_root: Path) -> None:
+    at = AppTest.from_file(str(REPO / "pages" / "5_Compare_versions.py"),
+                           default_timeout=120).run()
+    assert not at.exception
+    assert not at.sidebar.selectbox(key="compare_family").value.startswith("control-")
+    assert not any(BANNER in w.value for w in at.warning)
+    at.sidebar.selectbox(key="compare_family").set_value("control-memoriser").run()
+    assert not at.exception
+    assert any(BANNER in w.value and "150 photographs" in w.value for w in at.warning)
