@@ -220,11 +220,6 @@ def test_memoriser_is_found_by_the_privacy_check(validated: dict[str, Any]) -> N
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "known false alarms, docs/validation.md: with group labels permuted the fairness check "
-    "still calls some best-vs-worst gaps real (the bootstrap is centred on the gap chosen "
-    "after looking), far above its family-wise 5%; issue 12 reworks these statistics — "
-    "when it lands this test should pass: remove the xfail"))
 def test_null_control_calls_no_gap_real(validated: dict[str, Any]) -> None:
     null = validated["null_control"]
     assert null["first"] and not any(g["real"] for g in null["first"])
