@@ -172,7 +172,7 @@ def test_every_detection_reports_effect_interval_and_sample(validated: dict[str,
 @pytest.mark.xfail(strict=True, reason=(
     "known miss, docs/validation.md: the small control cannot tell skin types apart well "
     "enough to learn the planted rule; I-II's sensitivity is lowest but the 0.18 gap is not "
-    "called real under the family-wise correction over 272 comparisons"))
+    "called real under the family-wise correction"))
 def test_group_failure_is_found_by_the_fairness_check(validated: dict[str, Any]) -> None:
     d = _detection(validated, "control-group-failure@v1", "fairness")
     assert d["found"], d
