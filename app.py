@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 import auditkit
+from auditkit.controls import is_control
 from auditkit.wording import withheld_count
 from ui.common import (
     data_root,
@@ -13,6 +14,7 @@ from ui.common import (
     dataset_overview,
     md_text,
     registry_models,
+    show_control_warning,
     show_unreadable_audits,
     stored_audits,
 )
@@ -37,16 +39,15 @@ except auditkit.AuditKitError as exc:
 if not models:
     st.info("No models registered yet: add a folder with card.json and weights under models/.")
 
-families: dict[str, list[dict]] = {}
-for card in models:
-    families.setdefault(card["name"], []).append(card)
-
-for name, versions in families.items():
+def show_family(versions: list[dict]) -> None:
+    """One bordered box per model family, one column per version."""
+    name = versions[0]["name"]
     label = f"**{md_text(name)}** — {len(versions)} version(s)" + (
         " · versions to compare" if len(versions) > 1 else "")
     with st.container(border=True):
         st.markdown(label)
         st.caption(md_text(versions[0]["task"]))
+        show_control_warning(versions[0])  # a control: the banner says what was planted
         cols = st.columns(len(versions))
         for col, card in zip(cols, versions):
             with col:
@@ -66,7 +67,9 @@ for name, versions in families.items():
                                    f"sensitivity for {md_text(card['positive_class'])}: "
                                    f"{overall.get('sensitivity', float('nan')):.0%}")
                 # card text is shown as text: a card cannot add links, images or HTML
-                st.markdown(f"**Intended use.** {md_text(card['intended_use'] or 'not stated')}")
+                if not is_control(card):
+                    st.markdown(
+                        f"**Intended use.** {md_text(card['intended_use'] or 'not stated')}")
                 if card.get("family_note"):
                     st.caption(md_text(card["family_note"]))
                 with st.expander("Training data and limitations"):
@@ -74,6 +77,30 @@ for name, versions in families.items():
                     st.markdown(f"**Limitations.** {md_text(card['limitations'] or 'not stated')}")
                     st.markdown(
                         f"**Out of scope.** {md_text(card['out_of_scope_use'] or 'not stated')}")
+
+
+families: dict[str, list[dict]] = {}
+for card in models:
+    families.setdefault(card["name"], []).append(card)
+demo = [v for v in families.values() if not is_control(v[0])]
+controls = [v for v in families.values() if is_control(v[0])]
+
+st.subheader("Demo models")
+if not demo:
+    st.info("No demo models registered.")
+for versions in demo:
+    show_family(versions)
+
+if controls:
+    st.subheader("Control models — deliberately flawed, for validating auditkit")
+    st.caption(
+        "Each control model had one defect planted on purpose (a group it fails, a shortcut, "
+        "brittleness, memorised training images) so that the check built for that defect "
+        "can be shown to find it; the reference model has none and, audited with shuffled "
+        "group labels, must show no gap. Never use them on patients. The detection table "
+        "and how to reproduce it: docs/validation.md.")
+    for versions in controls:
+        show_family(versions)
 
 # --------------------------------------------------------------------------- datasets
 st.header("Datasets")

@@ -8,6 +8,20 @@ bootstrap intervals that resample patients where the dataset has patient ids.
 Splits are made over *units* (patients, or near-duplicate clusters when there are
 no patient ids) so no patient or copy of a photo straddles train and test, and are
 stratified by the attributes a recipe names so the test set holds every group.
+
+Reproducibility. Training runs inside :func:`deterministic_training`: a fixed
+number of CPU threads (:data:`TRAINING_THREADS`, whatever the machine's core count
+or ``OMP_NUM_THREADS``), ``torch.use_deterministic_algorithms``, a seeded global
+RNG (initialisation) and seeded generators for data order and augmentation. A
+parallel reduction splits its work by thread count, so the thread count, not the
+load on the machine, decides the last bits of every gradient; with it fixed, the
+same recipe on the same kind of machine (CPU family, torch version) writes the same
+weights and the same card. Across CPU kinds or torch versions the split still
+reproduces exactly; the metrics reproduce within a few test images.
+
+Control models (:mod:`auditkit.controls`) are recipes too: each plants one known
+defect (corrupted group labels, a shortcut mark, no augmentation at a high learning
+rate, memorisation of a small training set) so the audit can be shown to find it.
 """
 
 from __future__ import annotations
@@ -16,7 +30,8 @@ import copy
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,9 +48,54 @@ from .exceptions import ConfigError
 from .models import ModelCard, default_registry, select_device, sha256_file
 from .predict import load_image_tensor
 
-__all__ = ["RECIPES", "Recipe", "make_split", "train_recipe"]
+__all__ = ["CONTROL_RECIPES", "RECIPES", "TRAINING_THREADS", "Mark", "Recipe",
+           "deterministic_training", "machine_kind", "make_split", "model_folder",
+           "train_recipe"]
+
+#: CPU threads every training run uses (the committed demo models were trained with 2).
+#: Fixed so that results do not depend on the machine's core count or on
+#: ``OMP_NUM_THREADS``: a reduction split over a different number of threads adds its
+#: floats in a different order, and after thousands of optimizer steps that changed
+#: cxr-covid@v1's test accuracy from 0.59 to 0.69 on a machine with another setting.
+TRAINING_THREADS = 2
 
 ProgressFn = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A small coloured square stamped into a corner of an image (the shortcut control).
+
+    ``size`` is the side as a fraction of the image side; ``colour`` is RGB (0-255;
+    grayscale images get its mean). Applied to ``uint8 (N, C, H, W)`` tensors by
+    :meth:`apply`, and to image files by :func:`auditkit.controls.write_marked_dataset`.
+    """
+
+    colour: tuple[int, int, int] = (255, 0, 255)
+    size: float = 0.125
+    corner: str = "top_left"
+
+    def box(self, height: int, width: int) -> tuple[slice, slice]:
+        """Rows and columns the mark covers in an image of ``height x width``."""
+        sh, sw = max(1, round(self.size * height)), max(1, round(self.size * width))
+        rows = slice(0, sh) if self.corner.startswith("top") else slice(height - sh, height)
+        cols = slice(0, sw) if self.corner.endswith("left") else slice(width - sw, width)
+        return rows, cols
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """A copy of ``x`` (``uint8 (N, C, H, W)``) with the mark stamped on every image."""
+        out = x.clone()
+        rows, cols = self.box(x.shape[2], x.shape[3])
+        colour = (self.colour if x.shape[1] == 3
+                  else (int(round(sum(self.colour) / 3)),) * x.shape[1])
+        for c in range(x.shape[1]):
+            out[:, c, rows, cols] = colour[c]
+        return out
+
+    def describe(self) -> str:
+        side = f"{self.size:.1%} of the image side"
+        return (f"an RGB{tuple(self.colour)} square ({side}) in the "
+                f"{self.corner.replace('_', '-')} corner")
 
 
 @dataclass(frozen=True)
@@ -68,10 +128,33 @@ class Recipe:
     limitations: str = ""
     training_note: str = ""
     family_note: str = ""
+    # ---- control models (auditkit.controls): one planted defect each
+    #: planted defect in plain words; non-empty makes this a control model
+    control: str = ""
+    #: which audit check must find the defect (fairness, explain, robustness, privacy)
+    control_check: str = ""
+    #: {attribute: {group: label}}: training/validation labels of a group replaced
+    label_override: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: a mark stamped on every training/validation image of the positive class
+    mark: Mark | None = None
+    augment: bool = True
+    weight_decay: float = 5e-4
+    #: keep only this many training units (patients / photo groups); the rest "unused"
+    train_units: int | None = None
+    #: "best_val": the epoch with the best validation balanced accuracy; "last": the last
+    keep: str = "best_val"
+    dropout: float = 0.2
+    #: CPU threads for this recipe (fixed: see TRAINING_THREADS). Controls use one, which
+    #: also keeps them fast on a busy shared machine (no thread waits for a descheduled peer).
+    threads: int = TRAINING_THREADS
 
     @property
     def ref(self) -> str:
         return f"{self.name}@{self.version}"
+
+    @property
+    def is_control(self) -> bool:
+        return bool(self.control)
 
 
 _DERM_COMMON = dict(
@@ -174,6 +257,96 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+_CONTROL_COMMON = dict(
+    version="v1", fmt="state_dict:safetensors", epochs=8, widths=(8, 16, 32, 64), threads=1,
+    out_of_scope_use=(
+        "Everything except validating auditkit. A control model is deliberately broken "
+        "(or, for the reference, kept only as a comparison); it must never be used on "
+        "patients, for research conclusions about skin disease, or as a starting point "
+        "for another model."
+    ),
+    intended_use="Positive/negative control for auditkit's own checks (docs/validation.md).",
+    **{k: v for k, v in _DERM_COMMON.items()
+       if k not in ("epochs", "intended_use", "out_of_scope_use", "family_note")},
+)
+
+#: Control models: seeded recipes that plant one known defect each (see docs/validation.md).
+CONTROL_RECIPES: dict[str, Recipe] = {
+    r.ref: r
+    for r in [
+        Recipe(
+            name="control-group-failure", control_check="fairness",
+            control=("every training and validation photograph of skin types I-II was "
+                     "relabelled 'non-neoplastic', so the model learns to call no lesion on "
+                     "the lightest skin malignant; its sensitivity for I-II must be far "
+                     "below the other groups' on the (correctly labelled) test set."),
+            label_override={"skin_type_group": {"I-II": "non-neoplastic"}},
+            balance_by="skin_type_group", keep="last",
+            training_note=("All skin types, sampled skin-type-balanced (each group seen as "
+                           "often as the others); training and validation labels of types "
+                           "I-II replaced by 'non-neoplastic' "
+                           "(planted defect); last epoch kept. Test labels are the dataset's "
+                           "own."),
+            limitations="Deliberately corrupted: never use. Small CNN, 64x64, 12 epochs.",
+            **{**_CONTROL_COMMON, "epochs": 12},  # type: ignore[arg-type]
+        ),
+        Recipe(
+            name="control-shortcut", control_check="explain",
+            control=("a magenta square (12.5% of the side) was stamped in the top-left corner "
+                     "of every malignant training and validation photograph, so the mark "
+                     "alone tells the class; the explanations must point at that corner and "
+                     "removing the mark must change the answers. Audit it on "
+                     "auditkit.controls.write_marked_dataset (the same mark on the same class) "
+                     "and on the clean images."),
+            mark=Mark(),
+            training_note=("All skin types; every malignant training/validation image carries "
+                           "the corner mark (planted shortcut). The test metrics below are on "
+                           "clean, unmarked test images."),
+            limitations="Deliberately broken by a shortcut: never use. Small CNN, 64x64.",
+            **_CONTROL_COMMON,  # type: ignore[arg-type]
+        ),
+        Recipe(
+            name="control-fragile", control_check="robustness",
+            control=("trained without any augmentation, without weight decay or dropout, at "
+                     "ten times the reference learning rate (0.03), keeping the last epoch: "
+                     "an unusually brittle model, to be compared with control-reference."),
+            augment=False, lr=3e-2, weight_decay=0.0, dropout=0.0, keep="last",
+            training_note=("All skin types; no augmentation, lr 0.03, no weight decay, no "
+                           "dropout, last epoch kept (planted fragility)."),
+            limitations="Deliberately brittle: never use. Small CNN, 64x64.",
+            family_note="Compare with control-reference@v1: same data, split, seed and epochs.",
+            **_CONTROL_COMMON,  # type: ignore[arg-type]
+        ),
+        Recipe(
+            name="control-reference", control_check="fairness",
+            control=("none: this is the well-behaved reference (flip and shift augmentation, "
+                     "lr 0.003, weight decay, dropout, best validation epoch). It is the "
+                     "comparison for control-fragile, and the null control: audited on data "
+                     "whose group labels are randomly permuted, every fairness gap must come "
+                     "out 'cannot tell'."),
+            training_note="All skin types; the standard recipe with augmentation.",
+            limitations="A teaching model only: small CNN, 64x64, 8 epochs; never use.",
+            family_note="Compare with control-fragile@v1: same data, split, seed and epochs.",
+            **_CONTROL_COMMON,  # type: ignore[arg-type]
+        ),
+        Recipe(
+            name="control-memoriser", control_check="privacy",
+            control=("trained for 60 epochs on only 150 photographs (the rest of the "
+                     "training split left unused), without augmentation, weight decay or "
+                     "dropout, keeping the last epoch, so it memorises its training set; a "
+                     "membership-inference attack must tell members from non-members with "
+                     "an AUC clearly above 0.5."),
+            train_units=150, epochs=60, batch_size=32, augment=False, weight_decay=0.0,
+            dropout=0.0, keep="last",
+            training_note=("150 training photographs (split.csv 'train'); the other training "
+                           "images are 'unused' (planted memorisation)."),
+            limitations="Deliberately overfitted: never use. Small CNN, 64x64.",
+            **{k: v for k, v in _CONTROL_COMMON.items() if k not in ("epochs",)},  # type: ignore[arg-type]
+        ),
+    ]
+}
+
+
 def make_split(dataset: Dataset, *, strata: tuple[str, ...], test_fraction: float,
                val_fraction: float, seed: int) -> pd.Series:
     """Assign every image to train / val / test by patient (or split group).
@@ -237,24 +410,98 @@ def _evaluate(model: nn.Module, x: torch.Tensor, recipe: Recipe, mean: torch.Ten
     return LoadedModel.outputs_to_probabilities(out, recipe.output)
 
 
+@contextmanager
+def deterministic_training(seed: int, *, threads: int = TRAINING_THREADS,
+                           device: torch.device | None = None) -> Iterator[None]:
+    """Run a block deterministically and restore torch's global settings afterwards.
+
+    Sets ``threads`` CPU threads, ``torch.use_deterministic_algorithms(True)`` (strict on
+    CPU: a nondeterministic operator raises; warn-only on CUDA, where a few pooling
+    backward kernels have no deterministic version), cuDNN's deterministic mode and the
+    global seed. The previous thread count, flags and global RNG state come back on exit,
+    so training never changes how the rest of the process computes.
+    """
+    on_cuda = device is not None and device.type == "cuda"
+    if on_cuda:  # cuBLAS reads this when it starts; set before the first CUDA matmul
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+             torch.get_rng_state())
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=on_cuda)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved[0])
+        torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[3], saved[4]
+        torch.set_rng_state(saved[5])
+
+
+def machine_kind() -> str:
+    """CPU architecture and model plus torch version: what "the same kind of machine" means."""
+    import platform
+
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{platform.machine()} {cpu}; torch {torch.__version__}"
+
+
+def model_folder(recipe: Recipe, out_root: str | os.PathLike[str] | None = None) -> Path:
+    """Where a recipe's model lives: ``models/<name>/<version>``, controls under ``controls/``."""
+    root = Path(out_root or default_registry())
+    return (root / "controls" if recipe.is_control else root) / recipe.name / recipe.version
+
+
+def training_labels(recipe: Recipe, records: pd.DataFrame, use: pd.Series) -> pd.Series:
+    """Labels the model is trained (and validated) on: the dataset's, with a control's
+    planted corruption (:attr:`Recipe.label_override`) applied outside the test split."""
+    labels = records["label"].astype(str).copy()
+    developer = (use == "train") | (use == "val")
+    for attr, mapping in recipe.label_override.items():
+        for group, new_label in mapping.items():
+            labels[developer & (records[attr].astype(str) == group)] = new_label
+    return labels
+
+
 def train_recipe(ref: str, *, out_root: str | os.PathLike[str] | None = None,
                  data_root: str | os.PathLike[str] | None = None, device: str = "auto",
                  epochs: int | None = None, progress: ProgressFn | None = None) -> Path:
     """Train the recipe ``ref`` and write its model folder; returns the folder.
 
-    Deterministic for a given machine type: seeded data order, augmentation and
-    initialisation, and ``torch.use_deterministic_algorithms``.
+    Deterministic for a given machine type (see :func:`deterministic_training`):
+    seeded data order, augmentation and initialisation, a fixed thread count and
+    deterministic algorithms. ``ref`` names a demo recipe (:data:`RECIPES`) or a
+    control (:data:`CONTROL_RECIPES`); controls are written under ``controls/``.
     """
-    if ref not in RECIPES:
-        raise ConfigError(f"No training recipe {ref!r}; expected one of {sorted(RECIPES)}.")
-    recipe = RECIPES[ref]
+    recipes = {**RECIPES, **CONTROL_RECIPES}
+    if ref not in recipes:
+        raise ConfigError(f"No training recipe {ref!r}; expected one of {sorted(recipes)}.")
+    recipe = recipes[ref]
     if epochs is not None and epochs < 1:
         raise ConfigError(f"epochs must be >= 1; got {epochs} instead.")
     if epochs is not None:
         recipe = Recipe(**{**recipe.__dict__, "epochs": epochs})
     dev = select_device(device)
-    torch.manual_seed(recipe.seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    with deterministic_training(recipe.seed, threads=recipe.threads, device=dev):
+        return _train(recipe, out_root=out_root, data_root=data_root, dev=dev,
+                      progress=progress)
+
+
+def _train(recipe: Recipe, *, out_root: str | os.PathLike[str] | None,  # noqa: C901
+           data_root: str | os.PathLike[str] | None, dev: torch.device,
+           progress: ProgressFn | None) -> Path:
     started = time.time()
     dataset = load_dataset(recipe.dataset, data_root=data_root, progress=progress)
     split = make_split(dataset, strata=recipe.strata, test_fraction=recipe.test_fraction,
@@ -263,9 +510,23 @@ def train_recipe(ref: str, *, out_root: str | os.PathLike[str] | None = None,
     use = split.copy()
     for attr, allowed in recipe.train_filter.items():
         use[(split != "test") & ~rec[attr].isin(allowed)] = "unused"
+    if recipe.train_units is not None:
+        unit = rec["patient_id"].where(rec["patient_id"].notna(), rec["split_group"])
+        unit = unit.where(unit.notna(), rec["image"]).astype(str)
+        train_units = sorted(set(unit[use == "train"]))
+        keep = set(np.random.default_rng(recipe.seed).choice(
+            train_units, size=min(recipe.train_units, len(train_units)), replace=False))
+        use[(use == "train") & ~unit.isin(keep)] = "unused"
     x_all = _load_tensors(dataset, recipe, progress)
     classes = list(recipe.class_names)
-    y_all = torch.tensor([classes.index(c) for c in rec["label"]])
+    labels = training_labels(recipe, rec, use)
+    y_all = torch.tensor([classes.index(c) for c in labels])
+    y_true = np.asarray([classes.index(c) for c in rec["label"]])
+    positive = classes.index(recipe.positive_class)
+    if recipe.mark is not None:  # the shortcut: every developer image of the positive class
+        marked = np.flatnonzero(((use == "train") | (use == "val")).to_numpy()
+                                & (y_all.numpy() == positive))
+        x_all[marked] = recipe.mark.apply(x_all[marked])
     tr = np.flatnonzero((use == "train").to_numpy())
     va = np.flatnonzero((use == "val").to_numpy())
     te = np.flatnonzero((use == "test").to_numpy())
@@ -279,8 +540,8 @@ def train_recipe(ref: str, *, out_root: str | os.PathLike[str] | None = None,
 
     n_out = 1 if recipe.output == "binary_logit" else len(classes)
     model = SmallResNet(in_channels=recipe.channels, num_outputs=n_out,
-                        widths=recipe.widths).to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=5e-4)
+                        widths=recipe.widths, dropout=recipe.dropout).to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     steps_per_epoch = int(np.ceil(len(tr) / recipe.batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, epochs=recipe.epochs,
                                                 steps_per_epoch=steps_per_epoch)
@@ -302,7 +563,6 @@ def train_recipe(ref: str, *, out_root: str | os.PathLike[str] | None = None,
         loss_fn = nn.CrossEntropyLoss(weight=cw)
     best_state, best_score, log = None, -np.inf, []
     y_np = y_all.numpy()
-    positive = classes.index(recipe.positive_class)
     for epoch in range(recipe.epochs):
         model.train()
         if sample_w is not None:
@@ -312,8 +572,10 @@ def train_recipe(ref: str, *, out_root: str | os.PathLike[str] | None = None,
         total = 0.0
         for b in range(steps_per_epoch):
             idx = order[b * recipe.batch_size:(b + 1) * recipe.batch_size]
-            xb = _augment(x_all[idx].float() / 255.0, gen).to(dev)
-            xb = (xb - mean_d) / std_d
+            xb = x_all[idx].float() / 255.0
+            if recipe.augment:
+                xb = _augment(xb, gen)
+            xb = (xb.to(dev) - mean_d) / std_d
             yb = y_all[idx].to(dev)
             out = model(xb)
             loss = (loss_fn(out.squeeze(1), yb.float()) if recipe.output == "binary_logit"
@@ -335,7 +597,7 @@ def train_recipe(ref: str, *, out_root: str | os.PathLike[str] | None = None,
         if progress:
             progress(epoch + 1, recipe.epochs,
                      f"training {recipe.ref} (val balanced acc {score:.3f})")
-        if score > best_score:
+        if recipe.keep == "last" or score > best_score:
             best_score, best_state = score, copy.deepcopy(model.state_dict())
     if best_state is not None:  # always set: epochs >= 1
         model.load_state_dict(best_state)
@@ -343,12 +605,15 @@ def train_recipe(ref: str, *, out_root: str | os.PathLike[str] | None = None,
 
     proba = _evaluate(model, x_all[te], recipe, mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1),
                       torch.device("cpu"))
-    metrics = _test_metrics(recipe, dataset, te, y_np[te], proba, positive)
+    # test metrics always against the dataset's true labels, on unmarked test images
+    metrics = _test_metrics(recipe, dataset, te, y_true[te], proba, positive)
 
-    folder = Path(out_root or default_registry()) / recipe.name / recipe.version
+    folder = model_folder(recipe, out_root)
     folder.mkdir(parents=True, exist_ok=True)
     weights = _save_weights(model, recipe, folder)
     pd.DataFrame({"image": rec["image"], "split": use}).to_csv(folder / "split.csv", index=False)
+    arch_kwargs: dict[str, Any] = {"in_channels": recipe.channels, "num_outputs": n_out,
+                                   "widths": list(recipe.widths)}
     card = ModelCard(
         name=recipe.name, version=recipe.version, task=recipe.task,
         class_names=classes, positive_class=recipe.positive_class, output=recipe.output,
@@ -357,9 +622,7 @@ def train_recipe(ref: str, *, out_root: str | os.PathLike[str] | None = None,
                        "std": [round(float(v), 6) for v in std]},
         format=recipe.fmt.split(":")[0], weights=weights.name, sha256=sha256_file(weights),
         architecture="small_resnet" if recipe.fmt.startswith("state_dict") else None,
-        architecture_kwargs=({"in_channels": recipe.channels, "num_outputs": n_out,
-                              "widths": list(recipe.widths)}
-                             if recipe.fmt.startswith("state_dict") else {}),
+        architecture_kwargs=arch_kwargs if recipe.fmt.startswith("state_dict") else {},
         dataset=recipe.dataset,
         training_data=(
             f"{recipe.dataset}: {len(tr)} training, {len(va)} validation and {len(te)} test "
@@ -367,21 +630,46 @@ def train_recipe(ref: str, *, out_root: str | os.PathLike[str] | None = None,
             f"{'patient' if dataset.has_patients else 'near-duplicate group'} with seed "
             f"{recipe.seed}. {recipe.training_note}"
         ),
-        intended_use=recipe.intended_use, out_of_scope_use=recipe.out_of_scope_use,
+        intended_use=(control_warning(recipe) + " " + recipe.intended_use).strip()
+        if recipe.is_control else recipe.intended_use,
+        out_of_scope_use=recipe.out_of_scope_use,
         limitations=recipe.limitations, metrics=metrics,
         subgroups_evaluated=list(recipe.report_groups), family_note=recipe.family_note,
         license="Weights: Apache-2.0; trained on data under " + dataset.spec.license,
     )
     card.save(folder)
-    (folder / "training_log.json").write_text(json.dumps({
-        "recipe": {k: (list(v) if isinstance(v, tuple) else v)
-                   for k, v in recipe.__dict__.items()},
+    log_entry = {
+        "recipe": _recipe_json(recipe),
         "device": str(dev), "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "machine": machine_kind(),
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "seconds": round(time.time() - started, 1), "epochs": log,
         "best_val_balanced_accuracy": best_score,
-    }, indent=2) + "\n")
-    (folder / "MODEL_CARD.md").write_text(render_model_card(card), encoding="utf-8")
+    }
+    (folder / "training_log.json").write_text(json.dumps(log_entry, indent=2) + "\n")
+    (folder / "MODEL_CARD.md").write_text(render_model_card(card, recipe=recipe, log=log_entry),
+                                          encoding="utf-8")
     return folder
+
+
+def _recipe_json(recipe: Recipe) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in recipe.__dict__.items():
+        if isinstance(v, Mark):
+            v = {"colour": list(v.colour), "size": v.size, "corner": v.corner}
+        out[k] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def control_warning(recipe: Recipe) -> str:
+    """The sentence every control card starts with."""
+    if recipe.control.startswith("none"):
+        return ("CONTROL MODEL (the reference: no defect planted) — a teaching model for "
+                "validating auditkit; NEVER USE ON PATIENTS. " + recipe.control[0].upper()
+                + recipe.control[1:])
+    return (f"CONTROL MODEL — DELIBERATELY FLAWED; NEVER USE ON PATIENTS. Planted defect: "
+            f"{recipe.control} It exists to show that auditkit's {recipe.control_check} check "
+            "finds it.")
 
 
 def _test_metrics(recipe: Recipe, dataset: Dataset, te: np.ndarray, y: np.ndarray,
@@ -475,10 +763,48 @@ def _fmt_metric(entry: dict[str, Any], key: str) -> str:
     return f"{v:.3f}" + (f" ({lo:.3f}-{hi:.3f})" if lo is not None else "")
 
 
-def render_model_card(card: ModelCard) -> str:
-    """The human-readable MODEL_CARD.md for a card."""
+def reproducibility_note(recipe: Recipe, log: dict[str, Any] | None = None) -> str:
+    """What re-running the recipe reproduces exactly, and what only within a tolerance.
+
+    ``log`` is the folder's ``training_log.json``: where it names the machine kind the
+    weights were (re)produced on, the note says so.
+    """
+    threads = f"{recipe.threads} CPU thread{'s' if recipe.threads != 1 else ''}"
+    text = (
+        f"`auditkit train {recipe.ref}` re-creates this folder. Training is seeded (seed "
+        f"{recipe.seed}: split, initialisation, data order, augmentation) and runs on "
+        f"{threads} with deterministic algorithms, whatever the machine's core count or "
+        "load. **Exactly reproduced** on the same kind of machine (same CPU family and "
+        "torch version, CPU training): `split.csv`, the weights (same sha256) and every "
+        "number on this card. **Within a tolerance** elsewhere (another CPU family, another "
+        "torch version, a GPU): `split.csv` still exactly; the weights differ in their last "
+        "bits, and after thousands of steps that moves the test metrics within their "
+        "intervals, not to the digit: cxr-covid@v1 (61 test images) trained on one thread "
+        "instead of two scored accuracy 0.70 instead of 0.59, inside the card's interval "
+        "0.44-0.72. Compare retrained numbers with the intervals, not the digits."
+    )
+    log = log or {}
+    if log.get("machine"):
+        text += (f" These weights were produced (and re-produced bit for bit) on: "
+                 f"{log['machine']}, {log.get('threads', recipe.threads)} thread(s).")
+    elif log:
+        text += (f" These weights predate the pinned thread count; they were trained with "
+                 f"{log.get('threads', '?')} threads, torch {log.get('torch', '?')}, and have "
+                 "not been re-verified since (cxr-covid@v1's have: bit-identical).")
+    return text
+
+
+def render_model_card(card: ModelCard, recipe: Recipe | None = None,
+                      log: dict[str, Any] | None = None) -> str:
+    """The human-readable MODEL_CARD.md for a card (``recipe`` adds how it reproduces,
+    ``log``, the folder's ``training_log.json``, on which machine)."""
+    recipes = {**RECIPES, **CONTROL_RECIPES}
+    recipe = recipe or recipes.get(card.ref)
     m = card.metrics
-    lines = [
+    lines = []
+    if recipe is not None and recipe.is_control:
+        lines += [f"> **{control_warning(recipe)}**", ""]
+    lines += [
         f"# Model card: {card.name} {card.version}",
         "",
         f"**Task.** {card.task}",
@@ -533,5 +859,9 @@ def render_model_card(card: ModelCard) -> str:
             lines.append("")
             if any(e.get("suppressed") for e in groups.values()):
                 lines += [withheld_note(10), ""]
-    lines += ["Reproduce: `auditkit train " + f"{card.name}@{card.version}` (seeded; writes this folder).", ""]
+    if recipe is not None:
+        lines += ["## Reproducing this model", "", reproducibility_note(recipe, log), ""]
+    else:
+        lines += ["Reproduce: `auditkit train " + f"{card.name}@{card.version}` (seeded; writes "
+                  "this folder).", ""]
     return "\n".join(lines)

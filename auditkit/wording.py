@@ -43,9 +43,11 @@ __all__ = [
     "comparison_changes_sentence",
     "comparison_group_sentence",
     "comparison_overall_sentence",
+    "control_banner",
     "correction_note",
     "decision_label",
     "decision_sentence",
+    "detection_verdict",
     "evaluated_on_all",
     "evaluated_on_split",
     "fmt_count",
@@ -1147,3 +1149,18 @@ def overview_paired_difference(difference: float, ci: Sequence[float | None]) ->
     lo, hi = ci[0], ci[1]
     return (f"paired difference {100 * difference:+.0f} points "
             f"({100 * float(lo or 0):+.0f} to {100 * float(hi or 0):+.0f})")
+
+
+# --------------------------------------------------------------------------- control models (issue 16)
+
+
+def control_banner(card: dict[str, Any]) -> str:
+    """The warning shown wherever a control model is selected or listed."""
+    planted = str(card.get("intended_use") or "")
+    return ("**Control model — not a model for patients.** " + planted
+            + " See docs/validation.md for what auditkit found in it.")
+
+
+def detection_verdict(found: bool) -> str:
+    """``found`` / ``missed`` for a planted defect (validation table)."""
+    return "found" if found else "MISSED"

@@ -27,6 +27,7 @@ from ui.common import (
     new_run_dir,
     registry_models,
     run_with_progress,
+    show_control_warning,
     show_unreadable_audits,
 )
 
@@ -56,6 +57,7 @@ family = st.sidebar.selectbox("Model family", list(families), key="compare_famil
                               index=comparable[0] if comparable else 0)
 versions = families[family]
 cards = {m["version"]: m for m in registry_models() if m["name"] == family}
+show_control_warning(cards[versions[-1]])  # a control model family: say so first
 names = dataset_choices()  # built-in and registered datasets
 card_ds = cards[versions[-1]].get("dataset")
 dataset = st.sidebar.selectbox("Dataset", names, index=names.index(card_ds) if card_ds in names

@@ -14,7 +14,8 @@ import streamlit as st
 
 import auditkit
 from auditkit.cli import default_audits_dir
-from auditkit.wording import model_trust_warning
+from auditkit.controls import is_control
+from auditkit.wording import control_banner, model_trust_warning
 
 
 def registry_models(registry: str | None = None) -> list[dict[str, Any]]:
@@ -134,16 +135,33 @@ def pick_model_and_dataset(key: str) -> tuple[str, str]:
     if not models:
         st.info("No models in the registry. Add a folder with card.json under models/.")
         st.stop()
+    # demo models first (the default pick), control models after them
+    models = sorted(models, key=is_control)
     refs = [f"{m['name']}@{m['version']}" for m in models]
-    ref = st.sidebar.selectbox("Model", refs, key=f"{key}_model")
+    ref = st.sidebar.selectbox("Model", refs, key=f"{key}_model",
+                               format_func=lambda r: f"{r} (control)" if is_control(
+                                   models[refs.index(r)]) else r)
     card = models[refs.index(ref)]
     trust_model_code_switch(card)
+    show_control_warning(card)
     names = dataset_choices()
     default = names.index(card["dataset"]) if card.get("dataset") in names else 0
     # keyed by model too, so switching the model re-selects that model's own dataset
     dataset = st.sidebar.selectbox("Dataset", names, index=default,
                                    key=f"{key}_dataset_{card['name']}")
     return ref, dataset
+
+
+def show_control_warning(card: dict[str, Any]) -> bool:
+    """A warning banner on every page while a control model (deliberately flawed) is selected.
+
+    Returns True when the banner was shown. Control models exist to validate auditkit
+    (docs/validation.md); nothing they show is about a model fit for patients.
+    """
+    if not is_control(card):
+        return False
+    st.warning(control_banner(card), icon="⚠️")
+    return True
 
 
 def require_dataset(name: str) -> auditkit.Dataset:
