@@ -1088,6 +1088,12 @@ def overview_no_comparison() -> str:
     return "no earlier version compared"
 
 
+def overview_change_criterion(metric: str, previous: str, margin: float | None) -> str:
+    """``"sensitivity not worse than v1 by more than 5 points, for any group"``."""
+    by = f" by more than {fmt_points(margin)}" if margin is not None else ""
+    return f"{metric_name(metric)} not worse than {previous}{by}, for any group"
+
+
 def overview_criteria_line(record: dict[str, Any], *, recorded_in_audit: bool,
                            audit_created_at: str, evaluated_at: str | None = None) -> str:
     """Which criteria set, its hash, and when it was fixed relative to the audit."""

@@ -17,6 +17,7 @@ from ui.review import (
     audit_label,
     decision_record_html,
     groups_table,
+    report_with_decision_html,
     run_and_register,
     unregistered_audits,
 )
@@ -161,3 +162,8 @@ st.download_button(
     data=decision_record_html(default_db_url(), audit.id, store.head()[1], tuple(changes)),
     file_name=f"decision-record-audit-{audit.id}.html", mime="text/html",
     key="download_record")
+if not changes:  # the report reads the audit's files: only while they match their hashes
+    st.download_button(
+        "Download the report with this review (HTML)",
+        data=report_with_decision_html(default_db_url(), audit.id, store.head()[1], ()),
+        file_name=f"report-audit-{audit.id}.html", mime="text/html", key="download_report")

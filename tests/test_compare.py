@@ -380,6 +380,28 @@ def test_cli_compare_audit_dirs_matches_recomputation(two_versions: dict, tmp_pa
     assert overall["flips"]["right_to_wrong"] + overall["flips"]["wrong_to_right"] > 0
 
 
+def test_overview_reads_what_changed_from_the_stored_comparison(two_versions: dict,
+                                                               tmp_path: Path) -> None:
+    from auditkit.overview import survey
+
+    a, b = two_versions["audits"]["v1"], two_versions["audits"]["v2"]
+    audit_b = json.loads((b / "audit.json").read_text())
+    # before any comparison is stored: the line says so
+    assert survey(audit_b, audit_dir=b).answer("change").verdict == "not assessed"
+    out = a.parent / "compare__tiny_v1_v2"  # beside the audits, where the page writes too
+    assert main(["compare", str(a), str(b), "--out", str(out), "--n-boot", "200",
+                 "--min-group-size", "3", "--small-cell-k", "5"]) == 0
+    doc = json.loads((out / "comparison.json").read_text())
+    by_metric = doc["results"]["noninferiority"]["by_metric"]
+    change = survey(audit_b, audit_dir=b).answer("change")
+    assert [f.verdict for f in change.findings] == [e["verdict"] for e in by_metric.values()]
+    assert all("not worse than v1" in f.criterion for f in change.findings)
+    assert [f.evidence for f in change.findings] == [e["sentence"] for e in by_metric.values()]
+    # version A's own audit is not "changed since" anything: the comparison is not its
+    audit_a = json.loads((a / "audit.json").read_text())
+    assert survey(audit_a, audit_dir=a).answer("change").verdict == "not assessed"
+
+
 def test_library_compare_uses_patients_and_hides_small_groups(two_versions: dict) -> None:
     ds = auditkit.load_dataset(two_versions["data"])
     doc, paired = compare_audits(two_versions["audits"]["v1"], two_versions["audits"]["v2"],

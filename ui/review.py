@@ -70,3 +70,16 @@ def decision_record_html(url: str, audit_id: int, head: str,
     from ui.auth import review_store
 
     return render_decision_record_html(decision_record(review_store(url), audit_id))
+
+
+@st.cache_data(show_spinner="Writing the report…")
+def report_with_decision_html(url: str, audit_id: int, head: str,
+                              evidence_changes: tuple[str, ...]) -> str:
+    """The committee's report of the audit, its signature block filled from the store."""
+    from auditkit.report import build_report_html
+    from auditkit.store import signature_block
+    from ui.auth import review_store
+
+    store = review_store(url)
+    return build_report_html(store.audit(audit_id).folder,
+                             signature=signature_block(store, audit_id))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 from .. import wording as w
@@ -226,20 +228,68 @@ def _privacy(audit: dict[str, Any], crit: Criteria) -> Answer:
                    figures=figures)
 
 
+def find_comparison(audit: dict[str, Any], audit_dir: str | os.PathLike[str] | None
+                    ) -> dict[str, Any] | None:
+    """The newest stored ``comparison.json`` whose version B is this audit's model.
+
+    Looked for beside the audit (the audits folder holds ``compare__…`` folders written by
+    ``auditkit compare`` and the Compare versions page). It must compare an earlier version
+    of the same family (same name, other version) on the same dataset content (hash) with
+    B's weights equal to the audited ones (sha256); anything else is ignored.
+    """
+    if audit_dir is None:
+        return None
+    model, dataset = audit.get("model", {}), audit.get("dataset", {})
+    root = Path(audit_dir).resolve().parent
+    best: dict[str, Any] | None = None
+    for path in sorted(root.glob("*/comparison.json")):
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue  # an unreadable comparison is not evidence
+        if not isinstance(doc, dict):
+            continue
+        a, b = doc.get("a") or {}, doc.get("b") or {}
+        if (b.get("sha256") != model.get("sha256") or a.get("name") != model.get("name")
+                or a.get("version") == model.get("version")
+                or (doc.get("dataset") or {}).get("hash") != dataset.get("hash")):
+            continue
+        if best is None or str(doc.get("created_at", "")) > str(best.get("created_at", "")):
+            best = doc
+    return best
+
+
 def compare_with_earlier_version(audit: dict[str, Any],
                                  audit_dir: str | os.PathLike[str] | None = None
                                  ) -> list[Finding] | None:
     """The comparison with an earlier version of the model, or ``None`` when there is none.
 
-    The one hook for the version comparison: until a comparison module writes
-    ``results.compare`` (``verdict``, ``summary``) this returns ``None`` and the survey says
-    "no earlier version compared".
+    Reads the newest stored comparison (:func:`find_comparison`): per metric, the
+    non-inferiority verdict of version B against the earlier version A for every group
+    ("B is not worse than A by more than the margin for any group"), with the summary
+    sentence as evidence.
     """
-    comp = audit.get("results", {}).get("compare") or audit.get("comparison")
-    if not isinstance(comp, dict) or comp.get("verdict") not in w.VERDICTS:
+    comp = find_comparison(audit, audit_dir)
+    if comp is None:
         return None
-    return [Finding(str(comp.get("criterion", "no important change since the earlier version")),
-                    comp["verdict"], str(comp.get("summary", "")), source="evidence alone")]
+    results = comp.get("results") or {}
+    ni = results.get("noninferiority") or {}
+    previous = (comp.get("a") or {}).get("version", "the earlier version")
+    summary = [str(x) for x in results.get("summary") or []]
+    findings = []
+    for metric, entry in (ni.get("by_metric") or {}).items():
+        verdict = entry.get("verdict")
+        if verdict not in w.VERDICTS:
+            continue
+        findings.append(Finding(
+            w.overview_change_criterion(metric, previous, ni.get("margin")),
+            verdict, str(entry.get("sentence") or (summary[0] if summary else "")),
+            source="evidence alone"))
+    if not findings:
+        findings.append(Finding(
+            w.overview_check_criterion("change"), "not assessed",
+            summary[0] if summary else w.overview_no_comparison(), source="evidence alone"))
+    return findings
 
 
 def _change(audit: dict[str, Any], audit_dir: str | os.PathLike[str] | None) -> Answer:

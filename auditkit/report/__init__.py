@@ -107,10 +107,16 @@ def _env() -> jinja2.Environment:
 
 def build_report_html(audit_dir: str | os.PathLike[str], *, criteria: Criteria | None = None,
                       registry: str | os.PathLike[str] | None = None,
+                      signature: dict[str, Any] | None = None,
                       _ctx: dict[str, Any] | None = None) -> str:
-    """The report as one self-contained HTML document (no network needed to open it)."""
+    """The report as one self-contained HTML document (no network needed to open it).
+
+    ``signature`` is the review store's signature block
+    (:func:`auditkit.store.signature_block`): the reviewers, the chair's decision and the
+    trail's chain head at the decision. Without it the signature block is left empty.
+    """
     ctx = _ctx or _context(audit_dir, criteria, registry)
-    return _env().get_template("report.html.j2").render(**ctx)
+    return _env().get_template("report.html.j2").render(**ctx, signature=signature)
 
 
 def applied_model_card(audit_dir: str | os.PathLike[str], *, criteria: Criteria | None = None,
@@ -179,7 +185,8 @@ def applied_model_card(audit_dir: str | os.PathLike[str], *, criteria: Criteria 
 
 def write_report(audit_dir: str | os.PathLike[str], *, fmt: str = "html",
                  out: str | os.PathLike[str] | None = None, criteria: Criteria | None = None,
-                 registry: str | os.PathLike[str] | None = None) -> list[Path]:
+                 registry: str | os.PathLike[str] | None = None,
+                 signature: dict[str, Any] | None = None) -> list[Path]:
     """Write the report (``report.html`` / ``report.pdf``) and ``<stem>.card.json``.
 
     Returns the written paths (report first). Default ``out``: ``<audit_dir>/report.<fmt>``.
@@ -188,7 +195,7 @@ def write_report(audit_dir: str | os.PathLike[str], *, fmt: str = "html",
         raise ConfigError(f"Report format must be one of {list(FORMATS)}; got {fmt!r} instead.")
     target = Path(out) if out else Path(audit_dir) / f"report.{fmt}"
     ctx = _context(audit_dir, criteria, registry)
-    html = build_report_html(audit_dir, _ctx=ctx)
+    html = build_report_html(audit_dir, signature=signature, _ctx=ctx)
     target.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "html":
         target.write_text(html, encoding="utf-8")

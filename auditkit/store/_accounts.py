@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..exceptions import ConfigError
+from ..overview._types import QUESTIONS as _OVERVIEW
 
 __all__ = ["ANSWERS", "DECISIONS", "QUESTIONS", "QUESTION_IDS", "ROLES", "check_password",
            "hash_password", "needs_rehash", "parse_roles"]
@@ -10,19 +11,9 @@ __all__ = ["ANSWERS", "DECISIONS", "QUESTIONS", "QUESTION_IDS", "ROLES", "check_
 #: Roles a local or single-sign-on account can hold (one account may hold several).
 ROLES = ("engineer", "reviewer", "chair", "administrator")
 
-#: The Overview's questions (issue 10 defines the page in ``auditkit/overview.py``; the
-#: ids here are the stable keys a review is stored under, the text is the page's wording).
-QUESTIONS: tuple[tuple[str, str], ...] = (
-    ("accuracy", "Is it accurate enough for its intended use?"),
-    ("fairness", "Does it work equally well for every patient group (ethnicity, sex, age, "
-                 "skin tone, site)?"),
-    ("evidence", "Is the evidence itself adequate?"),
-    ("explanations", "Can we see why it decides what it decides, and can those explanations "
-                     "be trusted?"),
-    ("robustness", "Can it be fooled, by an attacker or by ordinary image variation?"),
-    ("privacy", "Does it leak who was in its training data? Do the inputs hold identifiers?"),
-    ("change", "What changed since the previous version?"),
-)
+#: The Overview's questions, (id, text): one list for the page, the report and the store
+#: (the ids are the stable keys a review is stored under).
+QUESTIONS: tuple[tuple[str, str], ...] = tuple((key, text) for key, text, *_ in _OVERVIEW)
 QUESTION_IDS = tuple(q for q, _ in QUESTIONS)
 
 #: A reviewer's answer to one question (about the audit's answer to it).

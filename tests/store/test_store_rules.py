@@ -249,3 +249,22 @@ def test_default_hasher_is_argon2id_with_the_librarys_recommended_cost(
     assert not needs_rehash(hash_password("twelve chars!"))
     assert hasher.type is argon2.Type.ID
     assert hasher.time_cost >= 3 and hasher.memory_cost >= 64 * 1024
+
+
+
+def test_report_signature_block_carries_the_recorded_decision(team: ReviewStore,
+                                                               audit_dir: Path) -> None:
+    from auditkit.report import build_report_html
+
+    audit = team.register_audit(audit_dir, actor="eve")
+    empty = build_report_html(audit_dir, signature=signature_block(team, audit.id))
+    assert "To be completed by the reviewing committee." in empty  # nobody has signed yet
+    answer_all(team, audit.id, "rita")
+    answer_all(team, audit.id, "rob", answer="disagree")
+    d = team.record_decision(audit.id, decision="reject", actor="carl",
+                             conditions="", reaudit_date=FUTURE)
+    html = build_report_html(audit_dir, signature=signature_block(team, audit.id))
+    assert "To be completed by the reviewing committee." not in html
+    for text in ("Rita Example (rita)", "Rob Example (rob)", "Carl Example (carl)",
+                 "<b>Decision:</b> reject", d.event_hash, d.decided_at[:10]):
+        assert text in html, text
