@@ -9,6 +9,8 @@ headless with the ``auditkit`` command or these functions::
     audit = auditkit.run_audit(model=model, dataset=data, out_dir="audits/derm-v1")
 """
 
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
@@ -89,6 +91,29 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_WHERE))
+
+
+class _Package(types.ModuleType):
+    """``auditkit.predict`` is the function, as it was before the imports became lazy.
+
+    Importing the submodule ``auditkit.predict`` makes Python set the package attribute
+    of the same name to the module, which would hide the function from
+    ``from auditkit import predict``; this property keeps the public name the function
+    (``from auditkit.predict import …`` still reads the module from ``sys.modules``).
+    """
+
+    @property
+    def predict(self) -> Any:
+        from .predict import predict
+
+        return predict
+
+    @predict.setter
+    def predict(self, value: Any) -> None:  # the import system's binding of the submodule
+        pass
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 __all__ = [

@@ -12,7 +12,6 @@ caller says the user trusts it (``trusted=True``).
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import shutil
@@ -212,10 +211,13 @@ def _weights_format(path: Path) -> str:
 
 
 def trust_kwargs(trusted: bool) -> dict[str, Any]:
-    """``trusted=`` for :func:`auditkit.load_model` when this version takes it."""
-    from .models import load_model
+    """Keyword arguments for :func:`auditkit.load_model` from the user's trust choice.
 
-    return {"trusted": trusted} if "trusted" in inspect.signature(load_model).parameters else {}
+    ``True`` opts in to a code-carrying format (TorchScript, torch.export); ``False``
+    leaves the safe default (``None``: the deployment's ``AUDITKIT_TRUST_MODEL_CODE``,
+    else no trust), never a weaker one.
+    """
+    return {"trust_model_code": True if trusted else None}
 
 
 def _dry_run(folder: Path, card: dict[str, Any], sample: Path | None, trusted: bool,

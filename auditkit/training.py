@@ -179,6 +179,10 @@ _DERM_COMMON = dict(
     family_note="derm-lesion v1 and v2 share task, classes and test set: compare them.",
 )
 
+#: How a card says that small groups are withheld (the rule of auditkit.suppression).
+SMALL_CELL_NOTE = ("Groups with fewer than 10 images or patients, and the group needed to keep "
+                   "such a group hidden, are withheld (small-cell protection).")
+
 RECIPES: dict[str, Recipe] = {
     r.ref: r
     for r in [
@@ -703,9 +707,8 @@ def _test_metrics(recipe: Recipe, dataset: Dataset, te: np.ndarray, y: np.ndarra
             for g in _ordered_groups(dataset, attr, rec[attr])
         }
     out["note"] = ("95% percentile-bootstrap intervals (1000 resamples, "
-                   f"{'patients' if clusters is not None else 'images'} resampled). Groups "
-                   "with fewer than 10 images or patients, and the group needed to keep "
-                   "such a group hidden, are withheld (small-cell protection).")
+                   f"{'patients' if clusters is not None else 'images'} resampled). "
+                   + SMALL_CELL_NOTE)
     from .suppression import protect_card_metrics
 
     return protect_card_metrics(out, k=10)
@@ -750,8 +753,15 @@ def refresh_model_card(folder: str | os.PathLike[str]) -> Path:
     folder = Path(folder)
     card = ModelCard.from_file(folder / "card.json")
     card.metrics = protect_card_metrics(card.metrics, k=10)
+    note = str(card.metrics.get("note") or "")
+    if note and SMALL_CELL_NOTE not in note:  # what a card trained today says
+        card.metrics["note"] = f"{note} {SMALL_CELL_NOTE}"
     card.save(folder)
-    (folder / "MODEL_CARD.md").write_text(render_model_card(card), encoding="utf-8")
+    recipe = RECIPES.get(f"{card.name}@{card.version}")
+    log_path = folder / "training_log.json"
+    log = json.loads(log_path.read_text(encoding="utf-8")) if log_path.is_file() else None
+    (folder / "MODEL_CARD.md").write_text(render_model_card(card, recipe=recipe, log=log),
+                                          encoding="utf-8")
     return folder
 
 

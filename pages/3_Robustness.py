@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
 import auditkit
+from auditkit import wording
 from auditkit.robustness import (
     ATTACKS,
     DEFAULT_ATTACKS,
@@ -79,6 +82,12 @@ st.caption(f"Sample: {md_text(result['sampling']['method'])}, stratified by "
            f"{md_text(result['sampling']['seed'])}). Intervals resample "
            f"{md_text(result['resampling_unit'])}s. Audit of {md_text(audit['created_at'])}.")
 
+def known(value: object) -> bool:
+    """A number to draw: withheld (small-cell protection) and undefined values are not."""
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+
 # --------------------------------------------------------------------------- ε curves
 table = attack_table(result)
 st.header("1. How much change does it take?")
@@ -94,7 +103,7 @@ if budgeted:
                  & table["attribute"].isin(["overall", attribute])].to_dict("records")
     fig = go.Figure()
     for group in dict.fromkeys(r["group"] for r in rows):
-        pts = [r for r in rows if r["group"] == group and r["robust_accuracy"] is not None]
+        pts = [r for r in rows if r["group"] == group and known(r["robust_accuracy"])]
         if not pts:
             continue
         too_few = pts[0]["too_few"]
@@ -117,6 +126,11 @@ if budgeted:
                       height=420, margin={"l": 10, "r": 10, "t": 30, "b": 40},
                       title="Accuracy under attack vs size of the change")
     st.plotly_chart(fig, key="robustness_eps_chart")
+    withheld = sorted({str(r["group"]) for r in rows if r["suppressed"]})
+    if withheld:
+        k = (audit.get("small_cell_protection") or {}).get("k") or 10
+        st.caption(f"Not drawn: {', '.join(md_text(g) for g in withheld)}. "
+                   + wording.withheld_note(int(k)))
     hidden = sorted({r["group"] for r in rows if r["suppressed"]})
     if hidden:
         st.caption("Hidden to protect small groups: " + ", ".join(map(md_text, hidden)) + ".")
@@ -151,7 +165,7 @@ else:
                   & ctable["attribute"].isin(["overall", cattribute])].to_dict("records")
     cfig = make_subplots(rows=1, cols=2, subplot_titles=("answers changed", "accuracy"))
     for group in dict.fromkeys(r["group"] for r in crow):
-        pts = [r for r in crow if r["group"] == group and r["flip_rate"] is not None]
+        pts = [r for r in crow if r["group"] == group and known(r["flip_rate"])]
         if not pts:
             continue
         name = f"{chart_text(group)} (n={pts[0]['n']})" + (" — too few" if pts[0]["too_few"]
