@@ -5,15 +5,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-import pytest
-import torch
-from PIL import Image
+# Idle OpenMP threads sleep instead of spinning: beside another CPU-heavy process, a
+# 2-thread training step otherwise waits on a descheduled spinning peer (tens of times
+# slower). The numbers do not change: only how idle threads wait (set before torch loads).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from auditkit.architectures import SmallResNet
-from auditkit.data import dataset_search_paths
-from auditkit.models import ModelCard, sha256_file
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from auditkit.architectures import SmallResNet  # noqa: E402
+from auditkit.data import dataset_search_paths  # noqa: E402
+from auditkit.models import ModelCard, sha256_file  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
