@@ -73,11 +73,11 @@ def _sample_dataset(folder: Path, data_root: Path, name: str, *, n: int, seed: i
             sample[column] = [str(source / p) for p in sample[column]]
     folder.mkdir(parents=True, exist_ok=True)
     sample.to_csv(folder / "table.csv", index=False)
-    text = spec_file.read_text(encoding="utf-8")
-    lines = [ln for ln in text.splitlines() if not ln.startswith(("table =", "name ="))]
-    head = (f'name = "{name}_sample"\ntable = "table.csv"\n'
-            f'image_roots = [{json.dumps(str(source))}]\n')
-    (folder / "auditkit.toml").write_text(head + "\n".join(lines) + "\n", encoding="utf-8")
+    text = spec_file.read_text(encoding="utf-8")  # the top-level keys come first
+    text = text.replace(f'name = "{name}"', f'name = "{name}_sample"\n'
+                        f'image_roots = [{json.dumps(str(source))}]', 1)
+    text = text.replace('table = "metadata.csv"', 'table = "table.csv"', 1)
+    (folder / "auditkit.toml").write_text(text, encoding="utf-8")
     return folder / "auditkit.toml"
 
 
@@ -150,6 +150,7 @@ def test_settings_are_checked() -> None:
 # ---------------------------------------------------------------------- on the shared cluster
 
 
+@pytest.mark.slow
 def test_identical_to_local_on_ragged_batches(ray_cluster: str, tiny_dataset_dir: Path,
                                               brightness_model_dir: Path) -> None:
     from auditkit.executors import RayExecutor
@@ -175,6 +176,7 @@ def test_identical_to_local_on_ragged_batches(ray_cluster: str, tiny_dataset_dir
     assert ray.is_initialized()
 
 
+@pytest.mark.slow
 def test_unreadable_image_is_a_data_error(ray_cluster: str, tiny_dataset_dir: Path,
                                           brightness_model_dir: Path) -> None:
     from auditkit.executors import RayExecutor
@@ -186,6 +188,7 @@ def test_unreadable_image_is_a_data_error(ray_cluster: str, tiny_dataset_dir: Pa
         RayExecutor(batch_size=5, device="cpu").outputs(model, ds)
 
 
+@pytest.mark.slow
 def test_changed_weights_are_refused_in_the_actor(ray_cluster: str, tiny_dataset_dir: Path,
                                                   brightness_model_dir: Path) -> None:
     from auditkit.exceptions import IntegrityError
@@ -304,3 +307,13 @@ def test_gpu_actors_match_the_local_gpu(ray_cluster: str, tiny_dataset_dir: Path
     assert remote.settings["actor_device"] == "cuda"
     assert remote.settings["precision"] == local.settings["precision"]
     np.testing.assert_array_equal(remote.outputs, local.outputs)
+
+
+def test_ci_runs_the_readme_test_command_with_the_ray_extra() -> None:
+    """CI installs Ray, so the tests above run there; .ci/run and the README agree."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    command = next(ln for ln in readme.splitlines() if ln.startswith("pip install")
+                   and "pytest" in ln)
+    assert '".[test,ray]"' in command
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert ci[-1] == command.replace("pip install ", "pip install -q ", 1)
