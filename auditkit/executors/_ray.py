@@ -420,8 +420,9 @@ class RayExecutor:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # ours is the progress line
         logging.getLogger("ray.data").setLevel(logging.ERROR)  # "progress bars disabled" etc.
-        # blocks of a few batches: enough of them to keep every worker busy and stream
-        blocks = min(len(items), max(4 * n_actors, math.ceil(len(items) / 8)))
+        # blocks of one to four batches: enough to keep every worker busy and to stream
+        # results (and progress) back as they come, few enough for little scheduling
+        blocks = min(len(items), max(16 * n_actors, math.ceil(len(items) / 4)))
         with warnings.catch_warnings():
             # Ray 2.60 has no named parameter for max_restarts and flags every other
             # remote argument as deprecated (removal announced for 2.64; ray is pinned)
