@@ -6,6 +6,7 @@
     auditkit datasets                    list the built-in and registered datasets
     auditkit audit --model NAME[@VER] --dataset NAME_OR_PATH --out DIR [--checks ...]
                    [--config audit.toml] [--small-cell-k K] [--n-boot N] ...
+                   [--executor local|ray [--ray-address ADDRESS]]
     auditkit train NAME@VERSION          re-train a demo model from its recipe
     auditkit compare AUDIT_DIR_A AUDIT_DIR_B | --models NAME@A,NAME@B --dataset D
                                          compare two versions on the same images
@@ -189,6 +190,21 @@ def audit_config_from_args(args: argparse.Namespace) -> Any:
         raise ConfigError(f"Audit settings are not valid: {exc}.") from exc
 
 
+def _executor_from_args(args: argparse.Namespace, config: Any) -> Any:
+    """``--executor local`` (default) or ``ray`` (``--ray-address``; docs/performance.md)."""
+    if args.executor == "ray":
+        from .executors import RayExecutor
+
+        device = "auto" if config.device == "auto" else (
+            "cuda" if str(config.device).startswith("cuda") else "cpu")
+        return RayExecutor(address=args.ray_address, batch_size=config.batch_size,
+                           precision=config.precision, device=device)
+    if args.ray_address:
+        raise ConfigError(f"--ray-address {args.ray_address} needs --executor ray; got "
+                          "--executor local.")
+    return None  # run_audit's LocalExecutor with the config's batch size and precision
+
+
 def _cmd_audit(args: argparse.Namespace) -> int:
     from .audit import run_audit
     from .data import load_dataset
@@ -201,6 +217,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
         criteria = load_criteria(args.criteria)  # refused before anything runs
     progress = _ProgressLine()
+    executor = _executor_from_args(args, config)  # a bad --ray-address is refused first
     model = load_model(args.model, registry=args.registry, device=config.device,
                        trust_model_code=True if args.trust_model_code else None)
     from ._local import installation_secret
@@ -214,9 +231,15 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     out = Path(args.out) if args.out else (
         default_audits_dir() / f"{model.card.name}@{model.card.version}__{dataset.name}__{stamp}")
-    audit = run_audit(model=model, dataset=dataset, config=config, out_dir=out,
-                      cache_dir=args.cache_dir, progress=progress, overwrite=args.overwrite,
-                      criteria=criteria.to_record() if criteria else None)
+    try:
+        audit = run_audit(model=model, dataset=dataset, config=config, out_dir=out,
+                          executor=executor, cache_dir=args.cache_dir, progress=progress,
+                          overwrite=args.overwrite,
+                          criteria=criteria.to_record() if criteria else None)
+    finally:
+        close = getattr(executor, "close", None)
+        if close is not None:  # a local Ray cluster started for this audit is shut down
+            close()
     perf = audit["results"].get("performance", {})
     if (perf.get("metrics") or {}).get("accuracy", {}).get("value") is not None:
         lines = list(perf.get("summary", []))
@@ -377,6 +400,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "all = every image, saying training images may be included")
     p.add_argument("--options", help='per-check settings as JSON, e.g. '
                                      '\'{"robustness": {"n_images": 200}}\'')
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="where the model runs: local (default, this process) or ray (a Ray "
+                        "cluster; needs pip install -e '.[ray]'; same numbers)")
+    p.add_argument("--ray-address", metavar="ADDRESS",
+                   help="with --executor ray: HOST:PORT of a running cluster (`ray start "
+                        "--head` prints it) or auto; default $RAY_ADDRESS, else a local "
+                        "cluster is started for the run and shut down after it")
     p.add_argument("--registry", help=_REGISTRY_HELP)
     _add_trust_argument(p)
     p.add_argument("--data-root", help="folder holding the built-in dataset folders")

@@ -3,8 +3,9 @@
 Every check that needs the model's answers on a whole dataset gets them from
 :func:`predict`, which asks an :class:`Executor` for raw outputs. The default
 :class:`LocalExecutor` runs batches through a DataLoader in this process (CPU, or
-one GPU with pinned memory and mixed precision); a distributed executor (a Ray
-cluster, say) only has to implement :meth:`Executor.outputs` the same way.
+one GPU with pinned memory and mixed precision); :class:`auditkit.executors.RayExecutor`
+runs the same batches on a Ray cluster. Both call :func:`forward_batch`, so the same
+batch at the same precision gives the same numbers wherever it runs.
 
 Results are cached on disk by (model sha256, dataset content hash, preprocessing,
 precision), so the same audit never runs the model twice. The cache holds plain
@@ -49,9 +50,11 @@ __all__ = [
     "Predictions",
     "check_outputs",
     "default_cache_dir",
+    "forward_batch",
     "load_image_tensor",
     "load_model_input",
     "predict",
+    "resolve_precision",
 ]
 
 CACHE_SCHEMA = 1
@@ -194,15 +197,7 @@ class LocalExecutor:
         self.precision = precision
 
     def resolved_precision(self, device: torch.device) -> str:
-        if self.precision != "auto":
-            if device.type == "cpu" and self.precision != "float32":
-                raise ConfigError(
-                    f"precision {self.precision!r} needs a GPU; on the CPU use float32 or auto."
-                )
-            return self.precision
-        if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "float32"
+        return resolve_precision(self.precision, device)
 
     def describe(self, device: torch.device | None = None) -> dict[str, Any]:
         info: dict[str, Any] = {"executor": "local", "batch_size": self.batch_size,
@@ -233,32 +228,64 @@ class LocalExecutor:
         n = len(dataset)
         chunks: list[np.ndarray] = []
         done = 0
-        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-        expected = 1 if card.output == "binary_logit" else len(card.class_names)
-        with torch.inference_mode():
-            for batch, _idx in loader:
-                x = batch.to(device, non_blocking=on_gpu)  # float32 in [0, 1]
-                x = model.normalize(x)
-                try:
-                    if amp_dtype is not None:
-                        with torch.autocast(device_type="cuda", dtype=amp_dtype):
-                            out = model.module(x)
-                    else:
-                        out = model.module(x)
-                except Exception as exc:  # the model's own code failed: say so, no traceback
-                    raise ModelError(
-                        f"{card.ref} failed on images {done + 1}-{done + x.shape[0]} of "
-                        f"{dataset.name!r}: {_short_reason(exc)}"
-                    ) from exc
-                chunks.append(check_outputs(out, n_images=x.shape[0], expected=expected,
-                                            ref=card.ref, first=done))
-                done += x.shape[0]
-                if progress:
-                    progress(done, n, f"running {card.ref}")
+        for batch, _idx in loader:
+            chunks.append(forward_batch(model, batch, precision=precision, first=done,
+                                        dataset_name=dataset.name))
+            done += batch.shape[0]
+            if progress:
+                progress(done, n, f"running {card.ref}")
         if not chunks:
             raise ModelError(f"{card.ref} produced no outputs for dataset {dataset.name!r}.")
         outputs = np.concatenate(chunks).astype(np.float32)
         return outputs
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """The precision ``precision`` (``auto``, ``float32``, ``bf16``, ``fp16``) means on ``device``.
+
+    ``auto`` is float32 on the CPU and mixed precision on a GPU (bf16 where the GPU
+    supports it, else fp16); bf16 and fp16 on the CPU are a ConfigError.
+    """
+    if precision != "auto":
+        if device.type == "cpu" and precision != "float32":
+            raise ConfigError(
+                f"precision {precision!r} needs a GPU; on the CPU use float32 or auto."
+            )
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "float32"
+
+
+def forward_batch(model: LoadedModel, images01: torch.Tensor, *, precision: str,
+                  first: int = 0, dataset_name: str = "") -> np.ndarray:
+    """Run one batch through the model: ``(B, C, H, W)`` in [0, 1] to outputs ``(B, K)`` float32.
+
+    The one forward pass of every executor (local, Ray), so that the same batch at the
+    same ``precision`` (already resolved: ``float32``, ``bf16`` or ``fp16``) gives the
+    same numbers wherever it runs. ``first`` is the batch's offset in the dataset, for
+    naming the images in a :class:`ModelError`.
+    """
+    card = model.card
+    device = model.device
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    expected = 1 if card.output == "binary_logit" else len(card.class_names)
+    with torch.inference_mode():
+        x = images01.to(device, non_blocking=device.type == "cuda")  # float32 in [0, 1]
+        x = model.normalize(x)
+        try:
+            if amp_dtype is not None:
+                with torch.autocast(device_type="cuda", dtype=amp_dtype):
+                    out = model.module(x)
+            else:
+                out = model.module(x)
+        except Exception as exc:  # the model's own code failed: say so, no traceback
+            raise ModelError(
+                f"{card.ref} failed on images {first + 1}-{first + x.shape[0]} of "
+                f"{dataset_name!r}: {_short_reason(exc)}"
+            ) from exc
+        return check_outputs(out, n_images=x.shape[0], expected=expected, ref=card.ref,
+                             first=first)
 
 
 def _short_reason(exc: BaseException) -> str:

@@ -1,6 +1,7 @@
 """Where inference time goes: loader alone vs loader+model, and cached vs uncached.
 
     python benchmarks/bench_predict.py [--model derm-lesion@v1] [--dataset fitzpatrick17k]
+                                       [--device auto|cpu|cuda]
 
 Prints images/s for: the DataLoader alone (decode + resize), loader + model (uncached
 predict), and predict served from the cache; then the ratios.
@@ -27,6 +28,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=None)
     args = parser.parse_args()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print(f"skipped: --device {args.device} needs a CUDA GPU, and torch sees none "
+              "(docs/performance.md lists the GPU runs)")
+        return
     model = auditkit.load_model(args.model, device=args.device)
     ds = auditkit.load_dataset(args.dataset)
     n = len(ds)
