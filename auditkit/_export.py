@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .exceptions import ConfigError, DataError
+
 __all__ = ["AUDIENCE_COLUMN", "FORMULA_PREFIXES", "csv_safe", "csv_safe_frame", "file_audience",
            "save_npz", "write_csv_rows", "write_frame_csv"]
 
@@ -79,9 +81,9 @@ def write_frame_csv(frame: pd.DataFrame, path: str | os.PathLike[str], *,
     if audience is not None:
         if AUDIENCE_COLUMN in out.columns and not set(out[AUDIENCE_COLUMN].astype(str)) <= {
                 "in-house", "release"}:
-            raise ValueError(f"the column {AUDIENCE_COLUMN!r} is reserved for the file's "
-                             "audience; found a data column of that name (rename it, e.g. "
-                             "in the dataset's auditkit.toml).")
+            raise ConfigError(f"the column {AUDIENCE_COLUMN!r} is reserved for the file's "
+                              "audience; found a data column of that name (rename it, e.g. "
+                              "in the dataset's auditkit.toml).")
         out = out.drop(columns=[AUDIENCE_COLUMN], errors="ignore")
         out[AUDIENCE_COLUMN] = _checked_audience(audience)
     tmp = _atomic(path)
@@ -129,7 +131,8 @@ def file_audience(path: str | os.PathLike[str]) -> str | None:
     """The audience ``path`` states itself, or None when it states none.
 
     JSON: the top-level ``audience`` key; CSV: the ``audience`` column (every row must
-    agree, else :class:`ValueError`); NPZ: the ``audience`` entry. Other kinds of file: None.
+    agree, else :class:`~auditkit.exceptions.DataError`); NPZ: the ``audience`` entry.
+    Other kinds of file: None.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -143,8 +146,8 @@ def file_audience(path: str | os.PathLike[str]) -> str | None:
             return None
         stated = set(frame[AUDIENCE_COLUMN])
         if len(stated) > 1:
-            raise ValueError(f"{path} states more than one audience: {sorted(stated)}; "
-                             "expected one for the whole file.")
+            raise DataError(f"{path} states more than one audience: {sorted(stated)}; "
+                            "expected one for the whole file.")
         return stated.pop() if stated else None
     if suffix == ".npz":
         with np.load(path, allow_pickle=False) as npz:

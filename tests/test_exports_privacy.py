@@ -436,21 +436,20 @@ def test_every_file_written_states_its_audience(planted: dict, tmp_path: Path) -
 
 def test_a_file_states_one_audience(tmp_path: Path) -> None:
     from auditkit._export import save_npz, write_frame_csv
+    from auditkit.exceptions import ConfigError, DataError
 
     frame = pd.DataFrame({"image": ["a", "b"], "audience": ["release", "in-house"]})
     frame.to_csv(tmp_path / "mixed.csv", index=False)
-    with pytest.raises(ValueError, match="states more than one audience: .'in-house', "
-                                         "'release'.; expected one for the whole file"):
+    with pytest.raises(DataError, match="states more than one audience: .'in-house', "
+                                        "'release'.; expected one for the whole file"):
         file_audience(tmp_path / "mixed.csv")
-    with pytest.raises(ValueError, match="the column 'audience' is reserved for the file's "
-                                         "audience; found a data column of that name"):
+    with pytest.raises(ConfigError, match="the column 'audience' is reserved for the file's "
+                                          "audience; found a data column of that name"):
         write_frame_csv(pd.DataFrame({"audience": ["students"]}), tmp_path / "x.csv",
                         audience="release")
     with pytest.raises(ValueError, match="'audience' is reserved for the file's audience; "
                                          "got an array named 'audience' instead"):
         save_npz(tmp_path / "x.npz", {"audience": np.zeros(1)}, audience="in-house")
-    from auditkit.exceptions import ConfigError
-
     with pytest.raises(ConfigError, match="audience must be one of .'in-house', 'release'.; "
                                           "got 'public' instead"):
         write_frame_csv(frame.drop(columns=["audience"]), tmp_path / "y.csv", audience="public")
