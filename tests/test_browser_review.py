@@ -2,11 +2,13 @@
 
 An engineer signs in, runs and registers an audit; two reviewers sign in in turn and
 answer every question; the chair records the decision and downloads the decision
-record, whose text must hold the decision, the names, the date and the chain head.
+record and the committee's report, whose texts must each hold the decision, the names, the
+date and the chain head.
 """
 
 from __future__ import annotations
 
+import html
 import os
 import socket
 import subprocess
@@ -34,24 +36,16 @@ PEOPLE = [("eve", "Eve Engineer", "engineer"), ("rita", "Rita Reviewer", "review
           ("rob", "Rob Reviewer", "reviewer"), ("carl", "Carl Chair", "chair")]
 
 
-@pytest.fixture(scope="module")
-def review_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    root = tmp_path_factory.mktemp("review-browser")
-    url = f"sqlite:///{root / 'review.db'}"
-    store = ReviewStore(url)
-    for name, full, role in PEOPLE:
-        store.add_user(name, full_name=full, roles=[role], password=PASSWORD,
-                       actor="system:test")
-    store.close()
-    port = _free_port()
-    env = {**os.environ, "AUDITKIT_AUDITS": str(root / "audits"), "AUDITKIT_DB_URL": url,
-           "AUDITKIT_CACHE": str(root / "cache")}
+def _streamlit(root: Path, env: dict[str, str], *extra: str, port: int | None = None
+               ) -> Iterator[str]:
+    """``streamlit run app.py`` on ``port`` (default a free one); yields its address."""
+    port = port or _free_port()
     log = open(root / "streamlit.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless",
          "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+         "--browser.gatherUsageStats", "false", *extra],
+        cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
@@ -62,10 +56,25 @@ def review_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
     else:
         proc.kill()
         pytest.fail("streamlit did not start within 60 s")
-    yield f"http://127.0.0.1:{port}", url
+    yield f"http://127.0.0.1:{port}"
     proc.terminate()
     proc.wait(timeout=20)
     log.close()
+
+
+@pytest.fixture(scope="module")
+def review_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    root = tmp_path_factory.mktemp("review-browser")
+    url = f"sqlite:///{root / 'review.db'}"
+    store = ReviewStore(url)
+    for name, full, role in PEOPLE:
+        store.add_user(name, full_name=full, roles=[role], password=PASSWORD,
+                       actor="system:test")
+    store.close()
+    env = {"AUDITKIT_AUDITS": str(root / "audits"), "AUDITKIT_DB_URL": url,
+           "AUDITKIT_CACHE": str(root / "cache")}
+    for server in _streamlit(root, env):
+        yield server, url
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +171,7 @@ def _sign_out(driver) -> None:
     _idle(driver, "Account name")
 
 
-def test_three_roles_review_and_decide_then_download_the_record(review_server, chrome) -> None:
+def test_three_roles_review_and_decide_then_download_the_record_and_report(review_server, chrome) -> None:
     server, url = review_server
     driver, downloads = chrome
     ARTIFACTS.mkdir(exist_ok=True)
@@ -196,19 +205,112 @@ def test_three_roles_review_and_decide_then_download_the_record(review_server, c
     body = _idle(driver, "by carl on")
     assert "approve with conditions" in body
     driver.save_screenshot(str(ARTIFACTS / "review_chair.png"))
-    _click(driver, "download_record")
-    record = downloads / "decision-record-audit-1.html"
-    deadline = time.time() + 30
-    while not record.exists() and time.time() < deadline:
-        time.sleep(0.5)
-    text = record.read_text(encoding="utf-8")
     seq, head = store.head()
     decision = store.decisions(1)[-1]
     assert decision.event_hash == head
     today = datetime.now(UTC).date().isoformat()
-    for needle in ("approve with conditions", "Adults only; re-check women&#x27;s sensitivity",
-                   "Carl Chair", "Rita Reviewer", "Rob Reviewer", today, head, f"event #{seq}"):
-        assert needle in text, needle
+    needles = ["approve with conditions", "Adults only; re-check women's sensitivity",
+               "Carl Chair", "Rita Reviewer", "Rob Reviewer", today,
+               head]
+    # the decision record, then the committee's report with its signature block filled in
+    for key, name, extra in [
+            ("download_record", "decision-record-audit-1.html",
+             [f"event #{seq}"]),
+            ("download_report", "report-audit-1.html",
+             [f"event {seq}, hash", "Chain head at the decision"])]:
+        _click(driver, key)
+        path = downloads / name
+        deadline = time.time() + 90  # the report is written on demand
+        while not path.exists() and time.time() < deadline:
+            time.sleep(0.5)
+        assert path.exists(), f"{name} was not downloaded"
+        text = html.unescape(path.read_text(encoding="utf-8"))
+        for needle in needles + extra:
+            assert needle in text, (name, needle)
     assert store.verify_trail().ok
     assert not driver.find_elements("css selector", '[data-testid="stException"]')
     store.close()
+
+
+@pytest.fixture(scope="module")
+def sso_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, str]]:
+    """auditkit with Streamlit's OIDC settings, against a real OIDC provider on this machine.
+
+    The provider is ``oidc-provider-mock`` (a test OpenID Connect provider built on authlib):
+    discovery document, authorization-code flow, signed ID tokens, userinfo, over HTTP on
+    127.0.0.1 (hence ``AUTHLIB_INSECURE_TRANSPORT``). Its sign-in form takes a subject; an
+    unknown subject gets the claim ``email = subject``.
+    """
+    from oidc_provider_mock import User, run_server_in_thread
+
+    root = tmp_path_factory.mktemp("sso-browser")
+    url = f"sqlite:///{root / 'review.db'}"
+    store = ReviewStore(url)
+    store.add_user("carl", full_name="Carl Chair", roles=["chair"], email="carl@hospital.example",
+                   actor="system:test")  # no password: a single-sign-on-only account
+    store.close()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AUTHLIB_INSECURE_TRANSPORT", "1")
+        with run_server_in_thread(user_claims=[User(sub="carl.c", claims={
+                "email": "carl@hospital.example", "name": "Dr Carl Chair"})]) as provider:
+            issuer = f"http://127.0.0.1:{provider.server_port}"
+            port = _free_port()
+            secrets = root / "secrets.toml"
+            secrets.write_text(
+                "[auth]\n"
+                f'redirect_uri = "http://127.0.0.1:{port}/oauth2callback"\n'
+                f'cookie_secret = "{"s3cr3t" * 6}"\n'
+                'client_id = "auditkit"\nclient_secret = "auditkit-secret"\n'
+                f'server_metadata_url = "{issuer}/.well-known/openid-configuration"\n',
+                encoding="utf-8")
+            env = {"AUDITKIT_AUDITS": str(root / "audits"), "AUDITKIT_DB_URL": url,
+                   "AUDITKIT_CACHE": str(root / "cache"), "AUTHLIB_INSECURE_TRANSPORT": "1"}
+            for server in _streamlit(root, env, "--secrets.files", str(secrets), port=port):
+                yield server, url, issuer
+
+
+def _sso_sign_in(driver, server: str, issuer: str, subject: str) -> str:
+    driver.get(f"{server}/Review")
+    _idle(driver, "Sign in with single sign-on")
+    _click(driver, "signin_sso")
+    deadline = time.time() + 60  # Streamlit sends the browser to the provider
+    while not driver.current_url.startswith(issuer) and time.time() < deadline:
+        time.sleep(0.3)
+    assert driver.current_url.startswith(f"{issuer}/oauth2/authorize"), driver.current_url
+    box = driver.find_element("css selector", 'input[name="sub"]')
+    box.send_keys(subject)
+    box.submit()  # the provider redirects back to Streamlit's /oauth2callback
+    deadline = time.time() + 60
+    while not driver.current_url.startswith(server) and time.time() < deadline:
+        time.sleep(0.3)
+    driver.get(f"{server}/Review")
+    return _idle(driver, "Sign in" if subject.startswith("nobody") else "Signed in as",
+                 timeout=60)
+
+
+def test_single_sign_on_round_trip_picks_the_account_by_email(sso_server, chrome) -> None:
+    server, url, issuer = sso_server
+    driver, _ = chrome
+    driver.delete_all_cookies()
+    # a real authorization-code round trip: provider form, ID token, Streamlit's st.user
+    body = _sso_sign_in(driver, server, issuer, "carl.c")
+    assert "Signed in as Carl Chair (carl): chair" in body  # the auditkit account's name
+    assert "Account name" not in body
+    driver.save_screenshot(str(ARTIFACTS / "review_sso.png"))
+    _click(driver, "signout")  # st.logout(): the provider's end-session page, then back
+    deadline = time.time() + 60
+    while not driver.current_url.startswith(f"{issuer}/oauth2/end_session") \
+            and time.time() < deadline:
+        time.sleep(0.3)
+    driver.find_element("css selector", 'form button[type="submit"]').click()
+    deadline = time.time() + 60
+    while not driver.current_url.startswith(server) and time.time() < deadline:
+        time.sleep(0.3)
+    driver.get(f"{server}/Review")
+    _idle(driver, "Sign in with single sign-on", absent="Signed in as")
+    # someone the provider knows but auditkit does not: told so, not signed in
+    body = _sso_sign_in(driver, server, issuer, "nobody@hospital.example")
+    assert ("nobody@hospital.example signed in through single sign-on but has no active "
+            "auditkit account") in body
+    assert "Signed in as" not in body
+    assert not driver.find_elements("css selector", '[data-testid="stException"]')

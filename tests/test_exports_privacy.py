@@ -20,6 +20,7 @@ from streamlit.testing.v1 import AppTest
 import auditkit
 from auditkit._export import csv_safe
 from auditkit.cli import main
+from auditkit.export import file_audience
 from auditkit.suppression import apply_small_cell_policy
 from tests.conftest import BrightnessNet, write_model
 from tests.test_data_security import write_dicom
@@ -369,7 +370,8 @@ def test_one_pseudonymous_key_joins_every_export(planted: dict) -> None:
     assert set(pd.read_csv(out / "membership_scores.csv")["image"]) <= keys
     assert set(pd.read_csv(out / "robustness.csv")["image"]) <= keys
     with np.load(out / "attributions.npz", allow_pickle=False) as npz:
-        assert set(npz.files) <= keys and npz.files
+        maps = set(npz.files) - {"audience"}  # the file's own audience entry
+        assert maps <= keys and maps and str(npz["audience"]) == "in-house"
     audit = json.loads((out / "audit.json").read_text())
     assert {i["image"] for i in audit["results"]["explain"]["images"]} <= keys
     # the way back to the files stays in the local cache, readable by its owner only
@@ -380,6 +382,77 @@ def test_one_pseudonymous_key_joins_every_export(planted: dict) -> None:
     for private in (key_map, planted["cache"] / "installation.key"):
         assert stat.S_IMODE(private.stat().st_mode) == 0o600
     assert len((planted["cache"] / "installation.key").read_bytes()) == 32
+
+
+def test_every_file_written_states_its_audience(planted: dict, tmp_path: Path) -> None:
+    """The audit folder and both its bundles: every file says whom it was written for."""
+    out = planted["out"]
+    stated = {p.name: file_audience(p) for p in out.iterdir() if p.is_file()}
+    assert stated == {"audit.json": "release", "audit.in-house.json": "in-house",
+                      "predictions.csv": "release", "membership_scores.csv": "in-house",
+                      "robustness.csv": "in-house", "attributions.npz": "in-house"}
+    # in the data itself: a column in every CSV row, an entry in the NPZ
+    preds = pd.read_csv(out / "predictions.csv", dtype=str, keep_default_na=False)
+    assert list(preds.columns)[-1] == "audience" and set(preds["audience"]) == {"release"}
+    with open(out / "robustness.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows and {r["audience"] for r in rows} == {"in-house"}
+    with np.load(out / "attributions.npz", allow_pickle=False) as npz:
+        assert str(npz["audience"]) == "in-house"
+    # every reader still reads them: the maps load without the entry
+    from auditkit.explain import load_attributions
+
+    maps = load_attributions(out / "attributions.npz")
+    assert maps and "audience" not in maps and all(m.ndim == 4 for m in maps.values())
+    bundles = {}
+    for audience in ("release", "in-house"):
+        dest = tmp_path / audience
+        assert main(["export", str(out), f"--{audience}", "--out", str(dest)]) == 0
+        manifest = json.loads((dest / "MANIFEST.json").read_text())
+        files = {p.name: file_audience(p) for p in dest.iterdir() if p.is_file()}
+        assert None not in files.values(), files
+        assert files["MANIFEST.json"] == files["audit.json"] == audience
+        assert {n: m["audience"] for n, m in manifest["files"].items()} == {
+            n: a for n, a in files.items() if n != "MANIFEST.json"}
+        bundles[audience] = files
+    assert bundles["release"] == {"MANIFEST.json": "release", "audit.json": "release",
+                                  "predictions.csv": "release"}
+    # in-house: every evidence file; predictions.csv keeps the (stricter) release rule
+    assert bundles["in-house"] == {"MANIFEST.json": "in-house", "audit.json": "in-house",
+                                   "predictions.csv": "release",
+                                   "membership_scores.csv": "in-house",
+                                   "robustness.csv": "in-house",
+                                   "attributions.npz": "in-house"}
+    # a file from before audiences were stated is written stating in-house
+    old = tmp_path / "old"
+    old.mkdir()
+    for name in ("audit.json", "audit.in-house.json"):
+        (old / name).write_bytes((out / name).read_bytes())
+    preds.drop(columns=["audience"]).to_csv(old / "predictions.csv", index=False)
+    assert file_audience(old / "predictions.csv") is None
+    assert main(["export", str(old), "--in-house", "--out", str(tmp_path / "old-in")]) == 0
+    assert file_audience(tmp_path / "old-in" / "predictions.csv") == "in-house"
+
+
+def test_a_file_states_one_audience(tmp_path: Path) -> None:
+    from auditkit._export import save_npz, write_frame_csv
+    from auditkit.exceptions import ConfigError, DataError
+
+    frame = pd.DataFrame({"image": ["a", "b"], "audience": ["release", "in-house"]})
+    frame.to_csv(tmp_path / "mixed.csv", index=False)
+    with pytest.raises(DataError, match="states more than one audience: .'in-house', "
+                                        "'release'.; expected one for the whole file"):
+        file_audience(tmp_path / "mixed.csv")
+    with pytest.raises(ConfigError, match="the column 'audience' is reserved for the file's "
+                                          "audience; found a data column of that name"):
+        write_frame_csv(pd.DataFrame({"audience": ["students"]}), tmp_path / "x.csv",
+                        audience="release")
+    with pytest.raises(ValueError, match="'audience' is reserved for the file's audience; "
+                                         "got an array named 'audience' instead"):
+        save_npz(tmp_path / "x.npz", {"audience": np.zeros(1)}, audience="in-house")
+    with pytest.raises(ConfigError, match="audience must be one of .'in-house', 'release'.; "
+                                          "got 'public' instead"):
+        write_frame_csv(frame.drop(columns=["audience"]), tmp_path / "y.csv", audience="public")
 
 
 def test_keys_need_the_installation_secret(planted: dict, tmp_path: Path) -> None:

@@ -200,7 +200,8 @@ def test_attack_finds_a_deliberately_overfitted_model(random_label_data: dict, t
     assert female["n_members"] > 0 and female["n_nonmembers"] > 0
     assert female["attacks"]["loss"]["auc"]["value"] > 0.8
     scores = pd.read_csv(tmp_path / "out" / "membership_scores.csv")
-    assert list(scores.columns) == ["image", "member", "loss", "confidence", "entropy"]
+    assert list(scores.columns) == ["image", "member", "loss", "confidence", "entropy",
+                                    "audience"]  # the file states its audience
     assert len(scores) == mia["n"] and scores["member"].sum() == mia["n_members"]
     assert mia["roc"]["loss"]["tpr"][-1] == 1.0
 

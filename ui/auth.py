@@ -15,7 +15,7 @@ from typing import Any
 
 import streamlit as st
 
-from auditkit.exceptions import AuthenticationError
+from auditkit.exceptions import AuditKitError, AuthenticationError
 from auditkit.store import ReviewStore, UserInfo, default_db_url
 
 _SESSION_KEY = "auditkit_user"
@@ -69,6 +69,20 @@ def signed_in_user(store: ReviewStore) -> UserInfo | None:
     if sso_configured():
         return _sso_user(store)
     return None
+
+
+def session_user() -> UserInfo | None:
+    """The signed-in account of this browser session, or None.
+
+    Opens the review store only when someone signed in (locally or by single sign-on), so
+    an anonymous viewer's page never creates a database.
+    """
+    if not st.session_state.get(_SESSION_KEY) and not sso_configured():
+        return None
+    try:
+        return signed_in_user(current_store())
+    except AuditKitError:  # the store cannot be opened: nobody is signed in
+        return None
 
 
 def require_user(store: ReviewStore) -> UserInfo:

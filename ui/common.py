@@ -219,9 +219,22 @@ def new_run_dir(ref: str, dataset_name: str, check: str) -> Path:
     return default_audits_dir() / f"{ref}__{dataset_name}__{check}__{stamp}"
 
 
+def viewer_audience() -> str:
+    """This session's audience: in-house for a signed-in member, else the deployment's."""
+    from auditkit.export import audience_for
+    from ui.auth import session_user
+
+    return audience_for(session_user())
+
+
 def stored_audits(root: Path | None = None) -> list[dict[str, Any]]:
-    """Readable audits under the audits folder (newest first); see :func:`show_unreadable_audits`."""
-    return auditkit.list_audits(root or default_audits_dir())[0]
+    """Readable audits under the audits folder (newest first), as this viewer may see them.
+
+    A signed-in member of the institution reads each audit's in-house copy (every group
+    with its exact n); anyone else the deployment's default (:func:`viewer_audience`).
+    See :func:`show_unreadable_audits`.
+    """
+    return auditkit.list_audits(root or default_audits_dir(), audience=viewer_audience())[0]
 
 
 def show_unreadable_audits(root: Path | None = None) -> None:
@@ -282,6 +295,19 @@ def newest_audit(check: str, ref: str, dataset_name: str
     return None, None
 
 
+def show_audience(audit: dict[str, Any] | None) -> None:
+    """A caption saying whose view of the audit this is (in-house or release)."""
+    from auditkit.wording import audience_view
+    from ui.auth import session_user
+
+    if audit is None:
+        return
+    user = session_user()
+    audience = audit.get("audience", "release")
+    st.caption(audience_view(audience, signed_in_as=user.full_name if user and
+                             audience == "in-house" else None))
+
+
 def require_stored_result(check: str, ref: str, dataset_name: str, *, missing: str,
                           require_assessed: bool = True
                           ) -> tuple[dict[str, Any], dict[str, Any], Path]:
@@ -291,6 +317,7 @@ def require_stored_result(check: str, ref: str, dataset_name: str, *, missing: s
     ran but was not assessed (unless ``require_assessed`` is False).
     """
     audit, folder = newest_audit(check, ref, dataset_name)
+    show_audience(audit)
     if audit is None or folder is None:
         st.info(missing)
         st.stop()

@@ -157,23 +157,25 @@ def _share_ci(k: int, n: int, level: float) -> list[float | None]:
 def save_attributions(path: str | os.PathLike[str], expl: Explanations, images: list[str]) -> Path:
     """Write ``attributions.npz``: key = image id, value ``(K, C, H, W)`` float32.
 
-    Rows are in the order of the image's ``explained_classes`` in ``audit.json``.
+    Rows are in the order of the image's ``explained_classes`` in ``audit.json``. The file
+    states its audience in an ``audience`` entry: ``"in-house"`` (per-image maps are not
+    covered by the small-cell rule, so a release export withholds them).
     """
-    path = Path(path)
+    from .._export import save_npz
+
     arrays = {}
     for i, image in enumerate(images):
         rows = np.flatnonzero(expl.image_index == i)
         arrays[str(image)] = expl.attributions[rows].astype(np.float32)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]  # keys are image ids
-    os.replace(tmp, path)
-    return path
+    return save_npz(path, arrays, audience="in-house")
 
 
 def load_attributions(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """Read ``attributions.npz`` back: image id -> ``(K, C, H, W)`` float32."""
+    from .._export import AUDIENCE_COLUMN
+
     with np.load(Path(path), allow_pickle=False) as npz:
-        return {k: npz[k] for k in npz.files}
+        return {k: npz[k] for k in npz.files if k != AUDIENCE_COLUMN}
 
 
 def run_check(ctx: CheckContext) -> dict[str, Any]:  # noqa: C901 - one readable sequence

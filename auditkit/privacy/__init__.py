@@ -365,7 +365,9 @@ def run_check(ctx: CheckContext) -> dict[str, Any]:
     if evidence is not None and ctx.out_dir is not None:
         from .._export import write_frame_csv
 
-        write_frame_csv(evidence, Path(ctx.out_dir) / "membership_scores.csv")
+        # per image, not covered by the small-cell rule: for the institution only
+        write_frame_csv(evidence, Path(ctx.out_dir) / "membership_scores.csv",
+                        audience="in-house")
         membership["evidence_file"] = "membership_scores.csv"
     out: dict[str, Any] = {"status": "assessed", "membership": membership}
     if opts.get("scan_identifiers", True):

@@ -12,6 +12,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from auditkit.cli import main
+from auditkit.exceptions import AuditKitError
 from auditkit.store import QUESTION_IDS, ReviewStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -159,3 +160,55 @@ def test_single_sign_on_button_appears_when_oidc_is_configured(committee) -> Non
     assert at.text_input(key="signin_name")  # local accounts still work beside it
     plain = AppTest.from_file(PAGE, default_timeout=120).run()
     assert not [b for b in plain.button if b.key == "signin_sso"]
+
+
+def _fairness_groups(audits: Path, cxr_audit: Path, user: str | None) -> tuple[AppTest, dict]:
+    """The Fairness page on the cxr audit, sex × accuracy; ``user`` signed in or not."""
+    dest = audits / cxr_audit.name
+    if not dest.exists():
+        shutil.copytree(cxr_audit, dest)
+    at = AppTest.from_file(str(REPO / "pages" / "1_Fairness.py"), default_timeout=120)
+    if user is not None:
+        at.session_state["auditkit_user"] = user  # what the sign-in form stores
+    at.run()
+    at.sidebar.selectbox(key="fairness_model").set_value("cxr-covid@v1").run()
+    at.selectbox(key="fairness_attribute").set_value("sex").run()
+    at.selectbox(key="fairness_metric").set_value("accuracy").run()
+    assert not at.exception
+    table = next(d.value for d in at.dataframe if "denominator_of" in d.value.columns)
+    return at, {row["group"]: row for row in table.to_dict("records")}
+
+
+def test_signed_in_reviewer_sees_the_exact_n_an_anonymous_viewer_does_not(
+        committee, cxr_audit: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from auditkit.export import audience_for
+
+    audits = Path(os.environ["AUDITKIT_AUDITS"])
+    truth = json.loads((cxr_audit / "audit.in-house.json").read_text())
+    unknown = next(g for g in truth["results"]["fairness"]["groups"]
+                   if (g["attribute"], g["group"]) == ("sex", "unknown"))
+    assert (unknown["n"], unknown["n_patients"]) == (3, 2)  # 3 images of 2 patients
+    # signed in (a reviewer of the institution): the in-house copy, every n
+    at, rows = _fairness_groups(audits, cxr_audit, "rita")
+    assert (rows["unknown"]["n"], rows["unknown"]["n_patients"]) == (3, 2)
+    assert bool(rows["unknown"]["too_few"]) and not bool(rows["unknown"]["suppressed"])
+    assert "In-house view (signed in as Rita Reviewer)" in _text(at)
+    # anonymous: the deployment's default audience, release; the group is there, its n is not
+    at, rows = _fairness_groups(audits, cxr_audit, None)
+    assert "unknown" in rows and bool(rows["unknown"]["suppressed"])
+    assert rows["unknown"]["n"] is None or rows["unknown"]["n"] != rows["unknown"]["n"]  # NaN
+    assert "Release view" in _text(at) and "In-house view" not in _text(at)
+    # a disabled account is no longer inside the institution
+    store, _ = committee
+    store.disable_user("rita", actor="system:t")
+    at, rows = _fairness_groups(audits, cxr_audit, "rita")
+    assert bool(rows["unknown"]["suppressed"]) and "Release view" in _text(at)
+    # a committee-only deployment may make in-house the default; anything else is refused
+    monkeypatch.setenv("AUDITKIT_AUDIENCE", "in-house")
+    assert audience_for(None) == "in-house"
+    monkeypatch.setenv("AUDITKIT_AUDIENCE", "public")
+    with pytest.raises(AuditKitError, match=r"\$AUDITKIT_AUDIENCE must be one of "
+                                            r".'in-house', 'release'.; got 'public' instead"):
+        audience_for(None)
