@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 
 from .. import wording
-from .._metrics import LOWER_IS_BETTER, _weighted_auroc, percentile_interval
+from .._metrics import LOWER_IS_BETTER, percentile_interval
 from ..data import UNKNOWN
 from ..exceptions import ConfigError
+from ._auroc import AurocReplicates
 from ._paired import (
     PAIRED_METRICS,
-    AurocPlan,
     build_columns,
     maxt_stepdown,
     metric_from_sums,
@@ -30,7 +30,7 @@ __all__ = ["COMPARED_METRICS", "DEFAULT_MARGIN", "DEFAULT_NI_METRICS", "OVERALL"
            "compare_predictions"]
 
 #: Every metric compared: the ratios of sums plus AUROC (a rank statistic resampled with
-#: the same patient draw through :func:`auditkit._metrics._weighted_auroc`).
+#: the same patient draw, :class:`auditkit.compare._auroc.AurocReplicates`).
 COMPARED_METRICS = (*PAIRED_METRICS, "auroc")
 
 #: Default non-inferiority margin δ: B may be at most 5 percentage points worse than A.
@@ -104,6 +104,7 @@ def compare_predictions(
     random_state: int = 0,
     chunk: int = 50,
     progress: Callable[[int, int, str], None] | None = None,
+    auroc_engine: str = "auto",
 ) -> dict[str, Any]:
     """Paired comparison of version B against version A on the same images.
 
@@ -149,6 +150,10 @@ def compare_predictions(
         Resamples drawn at once (memory ``chunk × patients``).
     progress : callable, optional
         ``progress(done, total, message)``.
+    auroc_engine : {"auto", "numba", "numpy"}
+        How resampled AUROC is computed (:class:`~auditkit.compare._auroc.AurocReplicates`):
+        the compiled one-pass kernel (``auto`` when numba is importable) or the
+        vectorised numpy plan. Both give the same numbers; numpy is several times slower.
 
     Returns
     -------
@@ -165,6 +170,9 @@ def compare_predictions(
                           f"{metrics}.")
     if not 0 <= margin < 1:
         raise ConfigError(f"margin must be in [0, 1) (a proportion); got {margin} instead.")
+    if auroc_engine not in ("auto", "numba", "numpy"):
+        raise ConfigError(f"auroc_engine must be 'auto', 'numba' or 'numpy'; got "
+                          f"{auroc_engine!r} instead.")
     if n_boot < 20:
         raise ConfigError(f"n_boot must be at least 20 for intervals; got {n_boot} instead.")
     y = np.asarray(y, dtype=int)
@@ -180,24 +188,22 @@ def compare_predictions(
                          proba_b=np.asarray(proba_b), positive=positive,
                          n_classes=len(class_names))
     groupings = _groupings(groups, intersections, group_order)
-    auroc: dict[tuple[int, int], dict[str, Any]] = {}
+    auroc_plan: list[AurocReplicates] = []  # built on the first chunk (needs the patients)
+    auroc_reps = np.full((n_boot, 2, 0), np.nan)
     on_chunk = None
     if "auroc" in metrics:
-        is_pos = y == positive
-        scores = {"a": np.asarray(proba_a, dtype=np.float64)[:, positive],
-                  "b": np.asarray(proba_b, dtype=np.float64)[:, positive]}
-        for gi, (_, names, codes) in enumerate(groupings):
-            for g in range(len(names)):
-                idx = np.flatnonzero(codes == g)
-                auroc[(gi, g)] = {
-                    v: (float(_weighted_auroc(s[idx], is_pos[idx], np.ones((1, len(idx))))[0]),
-                        np.full(n_boot, np.nan), AurocPlan.build(idx, s, is_pos))
-                    for v, s in scores.items()}
+        auroc_scores = [np.asarray(proba_a, dtype=np.float64)[:, positive],
+                        np.asarray(proba_b, dtype=np.float64)[:, positive]]
 
-        def on_chunk(weights: np.ndarray, start: int) -> None:
-            for entry in auroc.values():
-                for v in scores:
-                    entry[v][1][start:start + len(weights)] = entry[v][2].replicates(weights)
+        def on_chunk(weights: np.ndarray, start: int, image_patient: np.ndarray) -> None:
+            nonlocal auroc_reps
+            if not auroc_plan:
+                auroc_plan.append(AurocReplicates(auroc_scores, y == positive,
+                                                  [g[2] for g in groupings],
+                                                  image_patient=image_patient,
+                                                  engine=auroc_engine))
+                auroc_reps = np.full((n_boot, 2, auroc_plan[0].n_slots), np.nan)
+            auroc_reps[start:start + len(weights)] = auroc_plan[0].replicates(weights)
 
     sums = paired_bootstrap(cols.values, [g[2] for g in groupings], patients=patients,
                             n_boot=n_boot, rng=np.random.default_rng(random_state), chunk=chunk,
@@ -236,7 +242,9 @@ def compare_predictions(
             vreps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
             for metric in metrics:
                 if metric == "auroc":
-                    (va, ra, _), (vb, rb, _) = auroc[(gi, g)]["a"], auroc[(gi, g)]["b"]
+                    slot = auroc_plan[0].slices[gi].start + g
+                    va, vb = (float(x) for x in auroc_plan[0].point[:, slot])
+                    ra, rb = auroc_reps[:, 0, slot], auroc_reps[:, 1, slot]
                 else:
                     va = float(metric_from_sums(point, cols.index, "a", metric))
                     vb = float(metric_from_sums(point, cols.index, "b", metric))
