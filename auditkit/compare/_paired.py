@@ -143,9 +143,11 @@ def _count_kernel() -> Any:
     except ImportError:  # pragma: no cover - numba ships with shap, a requirement
         return None
 
-    @numba.njit(parallel=True, cache=True, nogil=True)
+    # serial: counting is a fraction of drawing, and idle worker threads spinning at the
+    # end of a parallel loop cost more CPU than they save on a shared machine
+    @numba.njit(cache=True, nogil=True)
     def count(draws: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
-        for r in numba.prange(draws.shape[0]):
+        for r in range(draws.shape[0]):
             row = out[r]
             for i in draws[r]:
                 row[i] += 1.0
