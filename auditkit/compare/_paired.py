@@ -14,10 +14,9 @@ never ``resamples × images``. Per attribute, the (patient, group) units are sor
 group so each group's sums are one small matrix product over a contiguous slice.
 
 Hand-written for the same reason as :mod:`auditkit._metrics`: no maintained library
-resamples clusters for many groups at once. The multiple-comparison step
-(:func:`maxt_stepdown`) is Westfall & Young's (1993) max-T step-down on the same
-replicates; it lives here until the family-wise control of :mod:`auditkit.fairness`
-is unified with it.
+resamples clusters for many groups at once. The multiple-comparison step is
+:func:`auditkit.stats.bootstrap_stepdown` (Westfall & Young's step-down, the one the
+fairness gaps use) on the same replicates.
 """
 
 from __future__ import annotations
@@ -38,7 +37,6 @@ __all__ = [
     "AurocPlan",
     "PairedColumns",
     "metric_from_sums",
-    "maxt_stepdown",
     "paired_bootstrap",
 ]
 
@@ -318,60 +316,3 @@ class AurocPlan:
         den = w_pos.sum(axis=1) * cum[:, -1]
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
-
-
-def maxt_stepdown(estimates: np.ndarray, replicates: np.ndarray, *, alpha: float = 0.05
-                  ) -> tuple[np.ndarray, float]:
-    """Westfall–Young max-T step-down adjusted p-values and the simultaneous critical value.
-
-    Parameters
-    ----------
-    estimates : ndarray, shape (J,)
-        Observed differences; nan members are left out of the family.
-    replicates : ndarray, shape (B, J)
-        Paired bootstrap replicates of the differences (nan where undefined).
-    alpha : float
-        Family-wise error rate for the simultaneous intervals.
-
-    Returns
-    -------
-    p_adjusted : ndarray, shape (J,)
-        Step-down adjusted two-sided p-values (nan outside the family). The null
-        distribution is the bootstrap distribution centred on the estimates and
-        studentized by each member's bootstrap standard error.
-    critical : float
-        ``(1 − alpha)`` quantile of ``max_j |T*_j|``: ``estimate ± critical · se`` are
-        simultaneous intervals for the whole family (single-step max-T).
-
-    Notes
-    -----
-    Westfall P.H., Young S.S. *Resampling-Based Multiple Testing*, Wiley 1993,
-    Algorithm 2.8; Romano & Wolf (2005) show its family-wise control with bootstrap
-    null distributions.
-    """
-    est = np.asarray(estimates, dtype=np.float64)
-    reps = np.asarray(replicates, dtype=np.float64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        se = np.nanstd(reps, axis=0, ddof=1) if reps.shape[0] > 1 else np.full(est.shape, np.nan)
-    p_adj = np.full(est.shape, np.nan)
-    # a difference that no resample moves (e.g. identical answers) is certain
-    certain = np.isfinite(est) & (se == 0)
-    p_adj[certain] = np.where(est[certain] == 0, 1.0, 0.0)
-    member = np.isfinite(est) & np.isfinite(se) & (se > 0)
-    if not member.any():
-        return p_adj, float("nan")
-    idx = np.flatnonzero(member)
-    t_obs = np.abs(est[idx]) / se[idx]
-    t_star = np.abs(reps[:, idx] - est[idx]) / se[idx]
-    t_star = np.where(np.isnan(t_star), -np.inf, t_star)
-    order = np.argsort(-t_obs, kind="stable")
-    # max over the members not yet rejected: reverse cumulative max along the ordering
-    tail_max = np.maximum.accumulate(t_star[:, order][:, ::-1], axis=1)[:, ::-1]
-    raw = (tail_max >= t_obs[order][None, :]).mean(axis=0)
-    stepped = np.maximum.accumulate(raw)
-    p = np.empty(len(idx))
-    p[order] = stepped
-    p_adj[idx] = p
-    critical = float(np.quantile(t_star.max(axis=1), 1.0 - alpha))
-    return p_adj, critical
