@@ -270,7 +270,8 @@ def test_bootstrap_stepdown_is_westfall_young_on_studentized_replicates() -> Non
     res = bootstrap_stepdown(est, reps, alpha=0.05)
     se = np.nanstd(reps[:, [0, 1, 3]], axis=0, ddof=1)
     direct = westfall_young_stepdown(np.abs(est[[0, 1, 3]]) / se,
-                                     np.abs(reps[:, [0, 1, 3]] - est[[0, 1, 3]]) / se)
+                                     np.abs(reps[:, [0, 1, 3]] - est[[0, 1, 3]]) / se,
+                                     method="maxT")
     assert np.allclose(res.p_adjusted[[0, 1, 3]], direct.p_adjusted)
     assert np.allclose(res.half_width[[0, 1, 3]], direct.critical * se)
     assert np.isnan(res.p_adjusted[2]) and np.isnan(res.half_width[2])
@@ -279,11 +280,55 @@ def test_bootstrap_stepdown_is_westfall_young_on_studentized_replicates() -> Non
     assert res.family_size == 4
     one_sided = bootstrap_stepdown(est, reps, alpha=0.05, alternative="greater")
     assert one_sided.reject[0] and not one_sided.reject[1]
+    with pytest.raises(ValueError, match="method must be 'minP' or 'maxT'; got 'max' instead"):
+        westfall_young_stepdown(est, reps, method="max")
     with pytest.raises(ValueError, match="alternative must be 'two-sided' or 'greater'; got "
                                          "'less' instead"):
         bootstrap_stepdown(est, reps, alternative="less")
     with pytest.raises(ValueError, match=r"replicates must have shape \(B, 5\); got \(400, 4\)"):
         bootstrap_stepdown(est, reps[:, :4])
+
+
+def test_maxt_decision_and_critical_value_agree() -> None:
+    """As for min-P (tests/test_statistics.py): verdict, adjusted p and critical value agree."""
+    rng = np.random.default_rng(9)
+    for _ in range(50):
+        h = int(rng.integers(1, 8))
+        reps = np.abs(rng.normal(size=(500, h)))
+        obs = np.abs(rng.normal(size=h) * 2 + rng.uniform(0, 4, h))
+        res = westfall_young_stepdown(obs, reps, alpha=0.05, method="maxT")
+        assert np.array_equal(res.reject, obs > res.critical)
+        assert np.array_equal(res.reject, res.p_adjusted <= 0.05)
+        assert (res.p_adjusted >= res.p_raw - 1e-12).all()
+        assert (res.critical <= res.critical_first + 1e-12).all()  # stepping down only lowers it
+
+
+def test_large_family_can_still_call_a_clear_change() -> None:
+    """168 differences, 1,000 resamples (the demo's sizes): a clear change is still called.
+
+    A min-P step-down cannot reject anything here (its resolution, 1/1001, is coarser than
+    0.05/168); max-T on studentized differences can, and leaves the null members alone.
+    """
+    rng = np.random.default_rng(2)
+    est = np.zeros(168)
+    est[0] = 0.2
+    reps = est + rng.normal(0, 0.03, size=(1000, 168))
+    res = bootstrap_stepdown(est, reps, alpha=0.05)
+    assert res.reject[0] and not res.reject[1:].any()
+    assert np.isfinite(res.half_width).all() and (res.half_width < 0.2).all()
+    assert 3.0 < (res.half_width_first / res.standard_error).min() < 4.5  # ~ Šidák for 168
+    minp = westfall_young_stepdown(np.abs(est) / res.standard_error,
+                                   np.abs(reps - est) / res.standard_error, method="minP")
+    assert not minp.reject.any()
+    # and through the whole comparison: a planted change in one group is called
+    d = synthetic(n=3000)
+    skin = d["groups"]["skin"].to_numpy()
+    d["pred_b"] = np.where(skin == "I-II", d["y"], d["pred_b"])  # B right on every I-II image
+    res = compare_predictions(**d, positive=1, class_names=["b", "m", "n"], n_boot=1000,
+                              metrics=["accuracy", "sensitivity", "auroc"])
+    row = next(r for r in res["groups"] if r["group"] == "I-II")
+    assert row["metrics"]["accuracy"]["change"] == "better"
+    assert row["metrics"]["accuracy"]["ci_adjusted"][0] > 0
 
 
 # --------------------------------------------------------------------------- verdicts
