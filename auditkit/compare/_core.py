@@ -277,8 +277,8 @@ def compare_predictions(
         for r in rows:
             r["hidden_by_small_cell_rule"] = False
 
-    # one family: every difference of a judgeable group (Westfall-Young step-down over the
-    # studentized paired bootstrap, auditkit.stats.bootstrap_stepdown)
+    # one family: every difference of a judgeable group (Westfall-Young max-T step-down over
+    # the studentized paired bootstrap, auditkit.stats.bootstrap_stepdown)
     in_family = np.array([not r["too_few"] and not r["hidden_by_small_cell_rule"] for r in rows])
     est = np.concatenate([d if ok else np.full(len(metrics), np.nan)
                           for d, ok in zip(diffs, in_family)])
@@ -334,7 +334,7 @@ def compare_predictions(
         "gaps": gaps,
         "noninferiority": noninf,
         "multiplicity": {
-            "method": ("Westfall & Young (1993) min-P step-down over the studentized paired "
+            "method": ("Westfall & Young (1993) max-T step-down over the studentized paired "
                        "bootstrap (auditkit.stats.bootstrap_stepdown)"),
             "alpha": alpha,
             "family_size": family_size,
