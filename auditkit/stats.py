@@ -26,6 +26,8 @@ Family-wise control:
   statistics whose joint null distribution was obtained by resampling (Westfall &
   Young, 1993), with the critical value of each statistic, so that the adjusted
   p-value and a simultaneous interval always agree.
+- :func:`bootstrap_stepdown` — the same step-down (its max-T form) for estimates with
+  bootstrap replicates (version comparison): studentized, centred replicates as the null.
 - :func:`holm_adjust` — Holm's step-down adjustment for plain p-values.
 
 Hand-written because statsmodels has Wilson and Holm but neither the design-effect
@@ -34,6 +36,7 @@ adjustment for clustered data nor a min-P step-down over resampled statistics.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -41,7 +44,9 @@ import numpy as np
 from scipy import stats as _sps
 
 __all__ = [
+    "BootstrapStepDown",
     "StepDownResult",
+    "bootstrap_stepdown",
     "clustered_auroc_interval",
     "holm_adjust",
     "minimum_detectable_difference",
@@ -286,8 +291,8 @@ class StepDownResult:
 
 
 def westfall_young_stepdown(observed: np.ndarray, replicates: np.ndarray, *,
-                            alpha: float = 0.05) -> StepDownResult:
-    """Min-P step-down adjustment from a joint resampling distribution.
+                            alpha: float = 0.05, method: str = "minP") -> StepDownResult:
+    """Min-P (or max-T) step-down adjustment from a joint resampling distribution.
 
     Parameters
     ----------
@@ -301,14 +306,26 @@ def westfall_young_stepdown(observed: np.ndarray, replicates: np.ndarray, *,
         the family almost nothing). nan = not computable in that replicate (no call).
     alpha : float
         Family-wise error rate.
+    method : {"minP", "maxT"}
+        ``minP`` (default) first turns each statistic into its own resampling p-value, so
+        statistics on different scales (gaps of different metrics) weigh alike; its
+        resolution is ``1 / (B + 1)``, so a family of ``H`` statistics needs ``B`` well
+        above ``H / alpha`` to reject anything. ``maxT`` compares the statistics
+        themselves (they must share a scale, e.g. studentized): no such resolution
+        limit, the right choice for large families of studentized bootstrap statistics.
+        Both share everything else: the ordering, the successive maxima over the
+        hypotheses not yet rejected, monotone adjusted p-values and critical values that
+        agree with the decisions.
 
     Notes
     -----
-    Westfall PH, Young SS. Resampling-Based Multiple Testing. Wiley 1993, algorithm
-    2.8. The observed data count as one of the ``B + 1`` datasets, so no p-value is 0.
-    Everything is computed on integer counts so the decision and the critical value
-    cannot disagree through rounding.
+    Westfall PH, Young SS. Resampling-Based Multiple Testing. Wiley 1993, algorithms
+    2.5 (max-T) and 2.8 (min-P). The observed data count as one of the ``B + 1``
+    datasets, so no p-value is 0. The decision and the critical value are computed from
+    the same order statistics so they cannot disagree through rounding.
     """
+    if method not in ("minP", "maxT"):
+        raise ValueError(f"method must be 'minP' or 'maxT'; got {method!r} instead.")
     obs = np.asarray(observed, dtype=np.float64)
     reps = np.asarray(replicates, dtype=np.float64)
     h = obs.size
@@ -328,23 +345,33 @@ def westfall_young_stepdown(observed: np.ndarray, replicates: np.ndarray, *,
                            for j in range(active.size)])
     cnt = np.where(np.isinf(all_t), total, cnt)  # no gap computable: least extreme
     obs_cnt = cnt[0]
-    order = np.argsort(obs_cnt, kind="mergesort")
-    # min count over the remaining set R_s = order[s:], for every row
-    tail_min = np.minimum.accumulate(cnt[:, order][:, ::-1], axis=1)[:, ::-1]  # (B+1, A)
+    # smaller score = more extreme: the count (min-P) or the negated statistic (max-T)
+    score = cnt.astype(np.float64) if method == "minP" else -all_t
+    obs_score = score[0]
+    order = np.argsort(obs_score, kind="mergesort")
+    # min score over the remaining set R_s = order[s:], for every row
+    tail_min = np.minimum.accumulate(score[:, order][:, ::-1], axis=1)[:, ::-1]  # (B+1, A)
     allowed = int(np.floor(alpha * total + 1e-9))  # rows allowed at or below the threshold
     kappas = np.empty(active.size, dtype=int)
+    thresholds = np.empty(active.size)  # max-T: reject at step s iff score < thresholds[s]
     q_steps = np.empty(active.size)
     for s in range(active.size):
         col = np.sort(tail_min[:, s])
-        # largest kappa with #{rows: tail_min <= kappa} <= allowed
+        # min-P: largest kappa with #{rows: tail_min <= kappa} <= allowed
         kappas[s] = int(col[allowed] - 1) if allowed < total else total
-        q_steps[s] = (col <= obs_cnt[order[s]]).sum() / total
+        thresholds[s] = col[allowed] if allowed < total else np.inf
+        q_steps[s] = (col <= obs_score[order[s]]).sum() / total
     adj_sorted = np.minimum(1.0, np.maximum.accumulate(q_steps))
     rej_sorted = adj_sorted <= alpha + 1e-12
     stop = int(np.argmin(rej_sorted)) if not rej_sorted.all() else active.size
     desc = -np.sort(-all_t[1:], axis=0)  # replicate values, largest first (B, A)
 
-    def critical_value(j: int, kappa: int) -> float:
+    def critical_value(j: int, step: int) -> float:
+        if method == "maxT":
+            # reject iff -t < threshold  <=>  t > -threshold (one value for the step)
+            v = -float(thresholds[step])
+            return 0.0 if v == -np.inf else v
+        kappa = int(kappas[step])
         # reject iff 1 + #{replicates >= t} <= kappa  <=>  t > (kappa-th largest replicate)
         if kappa < 1:
             return float("inf")
@@ -354,15 +381,122 @@ def westfall_young_stepdown(observed: np.ndarray, replicates: np.ndarray, *,
         return 0.0 if np.isinf(v) else v
 
     for s, j in enumerate(order):
-        step = s if s < stop else stop
-        kappa = int(kappas[min(step, active.size - 1)])
+        step = min(s if s < stop else stop, active.size - 1)
         idx = active[j]
         p_raw[idx] = obs_cnt[j] / total
         p_adj[idx] = adj_sorted[s]
         reject[idx] = bool(rej_sorted[s]) and s < stop
-        crit[idx] = critical_value(j, kappa)
-        crit1[idx] = critical_value(j, int(kappas[0]))
+        crit[idx] = critical_value(j, step)
+        crit1[idx] = critical_value(j, 0)
     return StepDownResult(p_raw, p_adj, reject, crit, crit1)
+
+
+@dataclass
+class BootstrapStepDown:
+    """Family-wise control of ``J`` bootstrap estimates (:func:`bootstrap_stepdown`).
+
+    Attributes
+    ----------
+    p_adjusted : numpy.ndarray
+        ``(J,)`` step-down adjusted p-values (nan outside the family).
+    reject : numpy.ndarray
+        ``(J,)`` booleans: the estimate differs from 0 (two-sided) or exceeds it
+        (``greater``) with the family-wise error held at ``alpha``.
+    half_width : numpy.ndarray
+        ``(J,)`` ``critical_j · se_j`` at the step where estimate ``j`` was decided:
+        ``estimate ± half_width`` excludes 0 exactly when ``reject`` (so the adjusted
+        p-value, the verdict and the interval never disagree). nan outside the family.
+    half_width_first : numpy.ndarray
+        ``(J,)`` the same at the first step (the whole family): single-step simultaneous
+        intervals ``estimate ± half_width_first`` (one-sided: ``estimate −
+        half_width_first`` are simultaneous lower bounds).
+    standard_error : numpy.ndarray
+        ``(J,)`` bootstrap standard errors (``ddof=1``).
+    family_size : int
+        Estimates in the family (finite, with a finite positive standard error).
+    """
+
+    p_adjusted: np.ndarray
+    reject: np.ndarray
+    half_width: np.ndarray
+    half_width_first: np.ndarray
+    standard_error: np.ndarray
+    family_size: int
+
+
+def bootstrap_stepdown(estimates: np.ndarray, replicates: np.ndarray, *, alpha: float = 0.05,
+                       alternative: str = "two-sided") -> BootstrapStepDown:
+    """Westfall–Young max-T step-down for estimates with bootstrap replicates (no null draws).
+
+    The null distribution is the bootstrap distribution centred on the estimates and
+    studentized by each estimate's bootstrap standard error, ``T*_j = (θ*_j − θ_j) /
+    se_j`` (``|·|`` for two-sided); the observed statistics are ``θ_j / se_j``. Both go
+    through :func:`westfall_young_stepdown` (``method="maxT"``), the one step-down of
+    auditkit (the fairness gaps use it with permutation replicates and min-P), so the
+    family-wise error is controlled the same way everywhere.
+
+    Parameters
+    ----------
+    estimates : numpy.ndarray
+        ``(J,)`` observed estimates (e.g. paired differences B − A); nan members are
+        left out of the family.
+    replicates : numpy.ndarray
+        ``(B, J)`` bootstrap replicates from *one* resampling applied to all estimates at
+        once (nan where undefined in a resample).
+    alpha : float
+        Family-wise error rate.
+    alternative : {"two-sided", "greater"}
+        Two-sided tests of ``θ_j = 0``, or one-sided ``θ_j > 0`` (then
+        ``half_width_first`` gives simultaneous lower bounds).
+
+    Returns
+    -------
+    BootstrapStepDown
+
+    Notes
+    -----
+    Westfall PH, Young SS. *Resampling-Based Multiple Testing*, Wiley 1993 (algorithm
+    2.5, max-T); Romano JP, Wolf M. Exact and approximate stepdown methods for multiple
+    hypothesis testing. JASA 2005;100:94-108 (validity with bootstrap null
+    distributions). An estimate that no resample moves (``se = 0``, e.g. identical
+    answers) is certain: p = 1 when it is 0 (or not above it), else 0, with zero width.
+    """
+    if alternative not in ("two-sided", "greater"):
+        raise ValueError(f"alternative must be 'two-sided' or 'greater'; got {alternative!r} "
+                         "instead.")
+    est = np.asarray(estimates, dtype=np.float64)
+    reps = np.asarray(replicates, dtype=np.float64)
+    if reps.ndim != 2 or reps.shape[1] != est.size:
+        raise ValueError(f"replicates must have shape (B, {est.size}); got {reps.shape} "
+                         "instead.")
+    with warnings.catch_warnings():  # all-nan columns (undefined metric) stay nan
+        warnings.simplefilter("ignore", RuntimeWarning)
+        se = (np.nanstd(reps, axis=0, ddof=1) if reps.shape[0] > 1
+              else np.full(est.shape, np.nan))
+    member = np.isfinite(est) & np.isfinite(se) & (se > 0)
+    certain = np.isfinite(est) & (se == 0)
+    safe_se = np.where(member, se, 1.0)
+    centred = (reps - est) / safe_se
+    if alternative == "two-sided":
+        observed, null = np.abs(est) / safe_se, np.abs(centred)
+    else:
+        observed, null = est / safe_se, centred
+    observed = np.where(member, observed, np.nan)
+    # studentized statistics share a scale: max-T, which (unlike min-P) has no
+    # 1 / (B + 1) resolution limit in families of hundreds of differences
+    res = westfall_young_stepdown(observed, null, alpha=alpha, method="maxT")
+    p_adj = res.p_adjusted.copy()
+    reject = res.reject.copy()
+    half = np.where(member, res.critical * safe_se, np.nan)
+    half_first = np.where(member, res.critical_first * safe_se, np.nan)
+    moved = est > 0 if alternative == "greater" else est != 0
+    p_adj[certain] = np.where(moved[certain], 0.0, 1.0)
+    reject[certain] = moved[certain]
+    half[certain] = 0.0
+    half_first[certain] = 0.0
+    return BootstrapStepDown(p_adjusted=p_adj, reject=reject, half_width=half,
+                             half_width_first=half_first, standard_error=se,
+                             family_size=int(member.sum() + certain.sum()))
 
 
 def minimum_detectable_difference(critical: float, standard_errors: Sequence[float], *,

@@ -124,7 +124,8 @@ for metric, ni in res["noninferiority"]["by_metric"].items():
     st.markdown(f"- **{wording.metric_name(metric).capitalize()}** — {md_text(ni['sentence'])}")
 st.caption(md_text(doc["images"]["description"]) + f" Non-inferiority margin δ = {margin_pts} points; "
            f"{res['multiplicity']['family_size']} differences are judged together "
-           "(max-T step-down), so a change is called real only if it stands out among all of "
+           "(Westfall–Young step-down), so a change is called real only if it stands out among "
+           "all of "
            "them.")
 
 st.header("1. Differences by group")

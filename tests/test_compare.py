@@ -20,12 +20,12 @@ from auditkit.compare import (
     CompareSettings,
     compare_audits,
     compare_predictions,
-    maxt_stepdown,
     paired_bootstrap,
     previous_version_comparison,
     version_trend,
 )
 from auditkit.compare._paired import build_columns, metric_from_sums
+from auditkit.stats import bootstrap_stepdown, westfall_young_stepdown
 from tests.conftest import write_model
 
 CLASSES = ["benign", "malignant"]
@@ -211,8 +211,13 @@ def test_simulation_paired_interval_is_narrower_and_covers_the_truth(rho: float)
                                                            np.mean(unpaired_w))
 
 
-def test_simulation_maxt_stepdown_controls_the_familywise_error() -> None:
-    """12 groups, no true difference anywhere: the corrected family errs in about 5% of runs."""
+def test_simulation_stepdown_controls_the_familywise_error() -> None:
+    """12 groups, no true difference anywhere: the corrected family errs in about 5% of runs.
+
+    The comparison's family-wise control is :func:`auditkit.stats.bootstrap_stepdown`,
+    which runs the fairness gaps' own :func:`westfall_young_stepdown` on the studentized
+    paired bootstrap (one step-down implementation for both).
+    """
     rng = np.random.default_rng(7)
     reps, n, n_groups, n_boot = 200, 600, 12, 300
     any_raw, any_adj = 0, 0
@@ -230,23 +235,100 @@ def test_simulation_maxt_stepdown_controls_the_familywise_error() -> None:
                  - metric_from_sums(gs.point, cols.index, "a", "accuracy"))
         boot = (metric_from_sums(gs.replicates, cols.index, "b", "accuracy")
                 - metric_from_sums(gs.replicates, cols.index, "a", "accuracy"))
-        p_adj, critical = maxt_stepdown(point, boot, alpha=0.05)
+        res = bootstrap_stepdown(point, boot, alpha=0.05)
         raw = [percentile_interval(boot[:, g], 0.95) for g in range(n_groups)]
         any_raw += any(lo > 0 or hi < 0 for lo, hi in raw)
-        any_adj += bool((p_adj < 0.05).any())
-        assert critical > 1.96
+        any_adj += bool(res.reject.any())
+        # verdict, adjusted p-value and interval never disagree
+        assert np.array_equal(res.reject, res.p_adjusted <= 0.05)
+        assert np.array_equal(res.reject, np.abs(point) > res.half_width)
+        # the whole family's critical value exceeds a single test's 1.96
+        assert (res.half_width_first / res.standard_error > 1.96).all()
     print(f"family-wise error: corrected {any_adj / reps:.3f}, uncorrected {any_raw / reps:.3f}")
     assert any_adj / reps <= 0.10, any_adj / reps
     assert any_raw / reps >= 0.25, any_raw / reps  # uncorrected, 12 tests err far more often
 
 
-def test_maxt_finds_a_real_difference() -> None:
+def test_stepdown_finds_a_real_difference() -> None:
     rng = np.random.default_rng(1)
     est = np.array([0.10, 0.0, 0.01])
     reps = est + rng.normal(0, 0.02, size=(1000, 3))
-    p, crit = maxt_stepdown(est, reps, alpha=0.05)
+    res = bootstrap_stepdown(est, reps, alpha=0.05)
+    p = res.p_adjusted
     assert p[0] < 0.01 and p[1] > 0.5 and p[2] > 0.2
-    assert 1.96 < crit < 3.0
+    assert list(res.reject) == [True, False, False]
+    crit = res.half_width_first / res.standard_error
+    assert (1.96 < crit).all() and (crit < 3.0).all()
+
+
+def test_bootstrap_stepdown_is_westfall_young_on_studentized_replicates() -> None:
+    """One implementation: the comparison's step-down is the fairness gaps' step-down."""
+    rng = np.random.default_rng(4)
+    est = np.array([0.08, -0.01, np.nan, 0.03, 0.0])
+    reps = est + rng.normal(0, 1, size=(400, 5)) * np.array([0.02, 0.03, 0.02, 0.015, 0.0])
+    reps[:, 2] = np.nan
+    res = bootstrap_stepdown(est, reps, alpha=0.05)
+    se = np.nanstd(reps[:, [0, 1, 3]], axis=0, ddof=1)
+    direct = westfall_young_stepdown(np.abs(est[[0, 1, 3]]) / se,
+                                     np.abs(reps[:, [0, 1, 3]] - est[[0, 1, 3]]) / se,
+                                     method="maxT")
+    assert np.allclose(res.p_adjusted[[0, 1, 3]], direct.p_adjusted)
+    assert np.allclose(res.half_width[[0, 1, 3]], direct.critical * se)
+    assert np.isnan(res.p_adjusted[2]) and np.isnan(res.half_width[2])
+    # a difference no resample moves is certain: here exactly 0, so p = 1, width 0
+    assert res.p_adjusted[4] == 1.0 and res.half_width[4] == 0.0 and not res.reject[4]
+    assert res.family_size == 4
+    one_sided = bootstrap_stepdown(est, reps, alpha=0.05, alternative="greater")
+    assert one_sided.reject[0] and not one_sided.reject[1]
+    with pytest.raises(ValueError, match="method must be 'minP' or 'maxT'; got 'max' instead"):
+        westfall_young_stepdown(est, reps, method="max")
+    with pytest.raises(ValueError, match="alternative must be 'two-sided' or 'greater'; got "
+                                         "'less' instead"):
+        bootstrap_stepdown(est, reps, alternative="less")
+    with pytest.raises(ValueError, match=r"replicates must have shape \(B, 5\); got \(400, 4\)"):
+        bootstrap_stepdown(est, reps[:, :4])
+
+
+def test_maxt_decision_and_critical_value_agree() -> None:
+    """As for min-P (tests/test_statistics.py): verdict, adjusted p and critical value agree."""
+    rng = np.random.default_rng(9)
+    for _ in range(50):
+        h = int(rng.integers(1, 8))
+        reps = np.abs(rng.normal(size=(500, h)))
+        obs = np.abs(rng.normal(size=h) * 2 + rng.uniform(0, 4, h))
+        res = westfall_young_stepdown(obs, reps, alpha=0.05, method="maxT")
+        assert np.array_equal(res.reject, obs > res.critical)
+        assert np.array_equal(res.reject, res.p_adjusted <= 0.05)
+        assert (res.p_adjusted >= res.p_raw - 1e-12).all()
+        assert (res.critical <= res.critical_first + 1e-12).all()  # stepping down only lowers it
+
+
+def test_large_family_can_still_call_a_clear_change() -> None:
+    """168 differences, 1,000 resamples (the demo's sizes): a clear change is still called.
+
+    A min-P step-down cannot reject anything here (its resolution, 1/1001, is coarser than
+    0.05/168); max-T on studentized differences can, and leaves the null members alone.
+    """
+    rng = np.random.default_rng(2)
+    est = np.zeros(168)
+    est[0] = 0.2
+    reps = est + rng.normal(0, 0.03, size=(1000, 168))
+    res = bootstrap_stepdown(est, reps, alpha=0.05)
+    assert res.reject[0] and not res.reject[1:].any()
+    assert np.isfinite(res.half_width).all() and (res.half_width < 0.2).all()
+    assert 3.0 < (res.half_width_first / res.standard_error).min() < 4.5  # ~ Šidák for 168
+    minp = westfall_young_stepdown(np.abs(est) / res.standard_error,
+                                   np.abs(reps - est) / res.standard_error, method="minP")
+    assert not minp.reject.any()
+    # and through the whole comparison: a planted change in one group is called
+    d = synthetic(n=3000)
+    skin = d["groups"]["skin"].to_numpy()
+    d["pred_b"] = np.where(skin == "I-II", d["y"], d["pred_b"])  # B right on every I-II image
+    res = compare_predictions(**d, positive=1, class_names=["b", "m", "n"], n_boot=1000,
+                              metrics=["accuracy", "sensitivity", "auroc"])
+    row = next(r for r in res["groups"] if r["group"] == "I-II")
+    assert row["metrics"]["accuracy"]["change"] == "better"
+    assert row["metrics"]["accuracy"]["ci_adjusted"][0] > 0
 
 
 # --------------------------------------------------------------------------- verdicts
@@ -595,3 +677,90 @@ def test_resampled_auroc_equals_the_audit_weighted_auroc() -> None:
     np.testing.assert_allclose(got, expected, rtol=1e-12)
     none_pos = AurocPlan.build(np.flatnonzero(~is_pos), score, is_pos).replicates(weights)
     assert np.isnan(none_pos).all()
+
+
+@pytest.mark.parametrize("engine", ["numba", "numpy"])
+@pytest.mark.parametrize("overall_first", [True, False])
+def test_fast_resampled_auroc_equals_sklearn_with_sample_weight(engine: str,
+                                                                overall_first: bool) -> None:
+    """Every group's resampled AUROC equals scikit-learn's on the resample, ties included.
+
+    Seeded patient-level resamples (several images per patient), scores with many ties
+    (rounded to 0.05) for one version and continuous for the other, one grouping with
+    images in no group; each resample is checked twice: ``roc_auc_score`` with the draw
+    counts as ``sample_weight``, and on the explicitly expanded resample (each image
+    repeated as often as its patient was drawn).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from auditkit.compare._auroc import AurocReplicates
+    from auditkit.compare._paired import draw_counts
+
+    rng = np.random.default_rng(11)
+    n = 900
+    patient = rng.integers(0, 300, n)
+    _, image_patient = np.unique(patient, return_inverse=True)
+    m = int(image_patient.max()) + 1
+    is_pos = rng.random(n) < 0.35
+    scores = [np.round((rng.random(n) + 0.4 * is_pos) / 1.4 * 20) / 20,  # ~20 tied values
+              rng.random(n) + 0.6 * is_pos]
+    sex = rng.integers(0, 2, n)
+    band = np.where(rng.random(n) < 0.1, -1, rng.integers(0, 3, n))  # -1: unknown
+    groupings = [np.zeros(n, dtype=np.int64), sex, band]
+    if not overall_first:
+        groupings = groupings[::-1]
+    plan = AurocReplicates(scores, is_pos, groupings, image_patient=image_patient, engine=engine)
+    assert plan.engine == engine
+    weights = draw_counts(m, 8, rng)
+    got = plan.replicates(weights)
+    assert got.shape == (8, 2, plan.n_slots) == (8, 2, 6)
+    for r in range(8):
+        image_w = weights[r][image_patient]
+        drawn = np.repeat(np.arange(n), image_w.astype(int))
+        for v, score in enumerate(scores):
+            for codes, sl in zip(groupings, plan.slices):
+                for g in range(sl.stop - sl.start):
+                    mask = (codes == g) & (image_w > 0)
+                    expected = roc_auc_score(is_pos[mask], score[mask],
+                                             sample_weight=image_w[mask])
+                    assert got[r, v, sl.start + g] == pytest.approx(expected, abs=1e-12)
+                    take = drawn[codes[drawn] == g]
+                    assert got[r, v, sl.start + g] == pytest.approx(
+                        roc_auc_score(is_pos[take], score[take]), abs=1e-12)
+    ones = np.ones(n)
+    for v, score in enumerate(scores):
+        for codes, sl in zip(groupings, plan.slices):
+            for g in range(sl.stop - sl.start):
+                mask = codes == g
+                assert plan.point[v, sl.start + g] == pytest.approx(
+                    roc_auc_score(is_pos[mask], score[mask], sample_weight=ones[mask]), abs=1e-12)
+    # a group with one class only has no AUROC: nan, never an error
+    only_neg = AurocReplicates(scores, np.zeros(n, dtype=bool), groupings[:1],
+                               image_patient=image_patient, engine=engine)
+    assert np.isnan(only_neg.replicates(weights)).all() and np.isnan(only_neg.point).all()
+
+
+def test_draw_counts_are_the_audit_bootstrap_draw() -> None:
+    from auditkit._metrics import bootstrap_weights
+    from auditkit.compare._paired import draw_counts
+
+    got = draw_counts(500, 40, np.random.default_rng(3))
+    expected, _ = bootstrap_weights(None, 500, 40, np.random.default_rng(3))
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, expected)
+    assert (got.sum(axis=1) == 500).all()
+
+
+def test_auroc_engines_give_the_same_comparison() -> None:
+    d = synthetic(n=1500)
+    kw = dict(positive=1, class_names=["b", "m", "n"], n_boot=60, random_state=2,
+              intersections=[("sex", "skin")])
+    fast = compare_predictions(**d, **kw)
+    slow = compare_predictions(**d, **kw, auroc_engine="numpy")
+    for a, b in zip(fast["groups"], slow["groups"]):
+        for key in ("a", "b", "difference", "ci", "a_ci", "b_ci", "ci_adjusted", "p_adjusted"):
+            assert a["metrics"]["auroc"][key] == pytest.approx(b["metrics"]["auroc"][key],
+                                                               abs=1e-12, nan_ok=True), key
+    with pytest.raises(auditkit.ConfigError, match="auroc_engine must be 'auto', 'numba' or "
+                                                   "'numpy'; got 'gpu' instead"):
+        compare_predictions(**d, **{**kw, "n_boot": 20}, auroc_engine="gpu")

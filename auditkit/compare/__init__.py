@@ -5,7 +5,8 @@ both versions' training (the intersection of their ``split.csv`` test sets) — 
 every difference is paired: a bootstrap that resamples *patients* once for both
 versions, McNemar's exact test on the images whose answer flipped, the change in
 the worst-vs-best group gap, and non-inferiority per group against a margin δ.
-Multiplicity: a max-T step-down over every (group, metric) difference.
+Multiplicity: Westfall & Young's step-down (:func:`auditkit.stats.bootstrap_stepdown`)
+over every (group, metric) difference.
 
 ::
 
@@ -33,7 +34,7 @@ from ._inputs import (
     find_audits,
     write_comparison,
 )
-from ._paired import PAIRED_METRICS, maxt_stepdown, paired_bootstrap
+from ._paired import PAIRED_METRICS, paired_bootstrap
 from ._tables import family_versions, flip_table, forest_table, gap_table, trend_table
 
 __all__ = [
@@ -53,7 +54,6 @@ __all__ = [
     "forest_table",
     "from_audits",
     "gap_table",
-    "maxt_stepdown",
     "paired_bootstrap",
     "previous_version_comparison",
     "trend_table",

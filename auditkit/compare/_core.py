@@ -14,14 +14,14 @@ import numpy as np
 import pandas as pd
 
 from .. import wording
-from .._metrics import LOWER_IS_BETTER, _weighted_auroc, percentile_interval
+from .._metrics import LOWER_IS_BETTER, percentile_interval
 from ..data import UNKNOWN
 from ..exceptions import ConfigError
+from ..stats import bootstrap_stepdown
+from ._auroc import AurocReplicates
 from ._paired import (
     PAIRED_METRICS,
-    AurocPlan,
     build_columns,
-    maxt_stepdown,
     metric_from_sums,
     paired_bootstrap,
 )
@@ -30,7 +30,7 @@ __all__ = ["COMPARED_METRICS", "DEFAULT_MARGIN", "DEFAULT_NI_METRICS", "OVERALL"
            "compare_predictions"]
 
 #: Every metric compared: the ratios of sums plus AUROC (a rank statistic resampled with
-#: the same patient draw through :func:`auditkit._metrics._weighted_auroc`).
+#: the same patient draw, :class:`auditkit.compare._auroc.AurocReplicates`).
 COMPARED_METRICS = (*PAIRED_METRICS, "auroc")
 
 #: Default non-inferiority margin δ: B may be at most 5 percentage points worse than A.
@@ -104,6 +104,7 @@ def compare_predictions(
     random_state: int = 0,
     chunk: int = 50,
     progress: Callable[[int, int, str], None] | None = None,
+    auroc_engine: str = "auto",
 ) -> dict[str, Any]:
     """Paired comparison of version B against version A on the same images.
 
@@ -132,8 +133,9 @@ def compare_predictions(
     confidence : float
         Level of the per-comparison intervals.
     alpha : float
-        Family-wise error rate of the max-T step-down over every (group, metric)
-        difference; the simultaneous intervals have level ``1 − alpha``.
+        Family-wise error rate of the Westfall–Young step-down
+        (:func:`auditkit.stats.bootstrap_stepdown`) over every (group, metric)
+        difference; ``ci_adjusted`` excludes 0 exactly when the change is called.
     margin : float
         Non-inferiority margin δ (a proportion: 0.05 is 5 percentage points).
     ni_metrics : sequence of str
@@ -149,6 +151,10 @@ def compare_predictions(
         Resamples drawn at once (memory ``chunk × patients``).
     progress : callable, optional
         ``progress(done, total, message)``.
+    auroc_engine : {"auto", "numba", "numpy"}
+        How resampled AUROC is computed (:class:`~auditkit.compare._auroc.AurocReplicates`):
+        the compiled one-pass kernel (``auto`` when numba is importable) or the
+        vectorised numpy plan. Both give the same numbers; numpy is several times slower.
 
     Returns
     -------
@@ -165,6 +171,9 @@ def compare_predictions(
                           f"{metrics}.")
     if not 0 <= margin < 1:
         raise ConfigError(f"margin must be in [0, 1) (a proportion); got {margin} instead.")
+    if auroc_engine not in ("auto", "numba", "numpy"):
+        raise ConfigError(f"auroc_engine must be 'auto', 'numba' or 'numpy'; got "
+                          f"{auroc_engine!r} instead.")
     if n_boot < 20:
         raise ConfigError(f"n_boot must be at least 20 for intervals; got {n_boot} instead.")
     y = np.asarray(y, dtype=int)
@@ -180,24 +189,22 @@ def compare_predictions(
                          proba_b=np.asarray(proba_b), positive=positive,
                          n_classes=len(class_names))
     groupings = _groupings(groups, intersections, group_order)
-    auroc: dict[tuple[int, int], dict[str, Any]] = {}
+    auroc_plan: list[AurocReplicates] = []  # built on the first chunk (needs the patients)
+    auroc_reps = np.full((n_boot, 2, 0), np.nan)
     on_chunk = None
     if "auroc" in metrics:
-        is_pos = y == positive
-        scores = {"a": np.asarray(proba_a, dtype=np.float64)[:, positive],
-                  "b": np.asarray(proba_b, dtype=np.float64)[:, positive]}
-        for gi, (_, names, codes) in enumerate(groupings):
-            for g in range(len(names)):
-                idx = np.flatnonzero(codes == g)
-                auroc[(gi, g)] = {
-                    v: (float(_weighted_auroc(s[idx], is_pos[idx], np.ones((1, len(idx))))[0]),
-                        np.full(n_boot, np.nan), AurocPlan.build(idx, s, is_pos))
-                    for v, s in scores.items()}
+        auroc_scores = [np.asarray(proba_a, dtype=np.float64)[:, positive],
+                        np.asarray(proba_b, dtype=np.float64)[:, positive]]
 
-        def on_chunk(weights: np.ndarray, start: int) -> None:
-            for entry in auroc.values():
-                for v in scores:
-                    entry[v][1][start:start + len(weights)] = entry[v][2].replicates(weights)
+        def on_chunk(weights: np.ndarray, start: int, image_patient: np.ndarray) -> None:
+            nonlocal auroc_reps
+            if not auroc_plan:
+                auroc_plan.append(AurocReplicates(auroc_scores, y == positive,
+                                                  [g[2] for g in groupings],
+                                                  image_patient=image_patient,
+                                                  engine=auroc_engine))
+                auroc_reps = np.full((n_boot, 2, auroc_plan[0].n_slots), np.nan)
+            auroc_reps[start:start + len(weights)] = auroc_plan[0].replicates(weights)
 
     sums = paired_bootstrap(cols.values, [g[2] for g in groupings], patients=patients,
                             n_boot=n_boot, rng=np.random.default_rng(random_state), chunk=chunk,
@@ -236,7 +243,9 @@ def compare_predictions(
             vreps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
             for metric in metrics:
                 if metric == "auroc":
-                    (va, ra, _), (vb, rb, _) = auroc[(gi, g)]["a"], auroc[(gi, g)]["b"]
+                    slot = auroc_plan[0].slices[gi].start + g
+                    va, vb = (float(x) for x in auroc_plan[0].point[:, slot])
+                    ra, rb = auroc_reps[:, 0, slot], auroc_reps[:, 1, slot]
                 else:
                     va = float(metric_from_sums(point, cols.index, "a", metric))
                     vb = float(metric_from_sums(point, cols.index, "b", metric))
@@ -268,28 +277,26 @@ def compare_predictions(
         for r in rows:
             r["hidden_by_small_cell_rule"] = False
 
-    # one family: every difference of a judgeable group (max-T step-down)
+    # one family: every difference of a judgeable group (Westfall-Young max-T step-down over
+    # the studentized paired bootstrap, auditkit.stats.bootstrap_stepdown)
     in_family = np.array([not r["too_few"] and not r["hidden_by_small_cell_rule"] for r in rows])
     est = np.concatenate([d if ok else np.full(len(metrics), np.nan)
                           for d, ok in zip(diffs, in_family)])
     reps_all = np.concatenate(diff_reps, axis=1)
-    p_adj, critical = maxt_stepdown(est, reps_all, alpha=alpha)
-    with warnings.catch_warnings():  # all-nan columns (metric undefined) stay nan
-        warnings.simplefilter("ignore", RuntimeWarning)
-        se = np.nanstd(reps_all, axis=0, ddof=1)
-    family_size = int(np.isfinite(p_adj).sum())
+    family = bootstrap_stepdown(est, reps_all, alpha=alpha)
+    family_size = family.family_size
     for i, r in enumerate(rows):
         for j, metric in enumerate(metrics):
             flat = i * len(metrics) + j
             entry = r["metrics"][metric]
-            if np.isfinite(p_adj[flat]) and (np.isfinite(critical) or se[flat] == 0):
-                half = critical * se[flat] if se[flat] > 0 else 0.0
+            if np.isfinite(family.p_adjusted[flat]) and np.isfinite(family.half_width[flat]):
+                half = float(family.half_width[flat])
                 entry["ci_adjusted"] = [entry["difference"] - half, entry["difference"] + half]
-                entry["p_adjusted"] = float(p_adj[flat])
+                entry["p_adjusted"] = float(family.p_adjusted[flat])
                 better = entry["difference"] < 0 if metric in LOWER_IS_BETTER else (
                     entry["difference"] > 0)
                 entry["change"] = (("better" if better else "worse")
-                                   if p_adj[flat] < alpha else "cannot tell")
+                                   if family.reject[flat] else "cannot tell")
             else:
                 entry["ci_adjusted"] = [None, None]
                 entry["p_adjusted"] = None
@@ -307,11 +314,10 @@ def compare_predictions(
     for r in rows:
         r["mcnemar"].setdefault("p_holm", None)
 
-    ni_bounds, ni_critical = _ni_bounds(rows, diffs, diff_reps, in_family, metrics=metrics,
-                                        ni_metrics=list(ni_metrics), alpha=alpha)
+    ni_bounds = _ni_bounds(rows, diffs, diff_reps, in_family, metrics=metrics,
+                           ni_metrics=list(ni_metrics), alpha=alpha)
     noninf = _noninferiority(rows, ni_metrics=list(ni_metrics), margin=margin,
                              min_group_size=min_group_size, labels=labels, bounds=ni_bounds)
-    noninf["critical_value"] = ni_critical
     noninf["alpha"] = alpha
     gaps = _gap_changes(rows, version_reps, metrics=metrics, confidence=confidence)
     result: dict[str, Any] = {
@@ -328,10 +334,10 @@ def compare_predictions(
         "gaps": gaps,
         "noninferiority": noninf,
         "multiplicity": {
-            "method": "max-T step-down (Westfall & Young 1993) over the paired bootstrap",
+            "method": ("Westfall & Young (1993) max-T step-down over the studentized paired "
+                       "bootstrap (auditkit.stats.bootstrap_stepdown)"),
             "alpha": alpha,
             "family_size": family_size,
-            "critical_value": critical if np.isfinite(critical) else None,
             "mcnemar": "Holm over the judgeable groups (statsmodels multipletests)",
         },
     }
@@ -341,38 +347,34 @@ def compare_predictions(
 
 def _ni_bounds(rows: list[dict[str, Any]], diffs: list[np.ndarray], diff_reps: list[np.ndarray],
                in_family: np.ndarray, *, metrics: list[str], ni_metrics: list[str],
-               alpha: float) -> tuple[dict[tuple[int, str], tuple[float, float]], float | None]:
+               alpha: float) -> dict[tuple[int, str], tuple[float, float]]:
     """Simultaneous one-sided bounds on B's improvement over A, over the non-inferiority family.
 
     The family is every (judgeable group, non-inferiority metric). Improvement is
-    B − A (A − B for lower-is-better metrics). With ``T*_j = (d*_j − d_j) / se_j`` in
-    the improvement direction, ``c`` is the ``1 − alpha`` quantile of ``max_j T*_j``
-    and ``d_j − c·se_j`` are lower bounds holding jointly with probability ``1 − alpha``
-    (the one-sided max-T of Westfall & Young, 1993); ``d_j + c·se_j`` bound from above.
+    B − A (A − B for lower-is-better metrics). :func:`auditkit.stats.bootstrap_stepdown`
+    with ``alternative="greater"`` gives each member's first-step half-width ``h_j``
+    (from the joint distribution of the studentized, centred replicates): ``d_j − h_j``
+    are lower bounds holding jointly with probability ``1 − alpha``; ``d_j + h_j`` bound
+    from above.
     """
-    members = []
+    members: list[tuple[int, str]] = []
+    point: list[float] = []
+    reps: list[np.ndarray] = []
     for i, ok in enumerate(in_family):
         if not ok:
             continue
         for metric in ni_metrics:
             j = metrics.index(metric)
             sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
-            d = sign * diffs[i][j]
-            reps = sign * diff_reps[i][:, j]
-            with warnings.catch_warnings():  # all-nan (metric undefined) stays nan
-                warnings.simplefilter("ignore", RuntimeWarning)
-                se = float(np.nanstd(reps, ddof=1)) if len(reps) > 1 else float("nan")
-            if np.isfinite(d) and np.isfinite(se):
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    t = (reps - d) / se if se > 0 else np.zeros_like(reps)
-                members.append((i, metric, d, se, t))
+            members.append((i, metric))
+            point.append(sign * diffs[i][j])
+            reps.append(sign * diff_reps[i][:, j])
     if not members:
-        return {}, None
-    t_star = np.column_stack([m[4] for m in members])
-    t_star = np.where(np.isnan(t_star), -np.inf, t_star)
-    critical = float(np.quantile(t_star.max(axis=1), 1.0 - alpha))
-    return {(i, metric): (d - critical * se, d + critical * se)
-            for i, metric, d, se, _ in members}, critical
+        return {}
+    res = bootstrap_stepdown(np.asarray(point), np.column_stack(reps), alpha=alpha,
+                             alternative="greater")
+    return {key: (d - float(h), d + float(h))
+            for key, d, h in zip(members, point, res.half_width_first) if np.isfinite(h)}
 
 
 def _group_label(row: dict[str, Any]) -> str:
@@ -437,7 +439,8 @@ def _noninferiority(rows: list[dict[str, Any]], *, ni_metrics: list[str], margin
                 cannot_judge=too_few_groups, concern=concern, undecided=undecided),
         }
     return {"margin": margin, "metrics": ni_metrics,
-            "interval": ("one-sided simultaneous (max-T) bounds on B's improvement over every "
+            "interval": ("one-sided simultaneous (step-down, first step) bounds on B's "
+                         "improvement over every "
                          "judgeable group and non-inferiority metric"),
             "by_metric": per_metric}
 

@@ -44,7 +44,8 @@ class CompareSettings:
     confidence : float
         Level of per-comparison intervals.
     alpha : float
-        Family-wise error rate (max-T step-down; simultaneous intervals at ``1 − alpha``).
+        Family-wise error rate (Westfall–Young step-down,
+        :func:`auditkit.stats.bootstrap_stepdown`).
     margin : float
         Non-inferiority margin δ as a proportion (default 0.05 = 5 percentage points).
         A committee's criteria file may supply it.

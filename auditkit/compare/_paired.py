@@ -14,10 +14,9 @@ never ``resamples × images``. Per attribute, the (patient, group) units are sor
 group so each group's sums are one small matrix product over a contiguous slice.
 
 Hand-written for the same reason as :mod:`auditkit._metrics`: no maintained library
-resamples clusters for many groups at once. The multiple-comparison step
-(:func:`maxt_stepdown`) is Westfall & Young's (1993) max-T step-down on the same
-replicates; it lives here until the family-wise control of :mod:`auditkit.fairness`
-is unified with it.
+resamples clusters for many groups at once. The multiple-comparison step is
+:func:`auditkit.stats.bootstrap_stepdown` (Westfall & Young's step-down, the one the
+fairness gaps use) on the same replicates.
 """
 
 from __future__ import annotations
@@ -25,6 +24,8 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
 import numpy as np
 
@@ -32,10 +33,10 @@ from .._metrics import ECE_BINS, bootstrap_weights
 
 __all__ = [
     "PAIRED_METRICS",
+    "draw_counts",
     "AurocPlan",
     "PairedColumns",
     "metric_from_sums",
-    "maxt_stepdown",
     "paired_bootstrap",
 ]
 
@@ -132,6 +133,42 @@ def metric_from_sums(sums: np.ndarray, index: dict[str, int | list[int]], versio
     raise ValueError(f"metric must be one of {list(PAIRED_METRICS)}; got {metric!r} instead.")
 
 
+@cache
+def _count_kernel() -> Any:
+    """Compiled per-row counting of draws (None without numba)."""
+    try:
+        import numba
+    except ImportError:  # pragma: no cover - numba ships with shap, a requirement
+        return None
+
+    # serial: counting is a fraction of drawing, and idle worker threads spinning at the
+    # end of a parallel loop cost more CPU than they save on a shared machine
+    @numba.njit(cache=True, nogil=True)
+    def count(draws: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
+        for r in range(draws.shape[0]):
+            row = out[r]
+            for i in draws[r]:
+                row[i] += 1.0
+
+    return count
+
+
+def draw_counts(m: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Draw counts of ``m`` units in ``n_boot`` resamples, ``(n_boot, m)`` float32.
+
+    The same draw as :func:`auditkit._metrics.bootstrap_weights` (the same call on the
+    generator, so the same counts for the same seed; a test checks it), counted in
+    place with numba when available instead of one long ``bincount`` and two casts.
+    """
+    kernel = _count_kernel()
+    if kernel is None:  # pragma: no cover - numba ships with shap
+        return bootstrap_weights(None, m, n_boot, rng)[0].astype(np.float32)
+    draws = rng.integers(0, m, size=(n_boot, m))
+    out = np.zeros((n_boot, m), dtype=np.float32)
+    kernel(draws, out)
+    return out
+
+
 @dataclass
 class GroupSums:
     """Column sums per group: ``point`` ``(G, k)`` and bootstrap ``replicates`` ``(B, G, k)``."""
@@ -144,7 +181,7 @@ def paired_bootstrap(values: np.ndarray, memberships: Sequence[np.ndarray], *,
                      patients: np.ndarray | None, n_boot: int, rng: np.random.Generator,
                      chunk: int = 100,
                      progress: Callable[[int, int, str], None] | None = None,
-                     on_chunk: Callable[[np.ndarray, int], None] | None = None,
+                     on_chunk: Callable[[np.ndarray, int, np.ndarray], None] | None = None,
                      ) -> list[GroupSums]:
     """Point and resampled column sums per group of every grouping, one draw for all.
 
@@ -163,9 +200,10 @@ def paired_bootstrap(values: np.ndarray, memberships: Sequence[np.ndarray], *,
     chunk : int
         Resamples drawn at once; memory is about ``chunk × n_patients`` floats.
     on_chunk : callable, optional
-        ``on_chunk(image_weights, start)`` with each image's weight in this chunk's
-        resamples ``(b, n)`` (its patient's draw count) and the index of the chunk's first
-        resample: for statistics that are not sums (AUROC). Costs ``chunk × n`` memory.
+        ``on_chunk(weights, start, image_patient)`` with each patient's draw count in
+        this chunk's resamples ``(b, m)`` float32, the index of the chunk's first
+        resample and each image's column in ``weights`` ``(n,)``: for statistics that are
+        not sums (AUROC, :class:`auditkit.compare._auroc.AurocReplicates`).
 
     Returns
     -------
@@ -223,10 +261,9 @@ def paired_bootstrap(values: np.ndarray, memberships: Sequence[np.ndarray], *,
     done = 0
     while done < n_boot:
         b = min(chunk, n_boot - done)
-        weights, _ = bootstrap_weights(None, m, b, rng)  # (b, m) patient draw counts
-        w32 = weights.astype(np.float32)
+        w32 = draw_counts(m, b, rng)  # (b, m) patient draw counts
         if on_chunk is not None:
-            on_chunk(np.take(w32, image_patient, axis=1), done)
+            on_chunk(w32, done, image_patient)
         if not nested:
             w32 = np.take(w32, unit_patient, axis=1)  # each unit weighs as its patient
         for c in range(n_cells):
@@ -279,60 +316,3 @@ class AurocPlan:
         den = w_pos.sum(axis=1) * cum[:, -1]
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
-
-
-def maxt_stepdown(estimates: np.ndarray, replicates: np.ndarray, *, alpha: float = 0.05
-                  ) -> tuple[np.ndarray, float]:
-    """Westfall–Young max-T step-down adjusted p-values and the simultaneous critical value.
-
-    Parameters
-    ----------
-    estimates : ndarray, shape (J,)
-        Observed differences; nan members are left out of the family.
-    replicates : ndarray, shape (B, J)
-        Paired bootstrap replicates of the differences (nan where undefined).
-    alpha : float
-        Family-wise error rate for the simultaneous intervals.
-
-    Returns
-    -------
-    p_adjusted : ndarray, shape (J,)
-        Step-down adjusted two-sided p-values (nan outside the family). The null
-        distribution is the bootstrap distribution centred on the estimates and
-        studentized by each member's bootstrap standard error.
-    critical : float
-        ``(1 − alpha)`` quantile of ``max_j |T*_j|``: ``estimate ± critical · se`` are
-        simultaneous intervals for the whole family (single-step max-T).
-
-    Notes
-    -----
-    Westfall P.H., Young S.S. *Resampling-Based Multiple Testing*, Wiley 1993,
-    Algorithm 2.8; Romano & Wolf (2005) show its family-wise control with bootstrap
-    null distributions.
-    """
-    est = np.asarray(estimates, dtype=np.float64)
-    reps = np.asarray(replicates, dtype=np.float64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        se = np.nanstd(reps, axis=0, ddof=1) if reps.shape[0] > 1 else np.full(est.shape, np.nan)
-    p_adj = np.full(est.shape, np.nan)
-    # a difference that no resample moves (e.g. identical answers) is certain
-    certain = np.isfinite(est) & (se == 0)
-    p_adj[certain] = np.where(est[certain] == 0, 1.0, 0.0)
-    member = np.isfinite(est) & np.isfinite(se) & (se > 0)
-    if not member.any():
-        return p_adj, float("nan")
-    idx = np.flatnonzero(member)
-    t_obs = np.abs(est[idx]) / se[idx]
-    t_star = np.abs(reps[:, idx] - est[idx]) / se[idx]
-    t_star = np.where(np.isnan(t_star), -np.inf, t_star)
-    order = np.argsort(-t_obs, kind="stable")
-    # max over the members not yet rejected: reverse cumulative max along the ordering
-    tail_max = np.maximum.accumulate(t_star[:, order][:, ::-1], axis=1)[:, ::-1]
-    raw = (tail_max >= t_obs[order][None, :]).mean(axis=0)
-    stepped = np.maximum.accumulate(raw)
-    p = np.empty(len(idx))
-    p[order] = stepped
-    p_adj[idx] = p
-    critical = float(np.quantile(t_star.max(axis=1), 1.0 - alpha))
-    return p_adj, critical
