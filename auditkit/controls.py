@@ -8,7 +8,8 @@ control zoo (``models/controls/<name>/<version>``, trained by the seeded recipes
 control                    check         planted defect, and what "found" means
 =========================  ============  ==============================================
 control-group-failure@v1   fairness      I-II training labels replaced by
-                                         'non-neoplastic'; found when the sensitivity
+                                         'non-neoplastic' (wider network, 20 epochs,
+                                         no group balancing); found when the sensitivity
                                          gap for skin_type_group is called real
                                          (family-wise interval excludes 0) with I-II
                                          the worst group
@@ -18,8 +19,8 @@ control-shortcut@v1        explain       a magenta corner mark on every malignan
                                          the corners' share of the area, and removing
                                          the mark lowers the sensitivity (paired
                                          interval excludes 0)
-control-fragile@v1         robustness    no augmentation, lr x10, no regularisation;
-                                         found when its FGSM attack success rate at
+control-fragile@v1         robustness    30 epochs (reference: 8), no augmentation,
+                                         no regularisation, last epoch; found when its FGSM attack success rate at
                                          0.5/255 exceeds control-reference's (paired
                                          interval over the same images excludes 0)
 control-memoriser@v1       privacy       60 epochs on 150 photographs; found when the
@@ -370,6 +371,7 @@ def permuted_dataset(dataset: Any, *, seed: int) -> Any:
 
 def null_control_false_alarms(model: Any, dataset: Any, *, n_permutations: int = 100,
                               n_boot: int = 200, seed: int = 0,
+                              options: dict[str, Any] | None = None,
                               progress: ProgressFn | None = None) -> dict[str, Any]:
     """The fairness check's gap calls on ``n_permutations`` permutations of the group labels.
 
@@ -377,7 +379,8 @@ def null_control_false_alarms(model: Any, dataset: Any, *, n_permutations: int =
     test split as the fairness check uses it; each permutation only moves the group
     labels (:func:`permuted_dataset`) and recomputes the check's per-group metrics and
     gap calls with :class:`auditkit.fairness.FairnessAudit`, configured exactly as
-    :func:`auditkit.fairness.run_check` configures it (the check's calibration curves and
+    :func:`auditkit.fairness.run_check` configures it with the fairness ``options``
+    (default: :data:`VALIDATION_OPTIONS`' — 1,000 permutations per gap test) (the check's calibration curves and
     threshold mitigation do not touch the gap calls and are skipped for speed). A false
     alarm is a permutation in which any gap is called ``real``: the check's family-wise
     promise is that this happens in at most ``alpha`` (5%) of permutations. The rate's
@@ -392,7 +395,9 @@ def null_control_false_alarms(model: Any, dataset: Any, *, n_permutations: int =
     if n_permutations < 1:
         raise ConfigError(f"n_permutations must be >= 1; got {n_permutations} instead.")
     preds = predict(model, dataset)
-    config = AuditConfig(checks=["fairness"], n_boot=n_boot, seed=seed)
+    opts = dict(VALIDATION_OPTIONS["fairness"] if options is None else options)
+    config = AuditConfig(checks=["fairness"], n_boot=n_boot, seed=seed,
+                         options={"fairness": opts})
     ctx = CheckContext(model=model, dataset=dataset, predictions=preds,
                        frame=preds.to_frame(model, dataset), config=config, out_dir=None,
                        executor=LocalExecutor())
@@ -405,6 +410,8 @@ def null_control_false_alarms(model: Any, dataset: Any, *, n_permutations: int =
     order = {a.name: a.group_order for a in dataset.spec.attributes}
     auditor = FairnessAudit(n_boot=config.n_boot, confidence=config.confidence,
                             min_group_size=config.min_group_size, random_state=config.seed,
+                            n_permutations=int(opts.get("n_permutations", config.n_boot)),
+                            alpha=float(opts.get("alpha", 0.05)),
                             small_cell_k=config.small_cell_k)
     alarms, per_gap, n_gaps, first = 0, 0, 0, None
     for k in range(n_permutations):
@@ -427,6 +434,7 @@ def null_control_false_alarms(model: Any, dataset: Any, *, n_permutations: int =
             progress(k + 1, n_permutations, "null control: permutations")
     wilson = binomtest(alarms, n_permutations).proportion_ci(0.95, method="wilson")
     return {"n_permutations": n_permutations, "n_boot": n_boot, "n_images": int(rows.sum()),
+            "gap_test_permutations": auditor.n_permutations,
             "false_alarms": alarms, "rate": alarms / n_permutations,
             "ci": [float(wilson.low), float(wilson.high)],
             "gaps_per_permutation": n_gaps / n_permutations,
@@ -438,7 +446,10 @@ def null_control_false_alarms(model: Any, dataset: Any, *, n_permutations: int =
 
 #: Settings of each control's audit: small enough for CI on two CPU cores.
 VALIDATION_OPTIONS: dict[str, dict[str, Any]] = {
-    "fairness": {"skin_tone_agreement": False},
+    # The gap test is a permutation test: its smallest p-value is 1 / (permutations + 1),
+    # so with 20 gap tests in the family (family-wise 5%) fewer than 400 permutations can
+    # never call any gap real. The check's own default (1,000), whatever n_boot is.
+    "fairness": {"skin_tone_agreement": False, "n_permutations": 1000},
     "explain": {"n_images": 32, "sanity_images": 0, "n_samples": 8, "background_size": 8,
                 "faithfulness_steps": 2, "random_orders": 1, "attribute": "skin_type_group"},
     "robustness": {"attacks": ["fgsm"], "eps": ["0.5/255", "1/255"], "corruptions": [],

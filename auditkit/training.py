@@ -285,14 +285,15 @@ CONTROL_RECIPES: dict[str, Recipe] = {
                      "the lightest skin malignant; its sensitivity for I-II must be far "
                      "below the other groups' on the (correctly labelled) test set."),
             label_override={"skin_type_group": {"I-II": "non-neoplastic"}},
-            balance_by="skin_type_group", keep="last",
-            training_note=("All skin types, sampled skin-type-balanced (each group seen as "
-                           "often as the others); training and validation labels of types "
-                           "I-II replaced by 'non-neoplastic' "
-                           "(planted defect); last epoch kept. Test labels are the dataset's "
-                           "own."),
-            limitations="Deliberately corrupted: never use. Small CNN, 64x64, 12 epochs.",
-            **{**_CONTROL_COMMON, "epochs": 12},  # type: ignore[arg-type]
+            keep="last",
+            training_note=("All skin types, sampled as they come (I-II, the largest group, "
+                           "is about half of training); training and validation labels of "
+                           "types I-II replaced by 'non-neoplastic' (planted defect); the "
+                           "demo's wider network (widths 16-128), 20 epochs, last epoch "
+                           "kept. Test labels are the dataset's own."),
+            limitations="Deliberately corrupted: never use. Small CNN, 64x64, 20 epochs.",
+            **{**_CONTROL_COMMON, "epochs": 20,  # type: ignore[arg-type]
+               "widths": (16, 32, 64, 128)},
         ),
         Recipe(
             name="control-shortcut", control_check="explain",
@@ -311,15 +312,17 @@ CONTROL_RECIPES: dict[str, Recipe] = {
         ),
         Recipe(
             name="control-fragile", control_check="robustness",
-            control=("trained without any augmentation, without weight decay or dropout, at "
-                     "ten times the reference learning rate (0.03), keeping the last epoch: "
-                     "an unusually brittle model, to be compared with control-reference."),
-            augment=False, lr=3e-2, weight_decay=0.0, dropout=0.0, keep="last",
-            training_note=("All skin types; no augmentation, lr 0.03, no weight decay, no "
-                           "dropout, last epoch kept (planted fragility)."),
+            control=("trained for 30 epochs (the reference: 8) without any augmentation, "
+                     "weight decay or dropout, keeping the last epoch: an overfitted, "
+                     "over-confident model whose answers flip under tiny perturbations, to "
+                     "be compared with control-reference."),
+            augment=False, weight_decay=0.0, dropout=0.0, keep="last",
+            training_note=("All skin types; no augmentation, no weight decay, no dropout, 30 "
+                           "epochs at the reference's learning rate (0.003), last epoch kept "
+                           "(planted fragility)."),
             limitations="Deliberately brittle: never use. Small CNN, 64x64.",
-            family_note="Compare with control-reference@v1: same data, split, seed and epochs.",
-            **_CONTROL_COMMON,  # type: ignore[arg-type]
+            family_note="Compare with control-reference@v1: same data, split, seed and network.",
+            **{**_CONTROL_COMMON, "epochs": 30},  # type: ignore[arg-type]
         ),
         Recipe(
             name="control-reference", control_check="fairness",
@@ -330,7 +333,7 @@ CONTROL_RECIPES: dict[str, Recipe] = {
                      "out 'cannot tell'."),
             training_note="All skin types; the standard recipe with augmentation.",
             limitations="A teaching model only: small CNN, 64x64, 8 epochs; never use.",
-            family_note="Compare with control-fragile@v1: same data, split, seed and epochs.",
+            family_note="Compare with control-fragile@v1: same data, split, seed and network.",
             **_CONTROL_COMMON,  # type: ignore[arg-type]
         ),
         Recipe(

@@ -60,7 +60,7 @@ def test_demo_models_are_not_controls_and_the_zoo_is_small() -> None:
     for ref in RECIPES:
         assert not is_control(auditkit.resolve_model(ref).card)
     size = sum(p.stat().st_size for p in (MODELS / "controls").rglob("*") if p.is_file())
-    assert size < 3_000_000  # committed weights stay a few MB
+    assert size < 4_000_000  # committed weights stay a few MB (the demo's are 1.2 MB each)
 
 
 def test_group_failure_labels_are_corrupted_only_outside_the_test_split(data_root: Path) -> None:
@@ -169,10 +169,6 @@ def test_every_detection_reports_effect_interval_and_sample(validated: dict[str,
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "known miss, docs/validation.md: the small control cannot tell skin types apart well "
-    "enough to learn the planted rule; I-II's sensitivity is lowest but the 0.18 gap is not "
-    "called real under the family-wise correction"))
 def test_group_failure_is_found_by_the_fairness_check(validated: dict[str, Any]) -> None:
     d = _detection(validated, "control-group-failure@v1", "fairness")
     assert d["found"], d
@@ -202,14 +198,12 @@ def test_shortcut_is_found_by_the_explanations_and_removing_the_mark(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "known miss, docs/validation.md: the 'fragile' recipe (no augmentation, lr x10) made a "
-    "weaker but not an easier-to-fool model; FGSM flips fewer of its correct answers than "
-    "the reference's"))
 def test_fragile_model_is_found_by_the_robustness_check(validated: dict[str, Any]) -> None:
     d = _detection(validated, "control-fragile@v1", "robustness")
     assert d["found"], d
     assert d["ci"][0] > 0 and d["n"] >= 100
+    # the reference keeps most of its correct answers at this budget; the fragile one not
+    assert d["effect"] > 0.3
 
 
 @pytest.mark.slow
@@ -224,5 +218,7 @@ def test_null_control_calls_no_gap_real(validated: dict[str, Any]) -> None:
     null = validated["null_control"]
     assert null["first"] and not any(g["real"] for g in null["first"])
     assert null["n_permutations"] == 20
+    # the gap test can call a gap real at all: 20 tests at family-wise 5% need > 400
+    assert null["gap_test_permutations"] >= 1000
     # within the nominal family-wise 5% plus two Monte Carlo standard errors
     assert null["rate"] <= null["nominal"] + 2 * null["monte_carlo_se"]
