@@ -167,28 +167,32 @@ def _concordant_by_sort(img_labels: np.ndarray, g: int, order: np.ndarray,
 
     ``img_labels (R, n)`` holds each image's group (-1: left out). A stable sort of a
     row's labels (a radix sort: the labels are small integers) keeps the score order
-    inside each group, so a positive's count of the negatives ranked below it in its
-    own group is the running count of negatives at its position minus the count before
-    its group begins. Linear in ``R x n``, whatever the number of groups. Returns
-    ``(R, G)`` float counts (exact integers).
+    inside each group and makes each group one contiguous run, so a positive's count of
+    the negatives ranked below it in its own group is the running count of negatives at
+    its position minus the count before its run begins; the sums over each run are one
+    ``reduceat``. Linear in ``R x n`` whatever the number of groups. Returns ``(R, G)``
+    float counts (exact integers).
     """
     r, n = img_labels.shape
     lab = img_labels[:, order].astype(np.int16) + 1  # 0: left out, 1..G: groups
+    neg = ~is_pos[order]
     srt = np.argsort(lab, axis=1, kind="stable")
-    lab_s = np.take_along_axis(lab, srt, axis=1)
-    neg_s = ~is_pos[order][srt]
+    neg_s = neg[srt]
     cum = np.cumsum(neg_s, axis=1, dtype=np.int64)  # negatives at or before each position
-    offset = (np.arange(r) * (g + 1))[:, None]
-    flat = (lab_s + offset).ravel()
-    pos_flat = ~neg_s.ravel()
-    # negatives of the groups sorted before group j (and of the left-out images)
-    neg_by_group = np.bincount(flat, weights=neg_s.ravel(), minlength=r * (g + 1)
-                               ).reshape(r, g + 1)
-    before = np.cumsum(neg_by_group, axis=1) - neg_by_group
-    pos_by_group = np.bincount(flat[pos_flat], minlength=r * (g + 1)).reshape(r, g + 1)
-    cum_pos = np.bincount(flat[pos_flat], weights=cum.ravel()[pos_flat].astype(np.float64),
-                          minlength=r * (g + 1)).reshape(r, g + 1)
-    return (cum_pos - pos_by_group * before)[:, 1:]
+    cum[neg_s] = 0  # only positives collect
+    flat = (lab + (np.arange(r, dtype=np.int64) * (g + 1))[:, None]).ravel()
+    size = np.bincount(flat, minlength=r * (g + 1))
+    n_neg = np.bincount(flat, weights=np.broadcast_to(neg, lab.shape).ravel(),
+                        minlength=r * (g + 1))
+    n_pos = size - n_neg
+    # runs in the flattened sorted array: row k's group j starts at k*n + (sizes before j)
+    row_sizes = size.reshape(r, g + 1)
+    starts = (np.cumsum(row_sizes, axis=1) - row_sizes + (np.arange(r) * n)[:, None]).ravel()
+    collected = np.add.reduceat(cum.ravel(), np.minimum(starts, r * n - 1)) if n else size * 0
+    collected = np.where(size > 0, collected, 0).reshape(r, g + 1)
+    neg_rows = n_neg.reshape(r, g + 1)
+    before = np.cumsum(neg_rows, axis=1) - neg_rows  # negatives of earlier runs in the row
+    return (collected - n_pos.reshape(r, g + 1) * before)[:, 1:].astype(np.float64)
 
 
 def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
