@@ -232,7 +232,10 @@ def _as_text(frame: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(index=frame.index)
     for col in frame.columns:
         values = frame[col]
-        out[col] = values.astype(object).where(values.notna(), "").astype(str).astype(object)
+        if values.dtype != object and pd.api.types.is_string_dtype(values.dtype):
+            out[col] = values.fillna("")  # already text (Arrow-backed): no per-cell work
+        else:
+            out[col] = values.astype(object).where(values.notna(), "").astype(str)
     return out
 
 

@@ -69,9 +69,12 @@ def training_mix(audit_dir: str | os.PathLike[str], audit: dict[str, Any], *,
     wanted = [c for c in ("image", "split") if c in table.columns] + present
     for batch in table.iter_batches(wanted, batch_size=262_144, as_text=True):
         # predictions.csv names images by pseudonymous key and carries their split
-        part = batch["split"] if "split" in batch else pd.Series("", index=batch.index)
-        if "image" in batch:
-            part = part.where(part != "", batch["image"].map(split).fillna(""))
+        part = (batch["split"] if "split" in batch
+                else pd.Series("", index=batch.index, dtype="string"))
+        missing = (part == "").to_numpy(dtype=bool)
+        if "image" in batch and missing.any():  # older audits: the split from split.csv
+            part = part.copy()
+            part[missing] = batch["image"][missing].map(split).fillna("")
         for a in present:
             group = batch[a].where(batch[a] != "", "unknown")
             for name in ("train", "test"):
