@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from auditkit import evidence
+from auditkit._export import file_audience
 from auditkit.cli import main
 from auditkit.evidence import (
     PARQUET_MIN_ROWS,
@@ -127,6 +128,11 @@ def test_audit_writes_parquet_from_the_threshold_and_says_so(
     manifest = export_audit(tmp_path / "large", tmp_path / "bundle")
     assert "predictions.parquet" in manifest["files"]
     assert len(read_table(tmp_path / "bundle", "predictions")) == 24
+    # the Parquet table states its audience in every row, as the CSV does (issue 15)
+    assert file_audience(tmp_path / "large" / "predictions.parquet") == "release"
+    assert file_audience(tmp_path / "bundle" / "predictions.parquet") == "release"
+    inside = export_audit(tmp_path / "large", tmp_path / "inside", audience="in-house")
+    assert inside["files"]["predictions.parquet"]["audience"] == "release"
     # the threshold view reads the same numbers from either format
     attribute = next(iter(large["dataset"]["attributes"]))
     positive = large["model"]["positive_class"]
