@@ -130,8 +130,9 @@ def save_npz(path: str | os.PathLike[str], arrays: dict[str, np.ndarray], *,
 def file_audience(path: str | os.PathLike[str]) -> str | None:
     """The audience ``path`` states itself, or None when it states none.
 
-    JSON: the top-level ``audience`` key; CSV: the ``audience`` column (every row must
-    agree, else :class:`~auditkit.exceptions.DataError`); NPZ: the ``audience`` entry.
+    JSON: the top-level ``audience`` key; CSV and Parquet: the ``audience`` column (every
+    row must agree, else :class:`~auditkit.exceptions.DataError`); NPZ: the ``audience``
+    entry.
     Other kinds of file: None.
     """
     path = Path(path)
@@ -145,6 +146,17 @@ def file_audience(path: str | os.PathLike[str]) -> str | None:
         if AUDIENCE_COLUMN not in frame.columns:
             return None
         stated = set(frame[AUDIENCE_COLUMN])
+        if len(stated) > 1:
+            raise DataError(f"{path} states more than one audience: {sorted(stated)}; "
+                            "expected one for the whole file.")
+        return stated.pop() if stated else None
+    if suffix == ".parquet":
+        from .evidence import open_table
+
+        table = open_table(path)
+        if AUDIENCE_COLUMN not in table.columns:
+            return None
+        stated = set(table.read([AUDIENCE_COLUMN])[AUDIENCE_COLUMN].astype(str))
         if len(stated) > 1:
             raise DataError(f"{path} states more than one audience: {sorted(stated)}; "
                             "expected one for the whole file.")

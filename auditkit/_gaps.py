@@ -11,7 +11,11 @@ comparison in the family (Westfall-Young min-P step-down,
 
 The whole permutation distribution is computed from per-patient sums: for ``B``
 permutations and ``G`` groups, each ratio metric is a ``(B, G)`` array from one
-``bincount`` per column; AUROC uses one weighted Mann-Whitney pass per group.
+``bincount`` per column; AUROC uses one stable (radix) sort of the group labels per
+permutation. Permutations are drawn and used a block at a time
+(:data:`PERMUTATION_CHUNK_CELLS` permutation x image cells), so memory stays bounded
+on a million images and time is linear in permutations x images; the blocks come from
+the generator in the same order as one big matrix, so chunking changes no result.
 Hand-written for that reason (a loop over fairlearn's ``MetricFrame`` would take
 minutes per audit).
 """
@@ -27,7 +31,7 @@ import numpy as np
 from ._metrics import LOWER_IS_BETTER
 from .stats import minimum_detectable_difference, westfall_young_stepdown
 
-__all__ = ["GAP_METRICS", "PARITY_STATISTICS", "GapTest", "run_gap_tests"]
+__all__ = ["GAP_METRICS", "PARITY_STATISTICS", "PERMUTATION_CHUNK_CELLS", "GapTest", "run_gap_tests"]
 
 #: Metrics whose worst-vs-best gap is tested (ECE is not: it grows as groups shrink,
 #: so its "worst group" is the smallest one; overconfidence is its unbiased stand-in).
@@ -111,49 +115,84 @@ def _concordance_by_unit(score: np.ndarray, is_pos: np.ndarray, unit: np.ndarray
 
 
 def _group_aurocs(pairs: np.ndarray | None, labels: np.ndarray, g: int, unit: np.ndarray,
-                  score: np.ndarray, is_pos: np.ndarray, n_pairs: np.ndarray) -> np.ndarray:
+                  ranking: _Ranking | None, n_pairs: np.ndarray) -> np.ndarray:
     """AUROC of each group under each labelling ``labels (R, m)``: ``(R, G)``.
 
     With few units, a group's concordant pairs are ``1_g' C 1_g`` for the unit pair
-    matrix ``C`` (one batched matrix product); with many, a weighted Mann-Whitney pass
-    per group over the images.
+    matrix ``C`` (one batched matrix product); with many, one stable sort of the group
+    labels per labelling (:func:`_concordant_by_sort`).
     """
     if pairs is not None:
         onehot = (labels[:, :, None] == np.arange(g)[None, None, :]).astype(np.float64)
         numer = (onehot * np.matmul(pairs, onehot)).sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(n_pairs > 0, numer / np.where(n_pairs > 0, n_pairs, 1.0), np.nan)
-    return _group_aurocs_by_cumsum(labels[:, unit], g, score, is_pos, n_pairs)
-
-
-def _group_aurocs_by_cumsum(img_labels: np.ndarray, g: int, score: np.ndarray,
-                            is_pos: np.ndarray, n_pairs: np.ndarray) -> np.ndarray:
-    """Mann-Whitney AUROC per group from one global sort: ``(R, G)``.
-
-    Walking the images from the lowest score up, a positive of group ``j`` beats every
-    negative of group ``j`` already passed (ties count one half): a cumulative sum of the
-    one-hot group labels of the negatives gives all groups and labellings at once.
-    """
-    order = np.argsort(score, kind="mergesort")
-    s_sorted, pos_sorted = score[order], is_pos[order]
-    lab = img_labels[:, order]
-    _, first, counts = np.unique(s_sorted, return_index=True, return_counts=True)
-    block = np.repeat(np.arange(first.size), counts)[pos_sorted]  # tie block of each positive
-    neg_lab = np.where(pos_sorted[None, :], -1, lab)
-    pos_lab = lab[:, pos_sorted]
-    numer = np.zeros((lab.shape[0], g))
-    for j in range(g):
-        neg_j = (neg_lab == j).astype(np.int32)
-        cum = np.cumsum(neg_j, axis=1, dtype=np.int32)
-        if first.size == s_sorted.size:  # no ties: a positive beats the negatives before it
-            credit_pos = cum[:, pos_sorted]
-        else:
-            tied = np.add.reduceat(neg_j, first, axis=1)  # negatives of group j per tie block
-            below = cum[:, first] - neg_j[:, first]  # strictly below each block's first image
-            credit_pos = (below + 0.5 * tied)[:, block]
-        numer[:, j] = np.where(pos_lab == j, credit_pos, 0).sum(axis=1)
+    elif ranking is not None:
+        img_labels = labels[:, unit]
+        numer = _concordant_by_sort(img_labels, g, ranking.order_ties_won, ranking.is_pos)
+        if ranking.order_ties_lost is not None:  # tied pairs count one half
+            numer = 0.5 * (numer + _concordant_by_sort(img_labels, g, ranking.order_ties_lost,
+                                                       ranking.is_pos))
+    else:
+        raise ValueError("_group_aurocs needs the unit pair matrix or the image ranking.")
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n_pairs > 0, numer / np.where(n_pairs > 0, n_pairs, 1.0), np.nan)
+
+
+@dataclass
+class _Ranking:
+    """Image orders for the AUROC numerators (computed once, shared by all labellings).
+
+    ``order_ties_won``: by score, a negative before a positive of equal score (tied
+    pairs count as concordant); ``order_ties_lost``: the reverse tie-break, or None when
+    no positive ties a negative (then both orders give the same count). The average of
+    the two counts ties one half, as Mann-Whitney does.
+    """
+
+    order_ties_won: np.ndarray
+    order_ties_lost: np.ndarray | None
+    is_pos: np.ndarray
+
+    @classmethod
+    def of(cls, score: np.ndarray, is_pos: np.ndarray) -> _Ranking:
+        won = np.lexsort((is_pos, score))
+        s_sorted = score[won]
+        same = s_sorted[1:] == s_sorted[:-1]
+        mixed = bool(np.any(same & (is_pos[won][1:] != is_pos[won][:-1])))
+        lost = np.lexsort((~is_pos, score)) if mixed else None
+        return cls(won, lost, np.asarray(is_pos, dtype=bool))
+
+
+def _concordant_by_sort(img_labels: np.ndarray, g: int, order: np.ndarray,
+                        is_pos: np.ndarray) -> np.ndarray:
+    """Concordant pairs per group and labelling in one total ``order`` of the images.
+
+    ``img_labels (R, n)`` holds each image's group (-1: left out). A stable sort of a
+    row's labels (a radix sort: the labels are small integers) keeps the score order
+    inside each group and makes each group one contiguous run, so a positive's count of
+    the negatives ranked below it in its own group is the running count of negatives at
+    its position minus the count before its run begins; the sums over each run are one
+    ``reduceat``. Linear in ``R x n`` whatever the number of groups. Returns ``(R, G)``
+    float counts (exact integers).
+    """
+    r, n = img_labels.shape
+    lab = img_labels[:, order].astype(np.int16) + 1  # 0: left out, 1..G: groups
+    neg = ~is_pos[order]
+    srt = np.argsort(lab, axis=1, kind="stable")
+    neg_s = neg[srt]
+    cum = np.cumsum(neg_s, axis=1, dtype=np.int64)  # negatives at or before each position
+    cum[neg_s] = 0  # only positives collect
+    flat = (lab + (np.arange(r, dtype=np.int64) * (g + 1))[:, None]).ravel()
+    size = np.bincount(flat, minlength=r * (g + 1))
+    n_neg = np.bincount(flat, weights=np.broadcast_to(neg, lab.shape).ravel(),
+                        minlength=r * (g + 1))
+    n_pos = size - n_neg
+    # runs in the flattened sorted array: row k's group j starts at k*n + (sizes before j)
+    row_sizes = size.reshape(r, g + 1)
+    starts = (np.cumsum(row_sizes, axis=1) - row_sizes + (np.arange(r) * n)[:, None]).ravel()
+    collected = np.add.reduceat(cum.ravel(), np.minimum(starts, r * n - 1)) if n else size * 0
+    collected = np.where(size > 0, collected, 0).reshape(r, g + 1)
+    neg_rows = n_neg.reshape(r, g + 1)
+    before = np.cumsum(neg_rows, axis=1) - neg_rows  # negatives of earlier runs in the row
+    return (collected - n_pos.reshape(r, g + 1) * before)[:, 1:].astype(np.float64)
 
 
 def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -169,6 +208,77 @@ def _range(values: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     gap = hi.max(axis=1) - lo.min(axis=1)
     gap = np.where(valid.sum(axis=1) >= 2, gap, np.nan)
     return gap, hi.argmax(axis=1), lo.argmin(axis=1)
+
+
+#: Permutation x image cells held at once by :func:`run_gap_tests` (the memory bound:
+#: a few dozen bytes per cell in the AUROC pass).
+PERMUTATION_CHUNK_CELLS = 4_000_000
+
+
+def _attribute_gaps(attribute: str, groups: list[str], labels: np.ndarray, *,
+                    both: np.ndarray, n_sum: int, wanted: list[str], classes: list[int],
+                    units_known: bool, min_count: int, pairs: np.ndarray | None,
+                    ranking: _Ranking | None, unit: np.ndarray, observed: bool,
+                    ) -> list[tuple[tuple[str, str], np.ndarray, dict[str, Any]]]:
+    """Gap statistics of one attribute for a block of unit labellings ``labels (R, m)``.
+
+    Returns ``(key, gaps (R,), info)`` per statistic; ``info`` (the groups' values,
+    best and worst) is filled only when ``observed`` (the block is the observed row).
+    """
+    g = len(groups)
+    gs = _group_sums(both, labels, g)  # (R, G, k)
+    s, h = gs[..., :n_sum], gs[..., n_sum:]
+    mc = min_count
+
+    def judge(den: np.ndarray, den_units: np.ndarray) -> np.ndarray:
+        return (den >= mc) & ((den_units >= mc) if units_known else True)
+
+    values: dict[str, tuple[np.ndarray, np.ndarray]] = {
+        "accuracy": (_ratio(s[..., _CORRECT], s[..., _N]), judge(s[..., _N], h[..., 0])),
+        "sensitivity": (_ratio(s[..., _TP], s[..., _P]), judge(s[..., _P], h[..., 1])),
+        "specificity": (_ratio(s[..., _TN], s[..., _NEG]), judge(s[..., _NEG], h[..., 2])),
+        "ppv": (_ratio(s[..., _TP], s[..., _PP]), judge(s[..., _PP], h[..., 3])),
+        "npv": (_ratio(s[..., _TN], s[..., _PN]), judge(s[..., _PN], h[..., 4])),
+        "overconfidence": (_ratio(s[..., _CONF] - s[..., _CORRECT], s[..., _N]),
+                           judge(s[..., _N], h[..., 0])),
+        "selection_rate": (_ratio(s[..., _PP], s[..., _N]), judge(s[..., _N], h[..., 0])),
+    }
+    if "balanced_accuracy" in wanted:
+        k = len(classes)
+        rec = np.stack([_ratio(s[..., 10 + 2 * i], s[..., 9 + 2 * i]) for i in range(k)], -1)
+        ok = np.stack([judge(s[..., 9 + 2 * i], h[..., 5 + i]) for i in range(k)], -1)
+        values["balanced_accuracy"] = (rec.mean(axis=-1), np.asarray(ok.all(axis=-1)))
+    if "auroc" in wanted:
+        auc = _group_aurocs(pairs, labels, g, unit, ranking, s[..., _P] * s[..., _NEG])
+        ok = judge(np.minimum(s[..., _P], s[..., _NEG]), np.minimum(h[..., 1], h[..., 2]))
+        values["auroc"] = (auc, ok)
+    out: list[tuple[tuple[str, str], np.ndarray, dict[str, Any]]] = []
+    for metric in wanted:
+        if metric in values and metric != "selection_rate":
+            v, ok = values[metric]
+            gap, hi, lo = _range(v, ok)
+            worst, best = (hi, lo) if (metric in LOWER_IS_BETTER
+                                       or metric == "overconfidence") else (lo, hi)
+            out.append(((attribute, metric), gap, {
+                "groups": groups, "best": int(best[0]), "worst": int(worst[0]),
+                "values": v[0], "judgeable": ok[0]} if observed else {}))
+    if "demographic_parity_difference" in wanted:
+        v, ok = values["selection_rate"]
+        gap, hi, lo = _range(v, ok)
+        out.append(((attribute, "demographic_parity_difference"), gap, {
+            "groups": groups, "judgeable": ok[0], "parts": ["selection_rate"],
+            "highest": int(hi[0]), "lowest": int(lo[0]), "values": v[0]} if observed else {}))
+    if "equalized_odds_difference" in wanted:
+        tpr, ok_t = values["sensitivity"]
+        spec, ok_f = values["specificity"]
+        gap_t, _, _ = _range(tpr, ok_t)
+        gap_f, _, _ = _range(1.0 - spec, ok_f)
+        out.append(((attribute, "equalized_odds_difference"), np.fmax(gap_t, gap_f), {
+            "groups": groups, "judgeable": ok_t[0] & ok_f[0],
+            "parts": ["sensitivity", "specificity"],
+            "tpr_difference": float(gap_t[0]), "fpr_difference": float(gap_f[0])}
+            if observed else {}))
+    return out
 
 
 def run_gap_tests(settings: GapTest, *, y: np.ndarray, pred: np.ndarray, proba: np.ndarray,
@@ -218,19 +328,13 @@ def run_gap_tests(settings: GapTest, *, y: np.ndarray, pred: np.ndarray, proba: 
     classes = sorted(set(y.tolist()))
     sums, has = _unit_sums(y, pred, proba, positive, unit, m, classes)
     both = np.hstack([sums, has])
-    pairs = (_concordance_by_unit(proba[:, positive], y == positive, unit, m)
-             if "auroc" in settings.metrics and 0 < m <= _PAIR_MATRIX_MAX_UNITS else None)
-    n_sum = sums.shape[1]
-    rng = np.random.default_rng(settings.random_state)
-    b = settings.n_permutations
-    # row 0: the observed labelling; rows 1..B: unit u takes the label of unit perm[u]
-    perms = np.vstack([np.arange(m)[None, :], rng.permuted(np.tile(np.arange(m), (b, 1)),
-                                                            axis=1)]) if m else np.zeros((b + 1, 0), int)
     wanted = list(settings.metrics)
-    mc = settings.min_count
-    keys: list[tuple[str, str]] = []
-    stats: list[np.ndarray] = []
-    extra: dict[tuple[str, str], dict[str, Any]] = {}
+    pairs = (_concordance_by_unit(proba[:, positive], y == positive, unit, m)
+             if "auroc" in wanted and 0 < m <= _PAIR_MATRIX_MAX_UNITS else None)
+    ranking = (_Ranking.of(proba[:, positive], y == positive)
+               if "auroc" in wanted and pairs is None else None)
+    b = settings.n_permutations
+    prepared: list[tuple[str, list[str], np.ndarray]] = []
     for attribute, labels_img in attributes.items():
         groups = list(eligible.get(attribute, []))
         if progress:
@@ -238,71 +342,34 @@ def run_gap_tests(settings: GapTest, *, y: np.ndarray, pred: np.ndarray, proba: 
         code = {g: i for i, g in enumerate(groups)}
         img_code = np.array([code.get(str(v), -1) for v in labels_img], dtype=int)
         # one label per unit: the most common among its images (patients rarely change group)
-        unit_code = np.full(m, -1, dtype=int)
-        if len(groups):
+        if len(groups) >= 2:
             counts = np.zeros((m, len(groups) + 1))
             np.add.at(counts, (unit, img_code + 1), 1)
-            unit_code = counts.argmax(axis=1) - 1
-        labels = unit_code[perms]  # (B+1, m)
-        g = len(groups)
-        if g < 2:
-            continue
-        gs = _group_sums(both, labels, g)  # (B+1, G, k)
-        s, h = gs[..., :n_sum], gs[..., n_sum:]
-
-        def judge(den: np.ndarray, den_units: np.ndarray) -> np.ndarray:
-            return (den >= mc) & ((den_units >= mc) if units is not None else True)
-
-        values: dict[str, tuple[np.ndarray, np.ndarray]] = {
-            "accuracy": (_ratio(s[..., _CORRECT], s[..., _N]), judge(s[..., _N], h[..., 0])),
-            "sensitivity": (_ratio(s[..., _TP], s[..., _P]), judge(s[..., _P], h[..., 1])),
-            "specificity": (_ratio(s[..., _TN], s[..., _NEG]), judge(s[..., _NEG], h[..., 2])),
-            "ppv": (_ratio(s[..., _TP], s[..., _PP]), judge(s[..., _PP], h[..., 3])),
-            "npv": (_ratio(s[..., _TN], s[..., _PN]), judge(s[..., _PN], h[..., 4])),
-            "overconfidence": (_ratio(s[..., _CONF] - s[..., _CORRECT], s[..., _N]),
-                               judge(s[..., _N], h[..., 0])),
-            "selection_rate": (_ratio(s[..., _PP], s[..., _N]), judge(s[..., _N], h[..., 0])),
-        }
-        if "balanced_accuracy" in wanted:
-            k = len(classes)
-            rec = np.stack([_ratio(s[..., 10 + 2 * i], s[..., 9 + 2 * i]) for i in range(k)], -1)
-            ok = np.stack([judge(s[..., 9 + 2 * i], h[..., 5 + i]) for i in range(k)], -1)
-            values["balanced_accuracy"] = (rec.mean(axis=-1), np.asarray(ok.all(axis=-1)))
-        if "auroc" in wanted:
-            auc = _group_aurocs(pairs, labels, g, unit, proba[:, positive], y == positive,
-                                s[..., _P] * s[..., _NEG])
-            ok = judge(np.minimum(s[..., _P], s[..., _NEG]), np.minimum(h[..., 1], h[..., 2]))
-            values["auroc"] = (auc, ok)
-        for metric in wanted:
-            if metric in values and metric != "selection_rate":
-                v, ok = values[metric]
-                gap, hi, lo = _range(v, ok)
-                keys.append((attribute, metric))
-                stats.append(gap)
-                worst, best = (hi, lo) if (metric in LOWER_IS_BETTER
-                                           or metric == "overconfidence") else (lo, hi)
-                extra[(attribute, metric)] = {
-                    "groups": groups, "best": int(best[0]), "worst": int(worst[0]),
-                    "values": v[0], "judgeable": ok[0]}
-        if "demographic_parity_difference" in wanted:
-            v, ok = values["selection_rate"]
-            gap, hi, lo = _range(v, ok)
-            keys.append((attribute, "demographic_parity_difference"))
-            stats.append(gap)
-            extra[keys[-1]] = {"groups": groups, "judgeable": ok[0], "parts": ["selection_rate"],
-                               "highest": int(hi[0]), "lowest": int(lo[0]), "values": v[0]}
-        if "equalized_odds_difference" in wanted:
-            tpr, ok_t = values["sensitivity"]
-            spec, ok_f = values["specificity"]
-            gap_t, _, _ = _range(tpr, ok_t)
-            gap_f, _, _ = _range(1.0 - spec, ok_f)
-            gap = np.fmax(gap_t, gap_f)
-            keys.append((attribute, "equalized_odds_difference"))
-            stats.append(gap)
-            extra[keys[-1]] = {"groups": groups, "judgeable": ok_t[0] & ok_f[0],
-                               "parts": ["sensitivity", "specificity"],
-                               "tpr_difference": float(gap_t[0]),
-                               "fpr_difference": float(gap_f[0])}
+            prepared.append((attribute, groups, counts.argmax(axis=1) - 1))
+    keys: list[tuple[str, str]] = []
+    blocks: dict[tuple[str, str], list[np.ndarray]] = {}
+    extra: dict[tuple[str, str], dict[str, Any]] = {}
+    rng = np.random.default_rng(settings.random_state)
+    # row 0: the observed labelling; then blocks of permutations, unit u taking the
+    # label of unit perm[u]; the same rows as one (B, m) matrix, a block at a time
+    step = max(1, PERMUTATION_CHUNK_CELLS // max(n, m, 1))
+    starts = [(0, 0)] + [(1 + k, min(step, b - k)) for k in range(0, b, step)]
+    for start, size in starts:
+        perms = (np.arange(m)[None, :] if start == 0 else
+                 rng.permuted(np.tile(np.arange(m), (size, 1)), axis=1) if m else
+                 np.zeros((size, 0), dtype=int))
+        for attribute, groups, unit_code in prepared:
+            found = _attribute_gaps(
+                attribute, groups, unit_code[perms], both=both, n_sum=sums.shape[1],
+                wanted=wanted, classes=classes, units_known=units is not None,
+                min_count=settings.min_count, pairs=pairs, ranking=ranking, unit=unit,
+                observed=start == 0)
+            for key, gap, info in found:
+                if start == 0:
+                    keys.append(key)
+                    extra[key] = info
+                blocks.setdefault(key, []).append(gap)
+    stats = [np.concatenate(blocks[key]) for key in keys]
     if not keys:
         return {}
     table = np.column_stack(stats)  # (B+1, H)

@@ -4,9 +4,11 @@ fairlearn's ``MetricFrame(n_boot=...)`` re-runs every metric function on every
 resample in Python; for 200 resamples of a dozen groups that is minutes, too slow
 to be the default. Nearly every metric here is a ratio of sums of per-image
 indicators, so a resample only needs *how many times* each patient was drawn:
-draw those counts for all resamples at once (a multinomial, shape ``(B, m)``),
-multiply by per-patient sums (``(m, k)``) and every resampled metric falls out of
-one matrix product. AUROC is a weighted Mann-Whitney statistic computed for all
+draw those counts (a multinomial, shape ``(B, m)``), multiply by per-patient sums
+(``(m, k)``) and every resampled metric falls out of one matrix product. The
+resamples are drawn and used a block at a time (:data:`BOOTSTRAP_CHUNK_CELLS`), so
+memory stays bounded on a million images while the resamples, drawn in the same
+order from the same generator, are exactly those of one big matrix. AUROC is a weighted Mann-Whitney statistic computed for all
 resamples from one sort; ECE uses per-bin sums. This is why it is hand-written:
 no maintained library resamples clusters (patients) this way.
 
@@ -68,26 +70,57 @@ class MetricInputs:
     clusters: np.ndarray | None = None
 
 
+def _cluster_index(clusters: np.ndarray | None, n: int) -> tuple[np.ndarray, int]:
+    """Each image's cluster index ``(n,)`` and the number of clusters."""
+    if clusters is None:
+        return np.arange(n), n
+    _, inverse = np.unique(np.asarray(clusters).astype(str), return_inverse=True)
+    return inverse, (int(inverse.max()) + 1 if n else 0)
+
+
+def _draw_counts(m: int, rows: int, rng: np.random.Generator) -> np.ndarray:
+    """Multinomial counts ``(rows, m)`` of ``m`` clusters drawn with replacement per row."""
+    # draw m cluster indices per resample and count them: the same multinomial counts,
+    # an order of magnitude faster than Generator.multinomial for large m
+    draws = rng.integers(0, m, size=(rows, m)) + (np.arange(rows) * m)[:, None]
+    return np.bincount(draws.ravel(), minlength=rows * m).reshape(rows, m).astype(np.float64)
+
+
 def bootstrap_weights(clusters: np.ndarray | None, n: int, n_boot: int,
                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Resampling counts of each cluster, ``(n_boot, m)``, and each image's cluster index.
 
     A bootstrap resample draws ``m`` clusters with replacement from the ``m``
-    clusters of the group; the count vector of such a draw is multinomial.
+    clusters of the group; the count vector of such a draw is multinomial. This holds
+    the whole ``(n_boot, m)`` matrix: for large groups use :func:`bootstrap_weight_chunks`,
+    which yields the same rows (the same random stream) a block at a time.
     """
-    if clusters is None:
-        inverse = np.arange(n)
-        m = n
-    else:
-        _, inverse = np.unique(np.asarray(clusters).astype(str), return_inverse=True)
-        m = int(inverse.max()) + 1 if n else 0
+    inverse, m = _cluster_index(clusters, n)
     if n_boot == 0 or m == 0:
         return np.zeros((0, m)), inverse
-    # draw m cluster indices per resample and count them: the same multinomial counts,
-    # an order of magnitude faster than Generator.multinomial for large m
-    draws = rng.integers(0, m, size=(n_boot, m)) + (np.arange(n_boot) * m)[:, None]
-    weights = np.bincount(draws.ravel(), minlength=n_boot * m).reshape(n_boot, m)
-    return weights.astype(np.float64), inverse
+    return _draw_counts(m, n_boot, rng), inverse
+
+
+#: Resampled cells (resamples x images) held at once by :func:`compute_metrics`: the
+#: memory bound of the bootstrap (about 8 bytes x a handful of arrays per cell).
+BOOTSTRAP_CHUNK_CELLS = 4_000_000
+
+
+def bootstrap_weight_chunks(m: int, n_boot: int, rng: np.random.Generator, *,
+                            width: int | None = None, chunk_cells: int | None = None):
+    """Yield blocks of :func:`bootstrap_weights`' rows, ``(r, m)`` each, in order.
+
+    The blocks concatenate to exactly the matrix :func:`bootstrap_weights` draws from
+    the same generator state (numpy draws the integers in row order), so chunking
+    bounds memory without changing a single resample. ``width`` is the number of
+    columns each resample is later expanded to (images, when per-image weights are
+    needed); a block holds about ``chunk_cells`` (default
+    :data:`BOOTSTRAP_CHUNK_CELLS`) of them.
+    """
+    cells = BOOTSTRAP_CHUNK_CELLS if chunk_cells is None else chunk_cells
+    step = max(1, cells // max(width or m, 1))
+    for start in range(0, n_boot, step):
+        yield _draw_counts(m, min(step, n_boot - start), rng)
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -139,6 +172,10 @@ def compute_metrics(inputs: MetricInputs, *, n_boot: int = 0, rng: np.random.Gen
     scikit-learn's: mean recall over classes present. ``auroc`` scores with the
     positive-class probability. ``ece`` uses 10 equal-width confidence bins on the
     top-class probability (Guo et al., 2017).
+
+    Memory is bounded: resamples are processed in blocks of about
+    :data:`BOOTSTRAP_CHUNK_CELLS` resample x image cells, and time is linear in
+    ``n_boot`` x images (plus one sort per block for AUROC).
     """
     wanted = list(metrics or METRICS)
     y = np.asarray(inputs.y, dtype=int)
@@ -147,89 +184,95 @@ def compute_metrics(inputs: MetricInputs, *, n_boot: int = 0, rng: np.random.Gen
     n, n_classes = proba.shape
     if n_boot and rng is None:
         raise ValueError("compute_metrics needs rng when n_boot > 0.")
-    boot_w, inverse = bootstrap_weights(inputs.clusters, n, n_boot, rng or np.random.default_rng(0))
-    m = boot_w.shape[1] if n_boot else (int(inverse.max()) + 1 if n else 0)
-    weights = np.vstack([np.ones((1, m)), boot_w])  # row 0 is the point estimate
+    inverse, m = _cluster_index(inputs.clusters, n)
 
-    def sums(columns: np.ndarray) -> np.ndarray:
-        """Weighted sums ``(1 + B, k)`` of per-image columns ``(n, k)``."""
+    def per_cluster(columns: np.ndarray) -> np.ndarray:
+        """Per-cluster sums ``(m, k)`` of per-image columns ``(n, k)``."""
         if inputs.clusters is None:
-            return weights @ columns
-        per_cluster = np.column_stack([
-            np.bincount(inverse, weights=columns[:, j], minlength=m)
-            for j in range(columns.shape[1])
-        ])
-        return weights @ per_cluster
+            return columns
+        return np.column_stack([np.bincount(inverse, weights=columns[:, j], minlength=m)
+                                for j in range(columns.shape[1])])
 
     pos_true = y == inputs.positive
     pos_pred = pred == inputs.positive
     correct = y == pred
-    base = sums(np.column_stack([
+    # per-cluster sums are computed once; each block of resamples is one matrix product
+    base_c = per_cluster(np.column_stack([
         np.ones(n), correct, pos_true & pos_pred, ~pos_true & pos_pred,
         ~pos_true & ~pos_pred, pos_true & ~pos_pred,
     ]).astype(np.float64))
-    total, n_correct, tp, fp, tn, fn = base.T
-    out: dict[str, np.ndarray] = {}
-    if "accuracy" in wanted:
-        out["accuracy"] = _ratio(n_correct, total)
-    if "sensitivity" in wanted:
-        out["sensitivity"] = _ratio(tp, tp + fn)
-    if "specificity" in wanted:
-        out["specificity"] = _ratio(tn, tn + fp)
-    if "ppv" in wanted:
-        out["ppv"] = _ratio(tp, tp + fp)
-    if "npv" in wanted:
-        out["npv"] = _ratio(tn, tn + fn)
-    if "prevalence" in wanted:
-        out["prevalence"] = _ratio(tp + fn, total)
-    if "selection_rate" in wanted:
-        out["selection_rate"] = _ratio(tp + fp, total)
-    if "balanced_accuracy" in wanted:
-        present = np.unique(y)
-        cols = np.column_stack([np.column_stack([y == k, (y == k) & correct]) for k in present])
-        per = sums(cols.astype(np.float64)).reshape(-1, len(present), 2)
-        recall = _ratio(per[:, :, 1], per[:, :, 0])
-        with warnings.catch_warnings():  # all-nan rows (no class present) stay nan
-            warnings.simplefilter("ignore", RuntimeWarning)
-            out["balanced_accuracy"] = np.nanmean(recall, axis=1)
-    # per-image weights (1 + B, n) are only needed by the rank-based AUROC
-    image_w = weights[:, inverse] if {"auroc", "auroc_macro"} & set(wanted) else None
-    if image_w is not None and "auroc" in wanted:
-        out["auroc"] = _weighted_auroc(proba[:, inputs.positive], pos_true, image_w)
-    if image_w is not None and "auroc_macro" in wanted:
-        if n_classes > 2:
-            per_class = np.column_stack([
-                _weighted_auroc(proba[:, k], y == k, image_w) for k in range(n_classes)
-            ])
-            with warnings.catch_warnings():
+    present = np.unique(y)
+    balanced_c = (per_cluster(np.column_stack([np.column_stack([y == k, (y == k) & correct])
+                                               for k in present]).astype(np.float64))
+                  if "balanced_accuracy" in wanted else None)
+    bins_c = None
+    if {"ece", "ece_debiased", "overconfidence"} & set(wanted):
+        conf = proba.max(axis=1)
+        bins = np.minimum((conf * ECE_BINS).astype(int), ECE_BINS - 1)
+        onehot = np.zeros((n, ECE_BINS))
+        onehot[np.arange(n), bins] = 1.0
+        bins_c = per_cluster(np.column_stack([onehot, onehot * correct[:, None],
+                                              onehot * conf[:, None]]))
+    needs_images = bool({"auroc", "auroc_macro"} & set(wanted))
+
+    def evaluate(weights: np.ndarray) -> dict[str, np.ndarray]:
+        """Every wanted metric for each row of cluster weights ``(R, m)``: ``(R,)`` each."""
+        total, n_correct, tp, fp, tn, fn = (weights @ base_c).T
+        out: dict[str, np.ndarray] = {}
+        if "accuracy" in wanted:
+            out["accuracy"] = _ratio(n_correct, total)
+        if "sensitivity" in wanted:
+            out["sensitivity"] = _ratio(tp, tp + fn)
+        if "specificity" in wanted:
+            out["specificity"] = _ratio(tn, tn + fp)
+        if "ppv" in wanted:
+            out["ppv"] = _ratio(tp, tp + fp)
+        if "npv" in wanted:
+            out["npv"] = _ratio(tn, tn + fn)
+        if "prevalence" in wanted:
+            out["prevalence"] = _ratio(tp + fn, total)
+        if "selection_rate" in wanted:
+            out["selection_rate"] = _ratio(tp + fp, total)
+        if balanced_c is not None:
+            per = (weights @ balanced_c).reshape(-1, len(present), 2)
+            recall = _ratio(per[:, :, 1], per[:, :, 0])
+            with warnings.catch_warnings():  # all-nan rows (no class present) stay nan
                 warnings.simplefilter("ignore", RuntimeWarning)
-                out["auroc_macro"] = np.where(np.isnan(per_class).any(axis=1), np.nan,
-                                              np.nanmean(per_class, axis=1))
-        else:
-            out["auroc_macro"] = _weighted_auroc(proba[:, 1], y == 1, image_w)
-    if "ece" in wanted:
-        conf = proba.max(axis=1)
-        bins = np.minimum((conf * ECE_BINS).astype(int), ECE_BINS - 1)
-        onehot = np.zeros((n, ECE_BINS))
-        onehot[np.arange(n), bins] = 1.0
-        cols = np.column_stack([onehot, onehot * correct[:, None], onehot * conf[:, None]])
-        per = sums(cols).reshape(-1, 3, ECE_BINS)
-        count, acc, cf = per[:, 0], per[:, 1], per[:, 2]
-        out["ece"] = _ratio(np.abs(acc - cf).sum(axis=1), count.sum(axis=1))
-    if "ece_debiased" in wanted or "overconfidence" in wanted:
-        conf = proba.max(axis=1)
-        bins = np.minimum((conf * ECE_BINS).astype(int), ECE_BINS - 1)
-        onehot = np.zeros((n, ECE_BINS))
-        onehot[np.arange(n), bins] = 1.0
-        cols = np.column_stack([onehot, onehot * correct[:, None], onehot * conf[:, None]])
-        per = sums(cols).reshape(-1, 3, ECE_BINS)
-        count, acc, cf = per[:, 0], per[:, 1], per[:, 2]
-        if "overconfidence" in wanted:
-            out["overconfidence"] = _ratio(cf.sum(axis=1) - acc.sum(axis=1), count.sum(axis=1))
-        if "ece_debiased" in wanted:
-            out["ece_debiased"] = _debiased_ece(count, acc, cf)
-    point = {k: float(v[0]) for k, v in out.items()}
-    replicates = {k: v[1:] for k, v in out.items()}
+                out["balanced_accuracy"] = np.nanmean(recall, axis=1)
+        # per-image weights (R, n) are only needed by the rank-based AUROC
+        image_w = weights[:, inverse] if needs_images else None
+        if image_w is not None and "auroc" in wanted:
+            out["auroc"] = _weighted_auroc(proba[:, inputs.positive], pos_true, image_w)
+        if image_w is not None and "auroc_macro" in wanted:
+            if n_classes > 2:
+                per_class = np.column_stack([
+                    _weighted_auroc(proba[:, k], y == k, image_w) for k in range(n_classes)
+                ])
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    out["auroc_macro"] = np.where(np.isnan(per_class).any(axis=1), np.nan,
+                                                  np.nanmean(per_class, axis=1))
+            else:
+                out["auroc_macro"] = _weighted_auroc(proba[:, 1], y == 1, image_w)
+        if bins_c is not None:
+            per = (weights @ bins_c).reshape(-1, 3, ECE_BINS)
+            count, acc, cf = per[:, 0], per[:, 1], per[:, 2]
+            if "ece" in wanted:
+                out["ece"] = _ratio(np.abs(acc - cf).sum(axis=1), count.sum(axis=1))
+            if "overconfidence" in wanted:
+                out["overconfidence"] = _ratio(cf.sum(axis=1) - acc.sum(axis=1),
+                                               count.sum(axis=1))
+            if "ece_debiased" in wanted:
+                out["ece_debiased"] = _debiased_ece(count, acc, cf)
+        return out
+
+    point_out = evaluate(np.ones((1, m)))
+    blocks = ([evaluate(w) for w in bootstrap_weight_chunks(
+        m, n_boot, rng, width=n if needs_images else m)] if n_boot and m and rng is not None
+        else [])
+    point = {k: float(v[0]) for k, v in point_out.items()}
+    replicates = {k: (np.concatenate([blk[k] for blk in blocks]) if blocks else np.zeros(0))
+                  for k in point_out}
     return point, replicates
 
 

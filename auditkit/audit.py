@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 
 from ._context import CHECKS, AuditConfig, CheckContext, ProgressFn
-from ._export import write_frame_csv
 from ._local import write_key_map
 from ._version import __version__
 from .data import Dataset
+from .evidence import describe, open_table, write_table
 from .exceptions import ConfigError, DataError
 from .export import IN_HOUSE_FILE, audit_file
 from .models import LoadedModel
@@ -49,7 +49,8 @@ __all__ = [
 
 SCHEMA_VERSION = "1.0"
 #: Files an audit folder may hold; ``overwrite=True`` clears them all before writing.
-EVIDENCE_FILES = ("audit.json", IN_HOUSE_FILE, "predictions.csv", "membership_scores.csv",
+EVIDENCE_FILES = ("audit.json", IN_HOUSE_FILE, "predictions.csv", "predictions.parquet",
+                  "membership_scores.csv",
                   "robustness.csv", "attributions.npz")
 #: What is derived from an audit after it ran (criteria evaluations, reports): stale once
 #: the audit is replaced, so ``overwrite`` removes it too.
@@ -168,8 +169,9 @@ def run_audit(
 ) -> dict[str, Any]:
     """Run the configured checks and return (and, with ``out_dir``, write) the audit.
 
-    Writes ``out_dir/audit.json`` and ``out_dir/predictions.csv`` plus each check's
-    evidence files. Everything is written to a staging folder first and moved in when
+    Writes ``out_dir/audit.json`` and ``out_dir/predictions.csv`` (``predictions.parquet``
+    from :data:`auditkit.evidence.PARQUET_MIN_ROWS` images on; ``audit["evidence_files"]``
+    says which) plus each check's evidence files. Everything is written to a staging folder first and moved in when
     the audit is complete (``audit.json`` last), so a failed check never leaves a
     half-written audit behind nor destroys an earlier one.
 
@@ -201,10 +203,15 @@ def run_audit(
                                       staging=staging, executor=executor, cache_dir=cache_dir,
                                       progress=progress, criteria=criteria)
         if out is not None and staging is not None:
-            # the release rule was applied to it (see _run): it says so in every row
-            write_frame_csv(frame, staging / "predictions.csv",
-                            audience="release" if in_house is not None else "in-house")
+            # per-image evidence: CSV, or Parquet from PARQUET_MIN_ROWS rows
+            # (auditkit.evidence); the release rule was applied to it (see _run): it says
+            # so in every row
+            written = describe(open_table(write_table(
+                frame, staging, "predictions",
+                audience="release" if in_house is not None else "in-house")))
+            audit["evidence_files"] = {"predictions": written}
             if in_house is not None:  # for the committee inside the institution
+                in_house["evidence_files"] = {"predictions": written}
                 (staging / IN_HOUSE_FILE).write_text(
                     json.dumps(in_house, indent=2, allow_nan=False) + "\n", encoding="utf-8")
             (staging / "audit.json").write_text(

@@ -248,7 +248,8 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         print(wording.performance_headline(perf))
         for line in lines:
             print(f"  {line}")
-    print(f"wrote {out / 'audit.json'} and {out / 'predictions.csv'}")
+    evidence = (audit.get("evidence_files") or {}).get("predictions", {})
+    print(f"wrote {out / 'audit.json'} and {out / evidence.get('file', 'predictions.csv')}")
     if criteria is not None:
         from .overview import evaluate_audit
 

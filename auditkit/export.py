@@ -2,10 +2,11 @@
 
 An audit folder holds files for two audiences (see :mod:`auditkit.suppression`,
 "Audiences"): ``audit.in-house.json`` shows every group with its exact n and stays inside;
-``audit.json`` and ``predictions.csv`` follow the small-cell disclosure rule. A release
-bundle re-applies the rule (with the threshold asked for, at least the audit's own) to
-``audit.json`` and ``predictions.csv``, copies nothing else the rule does not cover, and
-writes ``MANIFEST.json`` naming each file with its sha256 and audience, and each file it
+``audit.json`` and ``predictions.csv`` (``predictions.parquet`` for large audits, see
+:mod:`auditkit.evidence`) follow the small-cell disclosure rule. A release bundle
+re-applies the rule (with the threshold asked for, at least the audit's own) to
+``audit.json`` and the predictions table (in the format it was written in), copies
+nothing else the rule does not cover, and writes ``MANIFEST.json`` naming each file with its sha256 and audience, and each file it
 withheld with the reason. An in-house bundle holds the in-house ``audit.json`` and every
 evidence file of the audit. Every file of a bundle states its audience itself (JSON: an
 ``audience`` key; CSV: an ``audience`` column; NPZ: an ``audience`` entry; see
@@ -34,10 +35,10 @@ AUDIENCE_ENV = "AUDITKIT_AUDIENCE"
 #: The in-house copy of audit.json (every group with its exact n), beside it in the folder.
 IN_HOUSE_FILE = "audit.in-house.json"
 #: Files of an audit folder the disclosure rule covers (everything else is withheld).
-RELEASE_FILES = ("audit.json", "predictions.csv")
+RELEASE_FILES = ("audit.json", "predictions.csv", "predictions.parquet")
 #: Evidence files an audit folder may hold beside its JSON (an in-house bundle copies them).
-EVIDENCE_FILES = ("predictions.csv", "membership_scores.csv", "robustness.csv",
-                  "attributions.npz")
+EVIDENCE_FILES = ("predictions.csv", "predictions.parquet", "membership_scores.csv",
+                  "robustness.csv", "attributions.npz")
 
 
 def audience_for(user: Any | None, *, default: str | None = None) -> str:
@@ -112,8 +113,7 @@ def export_audit(audit_dir: str | os.PathLike[str], out_dir: str | os.PathLike[s
     k : int, optional
         Small-cell threshold for release; default (and minimum) the audit's own.
     """
-    import pandas as pd
-
+    from .evidence import find_table, read_table, write_table
     from .suppression import AUDIENCES, apply_small_cell_policy
 
     if audience not in AUDIENCES:
@@ -148,17 +148,18 @@ def export_audit(audit_dir: str | os.PathLike[str], out_dir: str | os.PathLike[s
                 written[name] = {"sha256": _sha256(out / name),
                                  "audience": file_audience(out / name)}
     else:
-        frame = (pd.read_csv(src / "predictions.csv", dtype=str, keep_default_na=False)
-                 if (src / "predictions.csv").is_file() else None)
+        source = find_table(src, "predictions")  # CSV, or Parquet for large audits
+        frame = (read_table(source, as_text=source.suffix == ".csv")
+                 if source is not None else None)
         doc, frame = apply_small_cell_policy(release, frame, k=k, count_patients=True,
                                              audience="release")
     (out / "audit.json").write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n",
                                     encoding="utf-8")
     written["audit.json"] = {"sha256": _sha256(out / "audit.json"), "audience": audience}
-    if frame is not None:
-        write_frame_csv(frame, out / "predictions.csv", audience=audience)
-        written["predictions.csv"] = {"sha256": _sha256(out / "predictions.csv"),
-                                      "audience": audience}
+    if frame is not None and source is not None:
+        path = write_table(frame, out, "predictions", fmt=source.suffix.lstrip("."),
+                           audience=audience)
+        written[path.name] = {"sha256": _sha256(path), "audience": audience}
     withheld = {}
     for path in sorted(p for p in src.rglob("*") if p.is_file()):
         rel = path.relative_to(src).as_posix()
@@ -190,6 +191,11 @@ def _copy_stating_audience(source: Path, dest: Path) -> None:
 
     if file_audience(source) is not None:
         shutil.copyfile(source, dest)
+    elif source.suffix == ".parquet":
+        from .evidence import read_table, write_table
+
+        write_table(read_table(source), dest.parent, dest.stem, fmt="parquet",
+                    audience="in-house")
     elif source.suffix == ".csv":
         write_frame_csv(pd.read_csv(source, dtype=str, keep_default_na=False), dest,
                         audience="in-house")

@@ -23,6 +23,7 @@ demographic-parity and equalized-odds differences are tested the same way.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,7 @@ __all__ = [
     "gaps_table",
     "groups_table",
     "operating_points",
+    "operating_points_from_audit",
     "operating_points_from_predictions",
     "run_check",
     "skin_tone_agreement",
@@ -687,6 +689,31 @@ def operating_points_from_predictions(frame: pd.DataFrame, *, attribute: str,
     return operating_points(score=frame[col].to_numpy(dtype=float),
                             is_positive=(frame["label"] == positive_class).to_numpy(),
                             groups=frame[attribute].astype(str).to_numpy(), threshold=threshold)
+
+
+def operating_points_from_audit(audit_dir: str | os.PathLike[str], *, attribute: str,
+                                positive_class: str, threshold: float) -> pd.DataFrame | None:
+    """:func:`operating_points` from an audit folder's predictions table.
+
+    Reads only the three columns it needs (the positive-class probability, the label and
+    ``attribute``) from ``predictions.csv`` or ``predictions.parquet``
+    (:mod:`auditkit.evidence`), so a page gets one small row per group however many
+    images the audit holds. None when the table or one of the columns is missing.
+    """
+    from .evidence import find_table, open_table
+
+    path = find_table(audit_dir, "predictions")
+    if path is None:
+        return None
+    table = open_table(path)
+    col = f"prob_{positive_class}"
+    if not {col, "label", attribute} <= set(table.columns):
+        return None
+    frame = table.read([col, "label", attribute])
+    frame["label"] = frame["label"].astype(str)
+    frame[attribute] = frame[attribute].astype(object).where(frame[attribute].notna(), "")
+    return operating_points_from_predictions(frame, attribute=attribute,
+                                             positive_class=positive_class, threshold=threshold)
 
 
 def groups_table(result: dict[str, Any], *, attribute: str, metric: str) -> pd.DataFrame:

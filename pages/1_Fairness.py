@@ -8,7 +8,7 @@ import streamlit as st
 
 import auditkit
 from auditkit import wording
-from auditkit.fairness import gaps_table, groups_table, operating_points_from_predictions
+from auditkit.fairness import gaps_table, groups_table, operating_points_from_audit
 from ui.common import (
     attribute_names_of,
     chart_text,
@@ -159,14 +159,13 @@ if n_hidden_bins:
 st.subheader("What if the operating point moves?")
 threshold = st.slider(f"Call {result['positive_class']} when its probability is at least",
                       0.05, 0.95, 0.5, 0.05, key="fairness_threshold")
-preds = folder / "predictions.csv"
-if preds.is_file() and attribute in pd.read_csv(preds, nrows=0).columns:
-    points = operating_points_from_predictions(
-        pd.read_csv(preds, dtype={attribute: str}), attribute=attribute,
-        positive_class=result["positive_class"], threshold=threshold)
+points = operating_points_from_audit(folder, attribute=attribute,
+                                     positive_class=result["positive_class"], threshold=threshold)
+if points is not None:
     st.dataframe(points, hide_index=True, key="fairness_threshold_table")
 else:
-    st.caption("The threshold view needs predictions.csv beside audit.json, with this attribute.")
+    st.caption("The threshold view needs predictions.csv (or predictions.parquet) beside "
+               "audit.json, with this attribute.")
 mit = result["threshold_mitigation"].get(attribute)
 if mit and "groups" in mit:
     st.markdown(f"**Possible mitigation (fairlearn ThresholdOptimizer, {md_text(mit['constraint'])}):** "

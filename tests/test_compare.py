@@ -622,8 +622,9 @@ def test_not_an_audit_folder_exits_2(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 2
     assert "is not valid JSON" in capsys.readouterr().err
     assert main(["compare", str(tmp_path / "b"), str(tmp_path / "a")]) == 2
-    assert ("Expected an audit folder with audit.json and predictions.csv; "
-            f"{tmp_path / 'b' / 'audit.json'} was not found.") in capsys.readouterr().err
+    assert ("Expected an audit folder with audit.json and predictions.csv (or "
+            f"predictions.parquet); {tmp_path / 'b' / 'audit.json'} was not found."
+            ) in capsys.readouterr().err
     assert main(["compare", str(tmp_path / "a")]) == 2
     assert "Expected two audit folders" in capsys.readouterr().err
 

@@ -17,6 +17,7 @@ from .. import wording
 from .._export import write_frame_csv
 from .._local import KEY_PREFIX
 from .._version import __version__
+from ..evidence import find_table, read_table
 from ..exceptions import ConfigError, DataError, DatasetNotFoundError
 from ._core import COMPARED_METRICS, DEFAULT_MARGIN, DEFAULT_NI_METRICS, compare_predictions
 
@@ -85,12 +86,13 @@ class CompareSettings:
 
 
 def find_audits(audits_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Audits under ``audits_dir`` (``*/audit.json`` with ``predictions.csv``), newest first."""
+    """Audits under ``audits_dir`` (``*/audit.json`` with ``predictions.csv`` or
+    ``predictions.parquet``), newest first."""
     from ..audit import AuditReadError, read_audit
 
     found: list[dict[str, Any]] = []
     for path in sorted(Path(audits_dir).glob("*/audit.json")):
-        if not (path.parent / "predictions.csv").is_file():
+        if find_table(path.parent, "predictions") is None:
             continue
         try:
             audit = read_audit(path)
@@ -105,11 +107,12 @@ def find_audits(audits_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 def _read_audit(folder: str | os.PathLike[str]) -> tuple[dict[str, Any], pd.DataFrame]:
     folder = Path(folder)
-    audit_path, pred_path = folder / "audit.json", folder / "predictions.csv"
+    audit_path = folder / "audit.json"
+    pred_path = find_table(folder, "predictions") or folder / "predictions.csv"
     for p in (audit_path, pred_path):
         if not p.is_file():
-            raise ConfigError(f"Expected an audit folder with audit.json and predictions.csv; "
-                              f"{p} was not found.")
+            raise ConfigError(f"Expected an audit folder with audit.json and predictions.csv "
+                              f"(or predictions.parquet); {p} was not found.")
     try:
         audit = json.loads(audit_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -121,8 +124,11 @@ def _read_audit(folder: str | os.PathLike[str]) -> tuple[dict[str, Any], pd.Data
         if key not in audit:
             raise ConfigError(f"{audit_path} is not an auditkit audit: expected a {key!r} "
                               f"section; found keys {sorted(audit)}.")
-    frame = pd.read_csv(pred_path, dtype={"image": str, "label": str, "pred": str},
-                        keep_default_na=False)
+    if pred_path.suffix == ".csv":
+        frame = pd.read_csv(pred_path, dtype={"image": str, "label": str, "pred": str},
+                            keep_default_na=False)
+    else:  # Parquet keeps the types it was written with (auditkit.evidence)
+        frame = read_table(pred_path)
     return audit, frame
 
 

@@ -42,12 +42,15 @@ def training_mix(audit_dir: str | os.PathLike[str], audit: dict[str, Any], *,
     """
     import csv
 
+    import pandas as pd
+
+    from ..evidence import find_table, open_table
     from ..suppression import suppress_counts
 
     model = audit.get("model", {})
     folder = find_model_folder(model.get("name", ""), model.get("version", ""), registry)
-    preds = Path(audit_dir) / "predictions.csv"
-    if folder is None or not (folder / "split.csv").is_file() or not preds.is_file():
+    preds = find_table(audit_dir, "predictions")
+    if folder is None or not (folder / "split.csv").is_file() or preds is None:
         return None
     try:
         card = json.loads((folder / "card.json").read_text(encoding="utf-8"))
@@ -61,17 +64,22 @@ def training_mix(audit_dir: str | os.PathLike[str], audit: dict[str, Any], *,
     attributes = list(audit.get("dataset", {}).get("attributes") or {})
     counts: dict[str, dict[str, dict[str, int]]] = {a: {"train": {}, "test": {}}
                                                      for a in attributes}
-    with open(preds, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        present = [a for a in attributes if a in (reader.fieldnames or [])]
-        for row in reader:
-            # predictions.csv names images by pseudonymous key and carries their split
-            part = row.get("split") or split.get(row.get("image", ""))
-            if part not in ("train", "test"):
-                continue
-            for a in present:
-                group = row[a] or "unknown"
-                counts[a][part][group] = counts[a][part].get(group, 0) + 1
+    table = open_table(preds)  # read a few columns a batch at a time (Parquet when large)
+    present = [a for a in attributes if a in table.columns]
+    wanted = [c for c in ("image", "split") if c in table.columns] + present
+    for batch in table.iter_batches(wanted, batch_size=262_144, as_text=True):
+        # predictions.csv names images by pseudonymous key and carries their split
+        part = (batch["split"] if "split" in batch
+                else pd.Series("", index=batch.index, dtype="string"))
+        missing = (part == "").to_numpy(dtype=bool)
+        if "image" in batch and missing.any():  # older audits: the split from split.csv
+            part = part.copy()
+            part[missing] = batch["image"][missing].map(split).fillna("")
+        for a in present:
+            group = batch[a].where(batch[a] != "", "unknown")
+            for name in ("train", "test"):
+                for g, c in group[part == name].value_counts().items():
+                    counts[a][name][str(g)] = counts[a][name].get(str(g), 0) + int(c)
     k = int((audit.get("small_cell_protection") or {}).get("k")
             or audit.get("config", {}).get("small_cell_k") or 0)
     out: dict[str, list[dict[str, Any]]] = {}

@@ -20,6 +20,7 @@ positives, the regime that matters for an individual patient (Carlini et al.,
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._metrics import bootstrap_weights, percentile_interval
+from .._metrics import _cluster_index, bootstrap_weight_chunks, percentile_interval
 
 __all__ = [
     "ATTACKS",
@@ -200,22 +201,30 @@ def evaluate_attack(score: np.ndarray, member: np.ndarray, *, clusters: np.ndarr
     score = np.asarray(score, dtype=np.float64)
     member = np.asarray(member, dtype=bool)
     n = len(score)
-    boot, inverse = bootstrap_weights(clusters, n, n_boot, rng)
-    weights = np.vstack([np.ones((1, n)), boot[:, inverse] if n_boot and n else
-                         np.zeros((0, n))])
+    inverse, m = _cluster_index(clusters, n)
+    # resamples a block at a time (bounded memory); the same draws as bootstrap_weights
+    blocks = bootstrap_weight_chunks(m, n_boot if n else 0, rng, width=n)
     n_mem, n_non = int(member.sum()), int((~member).sum())
     if n == 0 or n_mem == 0 or n_non == 0:
+        for _ in blocks:  # draw them anyway: later users of rng see the same stream
+            pass
         nan_entry = {"value": None, "ci": [None, None]}
         return AttackEvaluation(auc=float("nan"), auc_ci=[None, None],
                                 tpr_at_fpr={_fpr_key(a): {**nan_entry, "resolvable": False}
                                             for a in LOW_FPRS},
                                 n=n, n_members=n_mem, n_nonmembers=n_non,
                                 n_patients=_n_units(clusters))
-    fpr, tpr = _roc_matrices(score, member, weights)
-    auc = _auc(fpr, tpr)
+    aucs: list[np.ndarray] = []
+    at_fpr: dict[float, list[np.ndarray]] = {alpha: [] for alpha in LOW_FPRS}
+    for weights in itertools.chain([np.ones((1, m))], blocks):
+        fpr, tpr = _roc_matrices(score, member, weights[:, inverse])
+        aucs.append(_auc(fpr, tpr))
+        for alpha in LOW_FPRS:
+            at_fpr[alpha].append(_tpr_at(fpr, tpr, alpha))
+    auc = np.concatenate(aucs)
     tprs = {}
     for alpha in LOW_FPRS:
-        t = _tpr_at(fpr, tpr, alpha)
+        t = np.concatenate(at_fpr[alpha])
         tprs[_fpr_key(alpha)] = {"value": float(t[0]), "ci": percentile_interval(t[1:], level),
                                  "resolvable": bool(n_non * alpha >= 1.0)}
     return AttackEvaluation(auc=float(auc[0]), auc_ci=percentile_interval(auc[1:], level),

