@@ -102,7 +102,7 @@ def compare_predictions(
     small_cell_k: int = 10,
     labels: tuple[str, str] = ("A", "B"),
     random_state: int = 0,
-    chunk: int = 50,
+    chunk: int | None = None,
     progress: Callable[[int, int, str], None] | None = None,
     auroc_engine: str = "auto",
 ) -> dict[str, Any]:
@@ -147,8 +147,11 @@ def compare_predictions(
     labels : (str, str)
         Display names of the two versions, e.g. ``("v1", "v2")``.
     random_state : int
-    chunk : int
-        Resamples drawn at once (memory ``chunk × patients``).
+    chunk : int, optional
+        Resamples drawn at once (memory about ``chunk × images × 8`` bytes per array).
+        Default: 50, fewer above 200,000 images so that each array stays near 80 MB (on
+        1,000,000 images, 10 at a time). The numbers do not depend on the chunk: the same
+        seeded generator is drawn in the same order (``test_resamples_do_not_depend_on_the_chunk_size``).
     progress : callable, optional
         ``progress(done, total, message)``.
     auroc_engine : {"auto", "numba", "numpy"}
@@ -188,6 +191,10 @@ def compare_predictions(
                          pred_b=np.asarray(pred_b, dtype=int), proba_a=np.asarray(proba_a),
                          proba_b=np.asarray(proba_b), positive=positive,
                          n_classes=len(class_names))
+    if chunk is None:
+        chunk = _default_chunk(n)
+    if chunk < 1:
+        raise ConfigError(f"chunk must be >= 1; got {chunk} instead.")
     groupings = _groupings(groups, intersections, group_order)
     auroc_plan: list[AurocReplicates] = []  # built on the first chunk (needs the patients)
     auroc_reps = np.full((n_boot, 2, 0), np.nan)
@@ -520,3 +527,8 @@ def summary_sentences(result: dict[str, Any], *, labels: tuple[str, str]) -> lis
     for ni in result["noninferiority"]["by_metric"].values():
         out.append(ni["sentence"])
     return out
+
+
+def _default_chunk(n_images: int) -> int:
+    """Resamples per chunk: 50, or fewer so one ``chunk × n`` int64 draw stays near 80 MB."""
+    return int(max(1, min(50, 10_000_000 // max(1, n_images))))
