@@ -179,7 +179,7 @@ def random_label_data(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def _audit(model_folder: Path, dataset: auditkit.Dataset, out: Path | None = None,
            **options) -> dict:
     model = auditkit.load_model(model_folder, device="cpu")
-    config = auditkit.AuditConfig(checks=["privacy"], n_boot=300, small_cell_k=0,
+    config = auditkit.AuditConfig(checks=["privacy"], n_boot=300, small_cell_k=1,
                                   options={"privacy": options} if options else {})
     return auditkit.run_audit(model=model, dataset=dataset, config=config, out_dir=out)
 
