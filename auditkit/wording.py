@@ -1379,14 +1379,14 @@ def robustness_sample_note(*, n_sample: int, n_available: int, n_card: int | Non
             f"({strata}, seeded): attacks are costly, so they run on a sample.{card}")
 
 
-def explanations_counts_note(*, n_images: int, n_explanations: int, n_complete: int,
-                             per_class: bool) -> str:
-    """Why "26 of 133 explanations" sits beside "n = 84 images"."""
-    why = ("one per class the model could have given, per image"
-           if per_class else "one per image and explained class")
-    return (f"{fmt_count(n_images)} images were explained; the completeness check counts "
-            f"explanations ({fmt_count(n_explanations)}: {why}), and "
-            f"{fmt_count(n_complete)} of them add up to the score within the tolerance.")
+def explanations_counts_note(*, n_images: int, n_explanations: int, n_complete: int) -> str:
+    """Why "26 of 133 explanations" sits beside "n = 84 images": each image is explained
+    for the class the model gave and, where the model was wrong, for the true class too."""
+    extra = n_explanations - n_images
+    return (f"{fmt_count(n_images)} images were explained: each for the class the model "
+            f"gave, and the {fmt_count(extra)} it got wrong also for the true class, so the "
+            f"completeness check counts {fmt_count(n_explanations)} explanations "
+            f"({fmt_count(n_complete)} of them add up to the score).")
 
 
 def explanations_overall_reading(*, completeness: float | None, faithful: bool | None,
