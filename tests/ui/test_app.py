@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -86,3 +87,19 @@ def _sensitivity(table: pd.DataFrame) -> pd.Series:
     """The value before the interval, as a number: "61% (50% to 70%)" -> 61.0; "–" -> 0."""
     return pd.to_numeric(table["sensitivity (95% interval)"].str.extract(r"^(\d+)%")[0],
                          errors="coerce").fillna(0)
+
+
+def test_landing_page_counts_the_images_measured(data_root: Path, capsys) -> None:
+    """An audit measured on the test split says so: n of the dataset's images, as the CLI."""
+    assert main(["audit", "--model", "cxr-covid@v1", "--dataset", "covid_cxr", "--checks",
+                 "performance", "--n-boot", "50", "--data-root", str(data_root)]) == 0
+    printed = capsys.readouterr().out
+    n_test = int(re.search(r"on n = (\d+) images", printed)[1])
+    assert n_test < 318  # the test split, not every image
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+    assert not at.exception
+    listed = at.dataframe[-1].value
+    assert listed["images measured"].tolist() == [f"{n_test} of 318"]
+    assert any("Select a row to open it" in c.value for c in at.caption)
+    assert "versions to compare on the **Compare versions** page" in " ".join(
+        m.value for m in at.markdown)
