@@ -24,7 +24,7 @@ def page_title(path: Path) -> str:
     return TITLES.get(stem, stem.replace("_", " "))
 
 
-pages = [st.Page(str(HERE / "home.py"), title="Home", icon="🩺", default=True)]
+pages = [st.Page(str(HERE / "home.py"), title="Home", default=True)]
 pages += [st.Page(str(p), title=page_title(p), url_path=re.sub(r"^\d+_", "", p.stem))
           for p in sorted((HERE / "pages").glob("*.py"))]
 st.navigation(pages).run()
