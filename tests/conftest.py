@@ -204,25 +204,28 @@ def demo_server(browser_workdir: Path):
 
 
 @pytest.fixture(scope="session")
-def demo_audits(browser_workdir: Path) -> dict[str, Path]:
-    """One audit of every demo model with every check (fast settings), in the server's
-    audits folder; predictions are cached across the session."""
+def demo_audits(browser_workdir: Path):
+    """``audit(ref)``: the folder of one audit of demo model ``ref`` with every check (fast
+    settings) in the server's audits folder, written on first use; predictions are cached
+    across the session."""
     from auditkit.cli import main
 
     root = real_data_root()
     if root is None:
         pytest.skip("real datasets not found (expected ../shared/datasets or $AUDITKIT_DATASETS)")
-    out = {}
-    for ref, dataset in DEMO_MODELS:
-        folder = browser_workdir / "audits" / f"{ref}__{dataset}__walk"
+    datasets = dict(DEMO_MODELS)
+
+    def audit(ref: str) -> Path:
+        folder = browser_workdir / "audits" / f"{ref}__{datasets[ref]}__walk"
         if not (folder / "audit.json").is_file():
-            assert main(["audit", "--model", ref, "--dataset", dataset, "--checks",
+            assert main(["audit", "--model", ref, "--dataset", datasets[ref], "--checks",
                          "fairness,explain,robustness,privacy", "--n-boot", "100",
                          "--device", "cpu", "--data-root", str(root), "--out", str(folder),
                          "--cache-dir", str(browser_workdir / "cache"),
                          "--options", FAST_CHECK_OPTIONS]) == 0
-        out[ref] = folder
-    return out
+        return folder
+
+    return audit
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ concern sentence and the seven answers are on the screen, and saves
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,9 +18,10 @@ from tests._browser import ARTIFACTS, BROWSER_MARKS, wait_for_text
 pytestmark = [*BROWSER_MARKS, pytest.mark.slow]
 
 
-def test_overview_of_cxr_covid_shows_the_concern(demo_server: str, demo_audits: dict[str, Path],
+def test_overview_of_cxr_covid_shows_the_concern(demo_server: str, demo_audits: Any,
                                                  browser: object) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
+    demo_audits("cxr-covid@v1")
     browser.get(f"{demo_server}/Overview")  # type: ignore[attr-defined]
     body = wait_for_text(browser, "no earlier version compared", timeout=120)
     assert ("This model is right on 59% of test images; answering 'covid' for every image "

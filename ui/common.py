@@ -20,6 +20,25 @@ from auditkit.controls import is_control
 from auditkit.wording import control_banner, model_trust_warning
 
 
+def _route_through_navigation() -> None:
+    """Send a page opened by its own URL through ``app.py``'s ``st.navigation``.
+
+    Streamlit runs a page of the ``pages/`` folder directly (its older multipage mode,
+    whose sidebar names the entry page after its file: "app") until some session has
+    run ``app.py`` and called ``st.navigation``. The first page run in a fresh server
+    switches that mode off and reruns, so the sidebar reads Home, Overview, Fairness, …
+    from the first visit on (tests/test_browser_pages.py opens pages by URL first).
+    Uses a Streamlit internal; where it is missing nothing changes.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # pragma: no cover - a Streamlit without it
+        return
+    if getattr(PagesManager, "uses_pages_directory", None):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def registry_models(registry: str | None = None) -> list[dict[str, Any]]:
     """Cards of the registry with a verified flag.
 
@@ -374,3 +393,8 @@ def patient_images_allowed(dataset_name: str, key: str) -> bool:
     st.caption(wording.images_hidden_reason(
         f"{kind}s" if kind else "images of an unstated kind", allowed=True))
     return bool(st.toggle("Show patient images", value=False, key=key))
+
+
+# every page imports this module: the first page run of a fresh server goes through
+# st.navigation (see _route_through_navigation)
+_route_through_navigation()
