@@ -812,10 +812,13 @@ def groups_table(result: dict[str, Any], *, attribute: str, metric: str) -> pd.D
 def gaps_table(result: dict[str, Any], *, attribute: str) -> pd.DataFrame:
     """One attribute's tested gaps: one row per metric (and parity difference).
 
-    Columns: ``metric`` (display name), ``worst``, ``best``, ``gap``, ``low``, ``high``
-    (simultaneous interval), ``p_adjusted``, ``verdict`` (wording verdict label),
-    ``minimum_detectable_gap``, ``note`` (the reason when not assessed).
+    Columns: ``metric`` (display name), ``worst``, ``best``, ``n_worst``, ``n_best``
+    (images in those groups), ``gap``, ``low``, ``high`` (simultaneous interval),
+    ``p_adjusted``, ``verdict`` (wording verdict label), ``minimum_detectable_gap``,
+    ``note`` (the reason when not assessed).
     """
+    sizes = {e["group"]: e.get("n") for e in result.get("groups", [])
+             if e.get("attribute") == attribute}
     rows = []
     for d in result.get("disparities", []):
         if d["attribute"] != attribute:
@@ -825,13 +828,16 @@ def gaps_table(result: dict[str, Any], *, attribute: str) -> pd.DataFrame:
         verdict = ("concern" if d.get("real") else "cannot tell") if assessed else "not assessed"
         rows.append({"metric": wording.metric_name(d["metric"]).replace("_", " "),
                      "worst": d.get("worst_group"), "best": d.get("best_group"),
+                     "n_worst": sizes.get(d.get("worst_group")),
+                     "n_best": sizes.get(d.get("best_group")),
                      "gap": d.get("gap", d.get("value")), "low": ci[0], "high": ci[1],
                      "p_adjusted": d.get("p_adjusted"),
                      "verdict": wording.verdict_label(verdict),
                      "minimum_detectable_gap": d.get("minimum_detectable_gap"),
                      "note": "" if assessed else d.get("reason", "")})
-    table = pd.DataFrame(rows, columns=["metric", "worst", "best", "gap", "low", "high",
-                                        "p_adjusted", "verdict", "minimum_detectable_gap", "note"])
+    table = pd.DataFrame(rows, columns=["metric", "worst", "best", "n_worst", "n_best", "gap",
+                                        "low", "high", "p_adjusted", "verdict",
+                                        "minimum_detectable_gap", "note"])
     for col in ("gap", "low", "high", "p_adjusted", "minimum_detectable_gap"):
         table[col] = pd.to_numeric(table[col], errors="coerce").astype(float)
     return table

@@ -120,7 +120,9 @@ if gaps.empty:
     st.info(f"No gap was tested for {md_text(attribute)}.")
 else:
     show_table(gaps, [
-        Column("metric", "metric"), Column("worst", "worst group"), Column("best", "best group"),
+        Column("metric", "metric"), Column("worst", "worst group"),
+        Column("n_worst", "images (worst)", "count"), Column("best", "best group"),
+        Column("n_best", "images (best)", "count"),
         Column("gap", "gap, worst − best (simultaneous 95% interval)", "interval_pct",
                low="low", high="high"),
         Column("p_adjusted", "adjusted p", "p"), Column("verdict", "verdict"),
