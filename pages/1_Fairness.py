@@ -163,7 +163,8 @@ for c in (c for c in curves if c.get("bins")):
     n_hidden_bins += len(c["bins"]) - len(shown)
     cal.add_trace(go.Scatter(x=[b["confidence"] for b in shown],
                              y=[b["accuracy"] for b in shown], mode="lines+markers",
-                             name=f"{chart_text(c['group'])} (n={c['n']})"))
+                             name=chart_text(wording.legend_label(str(c["group"]),
+                                                                  n=c["n"]))))
 cal.update_layout(xaxis_title="confidence", yaxis_title="share correct", height=380)
 st.plotly_chart(cal, key="fairness_calibration")
 if hidden:
