@@ -1383,8 +1383,10 @@ def explanations_counts_note(*, n_images: int, n_explanations: int, n_complete: 
     """Why "26 of 133 explanations" sits beside "n = 84 images": each image is explained
     for the class the model gave and, where the model was wrong, for the true class too."""
     extra = n_explanations - n_images
+    wrong = (f"the {fmt_count(extra)} it got wrong also for the true class" if extra
+             else "none was wrong, so none needed the true class too")
     return (f"{fmt_count(n_images)} images were explained: each for the class the model "
-            f"gave, and the {fmt_count(extra)} it got wrong also for the true class, so the "
+            f"gave, and {wrong}, so the "
             f"completeness check counts {fmt_count(n_explanations)} explanations "
             f"({fmt_count(n_complete)} of them add up to the score).")
 

@@ -88,3 +88,14 @@ def test_durations_and_thorough_label_agree():
 
     assert fmt_duration(123) == "2 h 3 min" and fmt_duration(0.4) == "under 1 min"
     assert "about 2 h 3 min" in thorough_time_label(123)
+
+
+def test_explanations_counts_note_adds_up():
+    from auditkit.wording import explanations_counts_note
+
+    assert explanations_counts_note(n_images=84, n_explanations=133, n_complete=26) == (
+        "84 images were explained: each for the class the model gave, and the 49 it got "
+        "wrong also for the true class, so the completeness check counts 133 explanations "
+        "(26 of them add up to the score).")
+    assert "none was wrong" in explanations_counts_note(n_images=7, n_explanations=7,
+                                                         n_complete=1)
