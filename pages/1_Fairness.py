@@ -104,7 +104,7 @@ show_table(table, [
     Column("group", "group"),
     Column("value_shown", f"{wording.metric_name(metric)} (95% interval)",
            "interval_pct" if is_share else "interval_number", low="low", high="high"),
-    Column("n", "images", "count"),
+    Column("n", "images", "count"), Column("n_patients", "patients", "count"),
     Column("denominator", "counted in the denominator", "count"),
     Column("denominator_of", "the denominator counts"),
     Column("too_few", "too few to judge"),
