@@ -65,7 +65,9 @@ class AuditConfig:
         the same. ``test``: the split, required. See :meth:`CheckContext.evaluation_scope`.
     small_cell_k : int
         Small-cell protection: counts and metrics of groups with fewer than k images
-        are suppressed in every export (0 turns it off). See :mod:`auditkit.suppression`.
+        are suppressed in every export (0 turns it off, except for the privacy check,
+        which refuses k below 1: its per-group exposure must never single out a
+        patient). See :mod:`auditkit.suppression`.
     options : dict
         Per-check settings, ``{"robustness": {...}, ...}``.
     """
@@ -95,6 +97,10 @@ class AuditConfig:
             raise ConfigError(f"confidence must be in [0.5, 1); got {self.confidence} instead.")
         if self.min_group_size < 1:
             raise ConfigError(f"min_group_size must be >= 1; got {self.min_group_size} instead.")
+        if "privacy" in self.checks and int(self.small_cell_k) < 1:
+            from .wording import small_cell_k_refused
+
+            raise ConfigError(small_cell_k_refused(int(self.small_cell_k)))
         if self.evaluate_on not in ("auto", "test", "all"):
             raise ConfigError(
                 f"evaluate_on must be auto, test or all; got {self.evaluate_on!r} instead."

@@ -230,6 +230,11 @@ class DatasetSpec:
         (e.g. a hospital's image store). Relative entries are relative to the dataset
         folder. Every other path that resolves outside the dataset folder (``../``,
         absolute paths, symbolic links) is refused.
+    image_kind : str, optional
+        What the images are: ``"photograph"``, ``"radiograph"``, ``"mri"``, ``"ct"``,
+        ``"microscopy"``, ... Photographs (and images of an unstated kind) can show a
+        face, a tattoo or a birthmark, so pages show them only when the viewer asks
+        (:func:`auditkit.suppression.images_identifiable`).
     """
 
     name: str
@@ -248,6 +253,7 @@ class DatasetSpec:
     citation: str = ""
     license: str = ""
     image_roots: tuple[str, ...] = ()
+    image_kind: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(self.classes))
@@ -335,7 +341,7 @@ class DatasetSpec:
             out["image_roots"] = list(self.image_roots)
         else:  # absent when unused, so the content hash of existing datasets is unchanged
             out.pop("image_roots")
-        for key in ("split_column", "root"):  # optional; absent keeps older hashes unchanged
+        for key in ("split_column", "root", "image_kind"):  # optional; absent when unset
             if out[key] is None:
                 del out[key]
         return out
@@ -1486,7 +1492,8 @@ def load_dataset(
     records["label_index"] = [spec.classes.index(c) for c in records["label"]]
 
     hasher = hashlib.sha256()
-    described = {k: v for k, v in spec.to_dict().items() if k != "root"}  # where, not what
+    # where the data are (root) and how pages show them (image_kind) are not what they are
+    described = {k: v for k, v in spec.to_dict().items() if k not in ("root", "image_kind")}
     hasher.update(json.dumps(described, sort_keys=True).encode())
     # the key depends on this installation's secret: left out so the hash is portable
     hasher.update(records.drop(columns=["path", "line", "key"]).to_csv(index=False).encode())

@@ -368,19 +368,54 @@ def calibration_curves(*, proba: np.ndarray, y: np.ndarray, groups: np.ndarray,
 
 
 def operating_points(*, score: np.ndarray, is_positive: np.ndarray, groups: np.ndarray,
-                     threshold: float) -> pd.DataFrame:
-    """Each group's sensitivity and specificity when "positive" means ``score >= threshold``."""
-    called = score >= threshold
+                     threshold: float, level: float = 0.95,
+                     clusters: np.ndarray | None = None) -> pd.DataFrame:
+    """Each group's sensitivity and specificity when "positive" means ``score >= threshold``.
+
+    Parameters
+    ----------
+    score : numpy.ndarray
+        ``(n,)`` positive-class probability in [0, 1].
+    is_positive : numpy.ndarray
+        ``(n,)`` booleans, the truth.
+    groups : numpy.ndarray
+        ``(n,)`` group labels.
+    threshold : float
+        The operating point in (0, 1).
+    level : float
+        Interval level (Wilson intervals, :func:`auditkit.stats.proportion_interval`).
+    clusters : numpy.ndarray, optional
+        ``(n,)`` patient ids; None treats images as independent.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per group (first-seen order): ``group``, ``n``, ``n_positive``,
+        ``n_negative``, ``sensitivity``, ``sensitivity_low``, ``sensitivity_high``,
+        ``specificity``, ``specificity_low``, ``specificity_high``.
+    """
+    from .stats import proportion_interval
+
+    if not 0.0 < float(threshold) < 1.0:
+        raise ConfigError(f"threshold must be between 0 and 1; got {threshold!r} instead.")
+    called = np.asarray(score, dtype=float) >= threshold
+    is_positive = np.asarray(is_positive, dtype=bool)
     rows = []
     for g in list(dict.fromkeys(groups.tolist())):
         m = groups == g
         pos, neg = m & is_positive, m & ~is_positive
-        rows.append({
-            "group": str(g), "n": int(m.sum()), "n_positive": int(pos.sum()),
-            "sensitivity": float(called[pos].mean()) if pos.any() else float("nan"),
-            "specificity": float((~called[neg]).mean()) if neg.any() else float("nan"),
-        })
-    return pd.DataFrame(rows)
+        row: dict[str, Any] = {"group": str(g), "n": int(m.sum()), "n_positive": int(pos.sum()),
+                               "n_negative": int(neg.sum())}
+        for name, sel, hit in (("sensitivity", pos, called), ("specificity", neg, ~called)):
+            cl = None if clusters is None else np.asarray(clusters)[sel]
+            value, ci, _ = proportion_interval(hit[sel].astype(float), cl, level=level)
+            row[name] = value
+            row[f"{name}_low"] = np.nan if ci[0] is None else ci[0]
+            row[f"{name}_high"] = np.nan if ci[1] is None else ci[1]
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["group", "n", "n_positive", "n_negative", "sensitivity",
+                                       "sensitivity_low", "sensitivity_high", "specificity",
+                                       "specificity_low", "specificity_high"])
 
 
 def _passthrough_estimator() -> Any:
@@ -678,27 +713,55 @@ def _skin_tone_section(ctx: Any, rows: np.ndarray) -> dict[str, Any] | None:
 
 
 def operating_points_from_predictions(frame: pd.DataFrame, *, attribute: str,
-                                      positive_class: str, threshold: float) -> pd.DataFrame:
-    """:func:`operating_points` from a ``predictions.csv`` table (for the threshold slider)."""
+                                      positive_class: str, threshold: float,
+                                      groups: Sequence[str] | None = None,
+                                      level: float = 0.95) -> pd.DataFrame:
+    """:func:`operating_points` from a ``predictions.csv`` table (for the threshold slider).
+
+    Only the rows the audit evaluated count (the ``evaluated`` column: the test split
+    when the model's split is known), so each group's ``n`` equals the fairness group
+    table's; ``groups`` keeps only the groups a page shows (e.g. not the suppressed
+    ones), in that order.
+
+    Raises
+    ------
+    ConfigError
+        When a needed column is missing: the positive-class probability, ``label``,
+        ``attribute`` or ``evaluated`` (audits written before predictions.csv said which
+        rows were measured).
+    """
     col = f"prob_{positive_class}"
-    for needed in (col, "label", attribute):
+    for needed in (col, "label", attribute, "evaluated"):
         if needed not in frame.columns:
             raise ConfigError(
                 f"predictions table needs column {needed!r}; found {list(frame.columns)}."
             )
-    return operating_points(score=frame[col].to_numpy(dtype=float),
-                            is_positive=(frame["label"] == positive_class).to_numpy(),
-                            groups=frame[attribute].astype(str).to_numpy(), threshold=threshold)
+    evaluated = frame["evaluated"].astype(str).str.strip().str.lower().isin(["true", "1"])
+    rows = frame[evaluated.to_numpy()]
+    values = rows[attribute].astype(str).to_numpy()
+    if groups is not None:
+        keep = np.isin(values, [str(g) for g in groups])
+        rows, values = rows[keep], values[keep]
+    table = operating_points(score=rows[col].to_numpy(dtype=float),
+                             is_positive=(rows["label"] == positive_class).to_numpy(),
+                             groups=values, threshold=threshold, level=level)
+    if groups is not None:
+        order = {str(g): i for i, g in enumerate(groups)}
+        table = table.sort_values("group", key=lambda c: c.map(order)).reset_index(drop=True)
+    return table
 
 
 def operating_points_from_audit(audit_dir: str | os.PathLike[str], *, attribute: str,
-                                positive_class: str, threshold: float) -> pd.DataFrame | None:
+                                positive_class: str, threshold: float,
+                                groups: Sequence[str] | None = None) -> pd.DataFrame | None:
     """:func:`operating_points` from an audit folder's predictions table.
 
     Reads only the three columns it needs (the positive-class probability, the label and
     ``attribute``) from ``predictions.csv`` or ``predictions.parquet``
     (:mod:`auditkit.evidence`), so a page gets one small row per group however many
-    images the audit holds. None when the table or one of the columns is missing.
+    images the audit holds. Only the evaluated rows count (the ``evaluated`` column) and
+    only ``groups`` when given (:func:`operating_points_from_predictions`). None when the
+    table or one of the columns is missing (audits before ``evaluated`` was written).
     """
     from .evidence import find_table, open_table
 
@@ -707,13 +770,14 @@ def operating_points_from_audit(audit_dir: str | os.PathLike[str], *, attribute:
         return None
     table = open_table(path)
     col = f"prob_{positive_class}"
-    if not {col, "label", attribute} <= set(table.columns):
+    if not {col, "label", attribute, "evaluated"} <= set(table.columns):
         return None
-    frame = table.read([col, "label", attribute])
+    frame = table.read([col, "label", attribute, "evaluated"])
     frame["label"] = frame["label"].astype(str)
     frame[attribute] = frame[attribute].astype(object).where(frame[attribute].notna(), "")
     return operating_points_from_predictions(frame, attribute=attribute,
-                                             positive_class=positive_class, threshold=threshold)
+                                             positive_class=positive_class, threshold=threshold,
+                                             groups=groups)
 
 
 def groups_table(result: dict[str, Any], *, attribute: str, metric: str) -> pd.DataFrame:
@@ -748,10 +812,13 @@ def groups_table(result: dict[str, Any], *, attribute: str, metric: str) -> pd.D
 def gaps_table(result: dict[str, Any], *, attribute: str) -> pd.DataFrame:
     """One attribute's tested gaps: one row per metric (and parity difference).
 
-    Columns: ``metric`` (display name), ``worst``, ``best``, ``gap``, ``low``, ``high``
-    (simultaneous interval), ``p_adjusted``, ``verdict`` (wording verdict label),
-    ``minimum_detectable_gap``, ``note`` (the reason when not assessed).
+    Columns: ``metric`` (display name), ``worst``, ``best``, ``n_worst``, ``n_best``
+    (images in those groups), ``gap``, ``low``, ``high`` (simultaneous interval),
+    ``p_adjusted``, ``verdict`` (wording verdict label), ``minimum_detectable_gap``,
+    ``note`` (the reason when not assessed).
     """
+    sizes = {e["group"]: e.get("n") for e in result.get("groups", [])
+             if e.get("attribute") == attribute}
     rows = []
     for d in result.get("disparities", []):
         if d["attribute"] != attribute:
@@ -761,13 +828,16 @@ def gaps_table(result: dict[str, Any], *, attribute: str) -> pd.DataFrame:
         verdict = ("concern" if d.get("real") else "cannot tell") if assessed else "not assessed"
         rows.append({"metric": wording.metric_name(d["metric"]).replace("_", " "),
                      "worst": d.get("worst_group"), "best": d.get("best_group"),
+                     "n_worst": sizes.get(d.get("worst_group")),
+                     "n_best": sizes.get(d.get("best_group")),
                      "gap": d.get("gap", d.get("value")), "low": ci[0], "high": ci[1],
                      "p_adjusted": d.get("p_adjusted"),
                      "verdict": wording.verdict_label(verdict),
                      "minimum_detectable_gap": d.get("minimum_detectable_gap"),
                      "note": "" if assessed else d.get("reason", "")})
-    table = pd.DataFrame(rows, columns=["metric", "worst", "best", "gap", "low", "high",
-                                        "p_adjusted", "verdict", "minimum_detectable_gap", "note"])
+    table = pd.DataFrame(rows, columns=["metric", "worst", "best", "n_worst", "n_best", "gap",
+                                        "low", "high", "p_adjusted", "verdict",
+                                        "minimum_detectable_gap", "note"])
     for col in ("gap", "low", "high", "p_adjusted", "minimum_detectable_gap"):
         table[col] = pd.to_numeric(table[col], errors="coerce").astype(float)
     return table

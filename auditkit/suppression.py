@@ -79,6 +79,7 @@ __all__ = [
     "SUPPRESSED_LABEL",
     "apply_small_cell_policy",
     "check_audience",
+    "images_identifiable",
     "images_may_be_shown",
     "protect_card_metrics",
     "protected_overview",
@@ -131,6 +132,25 @@ def images_may_be_shown() -> bool:
 
     value = os.environ.get("AUDITKIT_SHOW_IMAGES", "1").strip().lower()
     return value not in ("0", "false", "no", "off")
+
+
+#: Image kinds that do not show a face or skin marks; every other kind (photographs, and
+#: images of an unstated kind) is treated as identifiable.
+NON_IDENTIFIABLE_IMAGE_KINDS = frozenset({"radiograph", "mri", "ct", "ultrasound",
+                                          "microscopy", "histology", "fundus", "oct"})
+
+
+def images_identifiable(image_kind: str | None) -> bool:
+    """True when images of ``image_kind`` may identify a patient (faces, tattoos, skin marks).
+
+    Photographs, and images whose kind the dataset description does not state, are
+    identifiable: pages then hide them until the viewer asks (and only where
+    :func:`images_may_be_shown` allows).
+
+    >>> images_identifiable("photograph"), images_identifiable(None), images_identifiable("mri")
+    (True, True, False)
+    """
+    return (image_kind or "").strip().lower() not in NON_IDENTIFIABLE_IMAGE_KINDS
 
 
 def suppressed_label(k: int) -> str:

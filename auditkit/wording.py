@@ -1186,3 +1186,250 @@ def control_banner(card: dict[str, Any]) -> str:
 def detection_verdict(found: bool) -> str:
     """``found`` / ``missed`` for a planted defect (validation table)."""
     return "found" if found else "MISSED"
+
+
+# --------------------------------------------------------------------------- presentation (issue 18)
+# Tables a committee reads (human column names, at most 4 decimals, every interval with its
+# n), chart legends, and the sentences of the page fixes: the fairness what-if, privacy's
+# small-cell floor and absent groups, robustness's sample, explanations' counts and the
+# overall reading of their trust signals.
+
+#: Kinds of a reader-table column: how :func:`reader_table` writes its cells.
+ColumnKind = Literal["text", "count", "pct", "number", "p", "points", "interval_pct",
+                     "interval_number"]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a table a reviewer reads.
+
+    ``source`` is the raw table's column; ``title`` the heading a committee reads;
+    ``kind`` how the cells are written (percent, plain number with ``digits`` decimals —
+    never more than 4 —, count, p-value, percentage points, or an interval that joins
+    ``source`` with its ``low``/``high`` columns, e.g. ``"58% (55% to 62%)"``).
+    """
+
+    source: str
+    title: str
+    kind: ColumnKind = "text"
+    low: str | None = None
+    high: str | None = None
+    digits: int | None = None
+
+
+def _cell(value: Any) -> Any:
+    """``None`` for missing values (NaN, None, pandas NA) so formatters print a dash."""
+    if value is None:
+        return None
+    try:
+        if value != value:  # NaN and pandas NA
+            return None
+    except (TypeError, ValueError):
+        return None
+    return value
+
+
+def reader_table(frame: Any, columns: Sequence[Column]) -> Any:
+    """The rows of ``frame`` as a table a committee reads: text cells, human headings.
+
+    Every number passes through this module's formatters, so no cell shows more than
+    4 decimals and an interval always reads with its value. The full raw table stays
+    available (pages offer it as a CSV download).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The raw table (a library function's output).
+    columns : sequence of Column
+        The columns to show, in order; raw columns not named are left out.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One string column per :class:`Column`, headed by its ``title``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> raw = pd.DataFrame({"group": ["IV"], "v": [0.61234], "lo": [0.5], "hi": [0.7],
+    ...                     "n": [121]})
+    >>> reader_table(raw, [Column("group", "group"),
+    ...                    Column("v", "sensitivity (95% interval)", "interval_pct",
+    ...                           low="lo", high="hi"),
+    ...                    Column("n", "images", "count")]).iloc[0].tolist()
+    ['IV', '61% (50% to 70%)', '121']
+    """
+    import pandas as pd
+
+    out: dict[str, list[str]] = {}
+    for col in columns:
+        if col.source not in frame.columns:
+            raise KeyError(f"reader_table: expected a column {col.source!r} in the table; "
+                           f"found {list(frame.columns)} instead.")
+        cells = []
+        for i in range(len(frame)):
+            row = frame.iloc[i]
+            v = _cell(row[col.source])
+            if col.kind == "text":
+                cells.append("–" if v is None else str(v))
+            elif col.kind == "count":
+                cells.append(fmt_count(None if v is None else int(v)))
+            elif col.kind == "pct":
+                cells.append(fmt_pct(v, col.digits or 0))
+            elif col.kind == "number":
+                cells.append(fmt_number(v, 2 if col.digits is None else col.digits))
+            elif col.kind == "p":
+                cells.append(fmt_p(v))
+            elif col.kind == "points":
+                cells.append(fmt_points(v, col.digits or 0))
+            else:
+                lo = _cell(row[col.low]) if col.low else None
+                hi = _cell(row[col.high]) if col.high else None
+                cells.append(fmt_interval(v, [lo, hi], pct=col.kind == "interval_pct",
+                                          digits=col.digits))
+        out[col.title] = cells
+    return pd.DataFrame(out, columns=[c.title for c in columns])
+
+
+def legend_label(name: str, *, n: int | None, value: float | None = None,
+                 ci: Sequence[float | None] | None = None, pct: bool = True,
+                 what: str = "") -> str:
+    """A chart legend entry carrying its sample size and, when given, value and interval:
+    ``"loss: AUC 0.61 (0.58 to 0.64), n = 820 images"``."""
+    text = name
+    if value is not None or ci is not None:
+        text += f": {what + ' ' if what else ''}{fmt_interval(value, ci, pct=pct)}"
+    return f"{text}, {fmt_n(n)}" if n is not None else text
+
+
+def attribute_label(name: str, description: str | None = None) -> str:
+    """An attribute as a reader sees it: ``"skin type centaur (Fitzpatrick skin type I-VI,
+    second annotation (Centaur Labs))"``; the description is what explains a coined name."""
+    words = name.replace("_", " ")
+    return f"{words} ({description})" if description else words
+
+
+def whatif_scope(n_evaluated: int, n_total: int, evaluated_on: str) -> str:
+    """Which rows the fairness what-if counts (the same rows as the group table)."""
+    return (f"Counted on the same {fmt_count(n_evaluated)} images as the group table above "
+            f"({evaluated_on}); the other {fmt_count(n_total - n_evaluated)} rows of "
+            "predictions.csv were not evaluated (training or validation images) and are left "
+            "out. Intervals: 95% Wilson intervals per group.")
+
+
+def whatif_no_scope() -> str:
+    """predictions.csv without the ``evaluated`` column (audits before auditkit 0.9)."""
+    return ("This audit's predictions.csv does not say which rows were evaluated (it predates "
+            "the 'evaluated' column), so the what-if cannot be limited to the test images; "
+            "run the audit again to see it.")
+
+
+SMALL_CELL_FLOOR = 1
+
+
+def small_cell_k_refused(k: int) -> str:
+    """Why privacy results refuse ``k`` below the floor (library and page)."""
+    return (f"Small-cell protection must hide groups smaller than at least "
+            f"{SMALL_CELL_FLOOR} image for a privacy audit; got k = {k}. With k = 0 the "
+            "per-group exposure of tiny groups would be published and one patient could be "
+            "singled out. Choose k of 1 or more (10 is the recommended default).")
+
+
+def membership_group_absent(group: str, n_members: int | None, n_nonmembers: int | None) -> str:
+    """Why a group has no attack AUC to draw."""
+    if n_members == 0:
+        why = "it has no training images, so there is nobody to find"
+    elif n_nonmembers == 0:
+        why = "it has no images the model never trained on, so there is nothing to compare with"
+    else:
+        why = "its attack AUC could not be computed"
+    return f"{group}: {why}"
+
+
+def unit_word(has_patients: bool, n: int = 2) -> str:
+    """``"patients"`` when the dataset identifies patients, else ``"images"``."""
+    word = "patient" if has_patients else "image"
+    return word if n == 1 else word + "s"
+
+
+def thorough_time_label(minutes: float | None) -> str:
+    """The radio label of privacy's thorough mode, consistent with its own estimate."""
+    if minutes is None:
+        return "Thorough (trains 4 reference models: slow; estimated after choosing)"
+    return f"Thorough (trains 4 reference models: about {fmt_duration(minutes)} on this computer)"
+
+
+def fmt_duration(minutes: float) -> str:
+    """``"about 2 h 3 min"`` style duration from minutes (``"under 1 min"`` when short)."""
+    if minutes < 1:
+        return "under 1 min"
+    total = int(round(minutes))
+    h, m = divmod(total, 60)
+    return f"{h} h {m} min" if h else f"{m} min"
+
+
+def robustness_sample_note(*, n_sample: int, n_available: int, n_card: int | None,
+                           stratified_by: str | None) -> str:
+    """Why the clean accuracy on the Robustness page differs from the model card's."""
+    strata = f"stratified by {stratified_by}" if stratified_by else "drawn at random"
+    card = (f" The model card's accuracy is measured on all {fmt_count(n_card)} test images, so "
+            "the two differ by sampling alone; their intervals overlap when they agree."
+            if n_card else "")
+    return (f"Measured on a sample of {fmt_count(n_sample)} of {fmt_count(n_available)} images "
+            f"({strata}, seeded): attacks are costly, so they run on a sample.{card}")
+
+
+def explanations_counts_note(*, n_images: int, n_explanations: int, n_complete: int) -> str:
+    """Why "26 of 133 explanations" sits beside "n = 84 images": each image is explained
+    for the class the model gave and, where the model was wrong, for the true class too."""
+    extra = n_explanations - n_images
+    wrong = (f"the {fmt_count(extra)} it got wrong also for the true class" if extra
+             else "none was wrong, so none needed the true class too")
+    return (f"{fmt_count(n_images)} images were explained: each for the class the model "
+            f"gave, and {wrong}, so the "
+            f"completeness check counts {fmt_count(n_explanations)} explanations "
+            f"({fmt_count(n_complete)} of them add up to the score).")
+
+
+def explanations_overall_reading(*, completeness: float | None, faithful: bool | None,
+                                 sanity_flagged: bool | None) -> tuple[str, str]:
+    """An overall reading of the three trust signals: a verdict word and one sentence.
+
+    Sanity comes first (maps that do not depend on the model are not its reasons at all);
+    then faithfulness; completeness below 80% means the maps leave part of the score
+    unexplained, which weakens but does not void them.
+    """
+    if sanity_flagged:
+        return "concern", ("Do not read these maps as the model's reasons: they barely change "
+                           "when its learned weights are replaced by random ones.")
+    if faithful is False:
+        return "concern", ("Treat the maps with caution: removing the pixels they rank highest "
+                           "does not hurt the model more than removing random pixels.")
+    if sanity_flagged is None or faithful is None:
+        return "cannot tell", ("Not every check ran, so the maps cannot be fully trusted or "
+                               "dismissed; read them as hints.")
+    if completeness is not None and completeness < 0.8:
+        return "cannot tell", (f"The maps point at what the model uses (faithful and sane), but "
+                               f"only {fmt_pct(completeness)} add up to the score: read them "
+                               "as where the model looks, not as an exact account.")
+    return "meets", ("The maps depend on the model, point at what it uses, and add up to its "
+                     "score: they can be read as the model's reasons for these images.")
+
+
+def images_hidden_reason(kind: str, *, allowed: bool) -> str:
+    """Why patient images are not shown (identifiable photographs, or switched off)."""
+    if not allowed:
+        return ("Patient images are switched off on this installation "
+                "(AUDITKIT_SHOW_IMAGES=0); only numbers are shown.")
+    return (f"These are {kind}: a face, a tattoo or a birthmark can identify a patient, so images "
+            "stay hidden until you ask to see them. Ask only where the people watching may see "
+            "patient data.")
+
+
+def skin_tone_agreement_sentence(a: dict[str, Any], *, first: str, second: str) -> str:
+    """Agreement of two skin-type ratings in words (exact, within one type, weighted kappa)."""
+    if not a.get("n") or a.get("exact") is None:
+        return f"{first} and {second}: no image has both ratings, so agreement is not assessed."
+    return (f"{first} and {second} agree exactly on {fmt_pct(a['exact'])} of "
+            f"{fmt_count(a['n'])} images and within one type on {fmt_pct(a['within_one'])} "
+            f"(weighted kappa {fmt_number(a['kappa_quadratic'])}; 1 is perfect, 0 chance).")

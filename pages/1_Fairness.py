@@ -9,6 +9,7 @@ import streamlit as st
 import auditkit
 from auditkit import wording
 from auditkit.fairness import gaps_table, groups_table, operating_points_from_audit
+from auditkit.wording import Column
 from ui.common import (
     attribute_names_of,
     chart_text,
@@ -17,6 +18,7 @@ from ui.common import (
     pick_model_and_dataset,
     require_stored_result,
     run_with_progress,
+    show_table,
     show_unreadable_audits,
 )
 
@@ -64,9 +66,21 @@ attributes = list(dict.fromkeys(e["attribute"] for e in result["groups"]))
 metrics = [m for m in ("sensitivity", "specificity", "accuracy", "balanced_accuracy", "ppv", "npv",
                        "auroc", "ece", "selection_rate", "prevalence")
            if m in result["groups"][0]]
+described = {a.name: a.description for a in auditkit.dataset_spec(dataset_name).attributes}
+
+
+def attribute_words(name: str) -> str:
+    """An attribute (or an intersection of two) in a reader's words, with its description."""
+    return " × ".join(wording.attribute_label(a, described.get(a)) for a in name.split("×"))
+
+
 c1, c2 = st.columns(2)
-attribute = c1.selectbox("Patient attribute", attributes, key="fairness_attribute")
-metric = c2.selectbox("Metric", metrics, key="fairness_metric")
+attribute = c1.selectbox("Patient attribute", attributes, key="fairness_attribute",
+                         format_func=attribute_words)
+metric = c2.selectbox("Metric", metrics, key="fairness_metric", format_func=wording.metric_name,
+                      help="; ".join(f"{wording.metric_name(m)}: {wording.metric_meaning(m)}"
+                                     for m in metrics))
+st.caption(f"**{wording.metric_name(metric)}**: {md_text(wording.metric_meaning(metric))}.")
 table = groups_table(result, attribute=attribute, metric=metric)
 labels = [f"{chart_text(g)} — suppressed (small-cell protection)" if sup else
           f"{chart_text(g)} ({wording.fmt_evidence(den, what, pats)})" + (" — too few to judge" if tf else "")
@@ -85,15 +99,16 @@ fig.update_layout(xaxis_title=f"{wording.metric_name(metric)} (95% interval)",
                   height=120 + 40 * len(table), margin={"l": 10, "r": 10, "t": 10, "b": 40})
 st.plotly_chart(fig, key="fairness_groups_chart")
 is_share = metric != "overconfidence"
-value_format = "percent" if is_share else "%.3f"
-st.dataframe(table, hide_index=True, key="fairness_groups_table", column_config={
-    "value": st.column_config.NumberColumn(wording.metric_name(metric), format=value_format),
-    "low": st.column_config.NumberColumn("95% interval from", format=value_format),
-    "high": st.column_config.NumberColumn("to", format=value_format),
-    "denominator": st.column_config.NumberColumn("counted in denominator", format="%d"),
-    "denominator_patients": st.column_config.NumberColumn("from patients", format="%d"),
-    "denominator_of": st.column_config.TextColumn("denominator counts"),
-})
+table["value_shown"] = table["value"].where(~table["suppressed"])
+show_table(table, [
+    Column("group", "group"),
+    Column("value_shown", f"{wording.metric_name(metric)} (95% interval)",
+           "interval_pct" if is_share else "interval_number", low="low", high="high"),
+    Column("n", "images", "count"), Column("n_patients", "patients", "count"),
+    Column("denominator", "counted in the denominator", "count"),
+    Column("denominator_of", "the denominator counts"),
+    Column("too_few", "too few to judge"),
+], key="fairness_groups_table", file_name=f"{ref}__{dataset_name}__{attribute}__{metric}.csv")
 if table["suppressed"].any():
     st.caption("Suppressed groups have fewer than 10 images or patients (or are the "
                "complementary cell that would reveal one): their numbers are hidden in every "
@@ -104,15 +119,16 @@ gaps = gaps_table(result, attribute=attribute)
 if gaps.empty:
     st.info(f"No gap was tested for {md_text(attribute)}.")
 else:
-    st.dataframe(gaps, hide_index=True, key="fairness_gaps_table", column_config={
-        "gap": st.column_config.NumberColumn("gap (worst − best)", format="percent"),
-        "low": st.column_config.NumberColumn("simultaneous 95% interval from",
-                                             format="percent"),
-        "high": st.column_config.NumberColumn("to", format="percent"),
-        "p_adjusted": st.column_config.NumberColumn("adjusted p", format="%.3f"),
-        "minimum_detectable_gap": st.column_config.NumberColumn(
-            "smallest gap detectable (80% power)", format="percent"),
-    })
+    show_table(gaps, [
+        Column("metric", "metric"), Column("worst", "worst group"),
+        Column("n_worst", "images (worst)", "count"), Column("best", "best group"),
+        Column("n_best", "images (best)", "count"),
+        Column("gap", "gap, worst − best (simultaneous 95% interval)", "interval_pct",
+               low="low", high="high"),
+        Column("p_adjusted", "adjusted p", "p"), Column("verdict", "verdict"),
+        Column("minimum_detectable_gap", "smallest gap detectable (80% power)", "pct"),
+        Column("note", "why not assessed"),
+    ], key="fairness_gaps_table", file_name=f"{ref}__{dataset_name}__{attribute}__gaps.csv")
     st.caption("A gap is called real (▲ concern) only when it is larger than the largest gap "
                "chance produces across all attributes and metrics; its interval then excludes "
                "0. *Cannot tell* is not *no gap*: the last column says how large a gap would "
@@ -147,7 +163,8 @@ for c in (c for c in curves if c.get("bins")):
     n_hidden_bins += len(c["bins"]) - len(shown)
     cal.add_trace(go.Scatter(x=[b["confidence"] for b in shown],
                              y=[b["accuracy"] for b in shown], mode="lines+markers",
-                             name=f"{chart_text(c['group'])} (n={c['n']})"))
+                             name=chart_text(wording.legend_label(str(c["group"]),
+                                                                  n=c["n"]))))
 cal.update_layout(xaxis_title="confidence", yaxis_title="share correct", height=380)
 st.plotly_chart(cal, key="fairness_calibration")
 if hidden:
@@ -159,13 +176,28 @@ if n_hidden_bins:
 st.subheader("What if the operating point moves?")
 threshold = st.slider(f"Call {result['positive_class']} when its probability is at least",
                       0.05, 0.95, 0.5, 0.05, key="fairness_threshold")
+shown_groups = table.loc[~table["suppressed"], "group"].astype(str).tolist()
 points = operating_points_from_audit(folder, attribute=attribute,
-                                     positive_class=result["positive_class"], threshold=threshold)
-if points is not None:
-    st.dataframe(points, hide_index=True, key="fairness_threshold_table")
-else:
+                                     positive_class=result["positive_class"],
+                                     threshold=threshold, groups=shown_groups)
+if points is None:
     st.caption("The threshold view needs predictions.csv (or predictions.parquet) beside "
-               "audit.json, with this attribute.")
+               "audit.json, with this attribute. " + wording.whatif_no_scope())
+else:
+    perf = audit["results"].get("performance") or {}
+    n_evaluated = perf.get("n") if isinstance(perf.get("n"), int) else int(points["n"].sum())
+    show_table(points, [
+        Column("group", "group"), Column("n", "images", "count"),
+        Column("sensitivity", "sensitivity (95% interval)", "interval_pct",
+               low="sensitivity_low", high="sensitivity_high"),
+        Column("n_positive", f"with {result['positive_class']}", "count"),
+        Column("specificity", "specificity (95% interval)", "interval_pct",
+               low="specificity_low", high="specificity_high"),
+        Column("n_negative", f"without {result['positive_class']}", "count"),
+    ], key="fairness_threshold_table",
+        file_name=f"{ref}__{dataset_name}__{attribute}__threshold_{threshold:.2f}.csv",
+        caption=wording.whatif_scope(n_evaluated, int(audit["dataset"].get("n_images") or 0),
+                                     str(result["evaluated_on"])))
 mit = result["threshold_mitigation"].get(attribute)
 if mit and "groups" in mit:
     st.markdown(f"**Possible mitigation (fairlearn ThresholdOptimizer, {md_text(mit['constraint'])}):** "
@@ -173,7 +205,13 @@ if mit and "groups" in mit:
                 f"{wording.fmt_pct(mit['accuracy_before'])} with "
                 f"{md_text(mit.get('before_is', 'the model decisions'))} → "
                 f"{wording.fmt_pct(mit['accuracy_after'])}.")
-    st.dataframe(pd.DataFrame(mit["groups"]), hide_index=True, key="fairness_mitigation")
+    show_table(pd.DataFrame(mit["groups"]), [
+        Column("group", "group"), Column("n", "images", "count"),
+        Column("sensitivity_before", "sensitivity before", "pct"),
+        Column("sensitivity_after", "sensitivity after", "pct"),
+        Column("specificity_before", "specificity before", "pct"),
+        Column("specificity_after", "specificity after", "pct"),
+    ], key="fairness_mitigation", file_name=f"{ref}__{dataset_name}__{attribute}__mitigation.csv")
     st.info(md_text(mit["note"]))
 
 skin = result.get("skin_tone")
@@ -181,9 +219,11 @@ if skin:
     st.subheader("How reliable is the skin-tone label itself?")
     if "annotator_agreement" in skin:
         a = skin["annotator_agreement"]
-        st.markdown(f"The two annotator groups agree exactly on **{a['exact']:.0%}** of "
-                    f"{a['n']} images and within one type on {a['within_one']:.0%} "
-                    f"(weighted kappa {a['kappa_quadratic']:.2f}).")
+        first, second = (a.get("between") or ["first annotation", "second annotation"])[:2]
+        st.markdown(md_text(wording.skin_tone_agreement_sentence(
+            a, first=attribute_words(first), second=attribute_words(second))))
     if "estimated" in skin:
         st.markdown(f"Estimated from pixels ({md_text(skin['estimated']['method'])}):")
-        st.json(skin["estimated"]["agreement_with"], expanded=False)
+        for name, a in skin["estimated"]["agreement_with"].items():
+            st.markdown("- " + md_text(wording.skin_tone_agreement_sentence(
+                a, first="the estimate", second=attribute_words(name))))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 import auditkit
+from auditkit import wording
 from auditkit.explain import (
     curves_figure,
     gallery_figure,
@@ -15,10 +16,10 @@ from auditkit.explain import (
 )
 from ui.common import (
     data_root,
-    fmt_ci,
     loaded_dataset,
     md_text,
     new_run_dir,
+    patient_images_allowed,
     pick_model_and_dataset,
     registry_models,
     require_stored_result,
@@ -68,21 +69,30 @@ trust = result["trust"]
 comp, faith, sanity = trust["completeness"], trust["faithfulness"], trust["sanity"]
 st.subheader("Can these explanations be trusted?")
 c1, c2, c3 = st.columns(3)
+verdict, reading = wording.explanations_overall_reading(
+    completeness=comp["share_within_tolerance"]["value"], faithful=faith.get("beats_random"),
+    sanity_flagged=sanity.get("flagged") if sanity.get("status") == "assessed" else None)
+st.markdown(f"**Overall: {wording.verdict_label(verdict)}.** {md_text(reading)}")
 c1.metric("Add up to the score (completeness)",
-          fmt_ci(comp["share_within_tolerance"]["value"], comp["share_within_tolerance"]["ci"]),
-          help=f"Share of {comp['n']} explanations within {comp['tolerance']:.0%}.")
+          wording.fmt_interval(comp["share_within_tolerance"]["value"],
+                               comp["share_within_tolerance"]["ci"]),
+          help=f"Share of {comp['n']} explanations within {wording.fmt_pct(comp['tolerance'])}.")
 c2.metric("Beat random order (faithfulness)", "yes" if faith["beats_random"] else "no",
           help=f"Deletion and insertion curves on {faith['n']} images.")
 if sanity.get("status") == "assessed":
     final = sanity["similarity_all_layers_randomized"]
     c3.metric("Depend on the model (sanity)", "FLAGGED" if sanity["flagged"] else "yes",
               help=f"Similarity after randomizing every layer: "
-                   f"{fmt_ci(final['value'], final['ci'], pct=False)}, n = {sanity['n']}.")
+                   f"{wording.fmt_interval(final['value'], final['ci'], pct=False)}, "
+                   f"{wording.fmt_n(sanity['n'])}.")
 else:
     c3.metric("Depend on the model (sanity)", "not assessed")
 for text in (comp["text"], faith["text"], sanity.get("text") or
              f"Sanity check not assessed: {sanity.get('reason')}."):
     st.markdown(f"- {md_text(text)}")
+st.caption(md_text(wording.explanations_counts_note(
+    n_images=int(result["n_images"]), n_explanations=int(comp["n"]),
+    n_complete=round((comp["share_within_tolerance"]["value"] or 0) * comp["n"]))))
 if sanity.get("flagged"):
     st.warning("The sanity check is flagged: these maps barely change when the model's weights "
                "are replaced by random ones, so they should not be read as the model's reasons.")
@@ -92,9 +102,11 @@ attributes = list(dict.fromkeys(g["attribute"] for g in result["shortcuts"]["by_
 attribute = st.selectbox("Compare groups of", attributes, key="explain_attribute")
 card = next(m for m in registry_models() if f"{m['name']}@{m['version']}" == ref)
 paths = None
+show_images = patient_images_allowed(dataset_name, key="explain_show_images")
 try:
-    paths = dict(zip(loaded_dataset(dataset_name, data_root()).records["key"],
-                     loaded_dataset(dataset_name, data_root()).records["path"]))
+    if show_images:  # else the maps are drawn alone
+        paths = dict(zip(loaded_dataset(dataset_name, data_root()).records["key"],
+                         loaded_dataset(dataset_name, data_root()).records["path"]))
 except auditkit.AuditKitError:
     st.caption("The dataset's image files are not on this computer: maps are shown alone.")
 views = image_views(result, folder, paths, input_size=card["input_size"],
@@ -107,15 +119,16 @@ else:
     per_group = st.slider("Images per group", 1, 6, 2, key="explain_per_group")
     st.plotly_chart(gallery_figure(views, attribute=attribute, limit=limit, per_group=per_group),
                     key="explain_gallery")
-    st.caption(f"Colour scale ±{limit:.3g} (model score units) on every image. Titles: prediction "
-               "and its confidence, and the true class.")
+    st.caption(f"Colour scale ±{wording.fmt_number(limit, 3)} (model score units) on every "
+               "image. Titles: the group, the prediction and its confidence, and the true class."
+               + ("" if paths else " Maps are drawn without the image beneath."))
 
 st.subheader("Does the model look at the border, the corners, or outside the centre?")
 st.markdown(md_text(result["shortcuts"]["text"]))
 st.plotly_chart(shares_figure(result, attribute), key="explain_shares")
 top = result["shortcuts"]["top_images"]
 st.markdown("Images that rely most on the corners: " + ", ".join(
-    f"{md_text(t['image'])} ({t['share']:.0%})" for t in top.get("corners", [])))
+    f"{md_text(t['image'])} ({wording.fmt_pct(t['share'])})" for t in top.get("corners", [])))
 
 st.subheader("Faithfulness: deletion and insertion curves")
 st.plotly_chart(curves_figure(result), key="explain_curves")

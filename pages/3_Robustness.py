@@ -19,17 +19,19 @@ from auditkit.robustness import (
     corruption_table,
     min_perturbation_table,
 )
-from auditkit.suppression import images_may_be_shown
+from auditkit.wording import Column
 from ui.common import (
     chart_text,
-    fmt_ci,
     loaded_model,
     md_text,
     new_run_dir,
+    patient_images_allowed,
     pick_model_and_dataset,
+    registry_models,
     require_dataset,
     require_stored_result,
     run_with_progress,
+    show_table,
     show_unreadable_audits,
 )
 
@@ -73,10 +75,21 @@ audit, result, _folder = require_stored_result(
 st.markdown(f"**In plain words.** {md_text(result['summary'])}")
 clean = result["clean"]["overall"]["accuracy"]
 c1, c2, c3 = st.columns(3)
-c1.metric("Accuracy on the untouched images", fmt_ci(clean["value"], clean["ci"]),
-          help=f"n = {result['n_images']} images")
-c2.metric("Images attacked", f"{result['n_images']} of {result['n_available']}")
+c1.metric("Accuracy on the untouched images", wording.fmt_interval(clean["value"], clean["ci"]),
+          help=wording.fmt_n(result["n_images"]))
+c2.metric("Images attacked", f"{wording.fmt_count(result['n_images'])} of "
+          f"{wording.fmt_count(result['n_available'])}")
 c3.metric("Computed on", result["device"])
+card = next((m for m in registry_models() if f"{m['name']}@{m['version']}" == ref), {})
+card_overall = (card.get("metrics") or {}).get("overall") or {}
+card_line = (f" The model card says {wording.fmt_interval(card_overall.get('accuracy'), card_overall.get('accuracy_ci'))}, "
+             f"{wording.fmt_n(card_overall.get('n'))}." if card_overall.get("accuracy") is not None
+             else "")
+st.caption(md_text(wording.robustness_sample_note(
+    n_sample=int(result["n_images"]), n_available=int(result["n_available"]),
+    n_card=card_overall.get("n"), stratified_by=result["sampling"]["stratified_by"]))
+    + f" Here: {wording.fmt_interval(clean['value'], clean['ci'])}, "
+    f"{wording.fmt_n(result['n_images'])}." + md_text(card_line))
 st.caption(f"Sample: {md_text(result['sampling']['method'])}, stratified by "
            f"{md_text(result['sampling']['stratified_by'] or 'nothing')} (seed "
            f"{md_text(result['sampling']['seed'])}). Intervals resample "
@@ -110,7 +123,7 @@ if budgeted:
         fig.add_trace(go.Scatter(
             x=[r["budget_255"] if r["budget_255"] is not None else r["budget"] for r in pts],
             y=[r["robust_accuracy"] for r in pts], mode="lines+markers",
-            name=f"{chart_text(group)} (n={pts[0]['n']})"
+            name=chart_text(wording.legend_label(str(group), n=pts[0]["n"]))
                  + (" — too few to judge" if too_few else ""),
             line={"dash": "dot" if too_few else "solid",
                   "width": 4 if group == "all images" else 2},
@@ -121,7 +134,13 @@ if budgeted:
                                                             or r["robust_accuracy"])
                                     for r in pts]}))
     unit = "ε (× 1/255 of the pixel range)" if ATTACKS[attack].norm == "Linf" else "ε (L2)"
-    fig.update_layout(xaxis={"title": unit, "type": "log"},
+    budgets = sorted({float(r["budget_255"] if r["budget_255"] is not None else r["budget"])
+                      for r in rows if known(r["robust_accuracy"])})
+    # a log axis (the budgets double) ticked at the budgets themselves, never at bare
+    # mantissas ("5 6 7 8 9 1 2")
+    fig.update_layout(xaxis={"title": unit, "type": "log", "tickvals": budgets,
+                             "ticktext": [wording.fmt_number(b, 2).rstrip("0").rstrip(".")
+                                          for b in budgets]},
                       yaxis={"title": "accuracy under attack (95% interval)", "range": [0, 1]},
                       height=420, margin={"l": 10, "r": 10, "t": 30, "b": 40},
                       title="Accuracy under attack vs size of the change")
@@ -139,14 +158,31 @@ if budgeted:
         st.caption("AutoAttack ran as the documented variant for models with fewer than four "
                    "classes (APGD-CE, APGD-DLR where possible, FAB-T, Square): "
                    + ", ".join(md_text(v) for v in sorted(variants)) + ".")
-    st.dataframe(table, hide_index=True, key="robustness_attack_table")
+    show_table(table[(table["attack"] == attack)
+                     & table["attribute"].isin(["overall", attribute])].reset_index(drop=True), [
+        Column("group", "group"),
+        Column("budget_255" if ATTACKS[attack].norm == "Linf" else "budget", unit, "number"),
+        Column("robust_accuracy", "accuracy under attack (95% interval)", "interval_pct",
+               low="robust_accuracy_low", high="robust_accuracy_high"),
+        Column("attack_success_rate", "answers flipped (95% interval)", "interval_pct",
+               low="attack_success_rate_low", high="attack_success_rate_high"),
+        Column("n", "images", "count"),
+    ], key="robustness_attack_table", file_name=f"{ref}__{dataset_name}__attacks.csv",
+        caption="This attack and grouping only; the download holds every attack and group.")
 
 smallest = min_perturbation_table(result)
 if len(smallest):
     st.subheader("The smallest change that flips each diagnosis")
     st.caption("DeepFool / Carlini-Wagner search for the smallest change that flips each correct "
                "answer. Median L∞ size, in 1/255 steps of the pixel range (1/255 ≈ 0.4%).")
-    st.dataframe(smallest, hide_index=True, key="robustness_min_table")
+    show_table(smallest, [
+        Column("label", "method"), Column("attribute", "groups by"), Column("group", "group"),
+        Column("median_linf_255", "median L∞ change (× 1/255, 95% interval)",
+               "interval_number", low="median_linf_255_low", high="median_linf_255_high"),
+        Column("median_l2", "median L2 change (95% interval)", "interval_number",
+               low="median_l2_low", high="median_l2_high"),
+        Column("n", "images", "count"),
+    ], key="robustness_min_table", file_name=f"{ref}__{dataset_name}__smallest_change.csv")
 
 # --------------------------------------------------------------------------- corruptions
 ctable = corruption_table(result)
@@ -161,15 +197,16 @@ else:
                                   "label"].iloc[0])
     cattrs = ["overall"] + [a for a in dict.fromkeys(ctable["attribute"]) if a != "overall"]
     cattribute = c2.selectbox("Patient groups by", cattrs, key="robustness_corruption_attribute")
-    crow = ctable[(ctable["corruption"] == corruption)
-                  & ctable["attribute"].isin(["overall", cattribute])].to_dict("records")
+    cframe = ctable[(ctable["corruption"] == corruption)
+                    & ctable["attribute"].isin(["overall", cattribute])].reset_index(drop=True)
+    crow = cframe.to_dict("records")
     cfig = make_subplots(rows=1, cols=2, subplot_titles=("answers changed", "accuracy"))
     for group in dict.fromkeys(r["group"] for r in crow):
         pts = [r for r in crow if r["group"] == group and known(r["flip_rate"])]
         if not pts:
             continue
-        name = f"{chart_text(group)} (n={pts[0]['n']})" + (" — too few" if pts[0]["too_few"]
-                                                           else "")
+        name = chart_text(wording.legend_label(str(group), n=pts[0]["n"])) + (
+            " — too few" if pts[0]["too_few"] else "")
         for col, metric in ((1, "flip_rate"), (2, "accuracy")):
             cfig.add_trace(go.Scatter(
                 x=[r["severity"] for r in pts], y=[r[metric] for r in pts], mode="lines+markers",
@@ -187,11 +224,18 @@ else:
     st.caption(f"Severity is the {md_text(first['unit'])}. For skin photographs the colour "
                "shifts ask: "
                "does the answer change with apparent skin colour?")
+    show_table(cframe, [
+        Column("group", "group"), Column("severity", "severity", "count"),
+        Column("flip_rate", "answers changed (95% interval)", "interval_pct",
+               low="flip_rate_low", high="flip_rate_high"),
+        Column("accuracy", "accuracy (95% interval)", "interval_pct", low="accuracy_low",
+               high="accuracy_high"),
+        Column("n", "images", "count"),
+    ], key="robustness_corruption_table", file_name=f"{ref}__{dataset_name}__{corruption}.csv")
 
 # --------------------------------------------------------------------------- gallery
 st.header("3. See it for yourself")
-if not images_may_be_shown():
-    st.info("Patient images are switched off on this installation (AUDITKIT_SHOW_IMAGES=0).")
+if not patient_images_allowed(dataset_name, key="robustness_show_images"):
     st.stop()
 group_choices = ["any group"] + [f"{g['attribute']} = {g['group']}"
                                  for g in result["attacks"][0]["by_group"]

@@ -166,3 +166,72 @@ def demo_models_present() -> bool:
 
 
 os.environ.setdefault("PYTHONHASHSEED", "0")
+
+
+# --------------------------------------------------------------------------- browser
+# One streamlit server and one Chromium for the whole session, shared by the browser
+# tests that need no special environment (tests/test_browser*.py; the review and New
+# audit journeys start their own, with their databases and registries, through the same
+# helper, tests/_browser.py).
+
+#: Every demo model and its dataset, audited once per session for the page walk.
+DEMO_MODELS = [("derm-lesion@v1", "fitzpatrick17k"), ("derm-lesion@v2", "fitzpatrick17k"),
+               ("cxr-covid@v1", "covid_cxr"), ("mri-tumor@v1", "lgg_mri")]
+#: The pages' fast defaults, made smaller still: the walk checks what is shown, not the
+#: numbers (each check's own tests do that).
+FAST_CHECK_OPTIONS = ('{"robustness": {"n_images": 16, "n_images_corruptions": 16, '
+                      '"attacks": ["fgsm"]}, "explain": {"n_per_group": 1, "n_samples": 4, '
+                      '"sanity_images": 0}}')
+
+
+@pytest.fixture(scope="session")
+def browser_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("browser")
+
+
+@pytest.fixture(scope="session")
+def demo_server(browser_workdir: Path):
+    """``streamlit run app.py`` on an audits folder of its own (session-wide)."""
+    from tests._browser import streamlit_server
+
+    env = {"AUDITKIT_AUDITS": str(browser_workdir / "audits"),
+           "AUDITKIT_CACHE": str(browser_workdir / "cache")}
+    root = real_data_root()
+    if root is not None:
+        env["AUDITKIT_DATASETS"] = str(root)
+    with streamlit_server(env, browser_workdir / "streamlit.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def demo_audits(browser_workdir: Path):
+    """``audit(ref)``: the folder of one audit of demo model ``ref`` with every check (fast
+    settings) in the server's audits folder, written on first use; predictions are cached
+    across the session."""
+    from auditkit.cli import main
+
+    root = real_data_root()
+    if root is None:
+        pytest.skip("real datasets not found (expected ../shared/datasets or $AUDITKIT_DATASETS)")
+    datasets = dict(DEMO_MODELS)
+
+    def audit(ref: str) -> Path:
+        folder = browser_workdir / "audits" / f"{ref}__{datasets[ref]}__walk"
+        if not (folder / "audit.json").is_file():
+            assert main(["audit", "--model", ref, "--dataset", datasets[ref], "--checks",
+                         "fairness,explain,robustness,privacy", "--n-boot", "100",
+                         "--device", "cpu", "--data-root", str(root), "--out", str(folder),
+                         "--cache-dir", str(browser_workdir / "cache"),
+                         "--options", FAST_CHECK_OPTIONS]) == 0
+        return folder
+
+    return audit
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium for the session (tests/_browser.py)."""
+    from tests._browser import chrome
+
+    with chrome() as driver:
+        yield driver

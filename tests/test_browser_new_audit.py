@@ -6,34 +6,17 @@ page's picker. Screenshots of each step go to test-artifacts/."""
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests._browser import ARTIFACTS, BROWSER_MARKS, streamlit_server
+from tests._browser import wait_for_text as _wait_for_text
 from tests._byo import doc_block, make_hospital_dicoms, make_hospital_model
-from tests.test_browser import (  # noqa: F401 - the browser fixture is used by name
-    ARTIFACTS,
-    CHROMEDRIVER,
-    CHROMIUM,
-    REPO,
-    _free_port,
-    _wait_for_text,
-    browser,
-)
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
-                       reason="Debian chromium and chromium-driver are not installed"),
-    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-    pytest.mark.filterwarnings("ignore::ResourceWarning"),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")
@@ -55,32 +38,13 @@ def newcomer(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def server(newcomer: dict[str, Path]) -> Iterator[str]:
-    port = _free_port()
-    env = {**os.environ, "AUDITKIT_AUDITS": str(newcomer["base"] / "audits"),
+    """Its own server: the newcomer's model and dataset registries start empty."""
+    env = {"AUDITKIT_AUDITS": str(newcomer["base"] / "audits"),
            "AUDITKIT_CACHE": str(newcomer["base"] / "cache"),
            "AUDITKIT_MODELS": str(newcomer["models"]),
            "AUDITKIT_DATASET_REGISTRY": str(newcomer["datasets"])}
-    log = open(newcomer["base"] / "streamlit.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless",
-         "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not start within 60 s")
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=20)
-    log.close()
+    with streamlit_server(env, newcomer["base"] / "streamlit.log") as url:
+        yield url
 
 
 def _type(driver: object, selector: str, text: str, *, apply: str) -> None:

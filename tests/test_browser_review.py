@@ -9,10 +9,6 @@ date and the chain head.
 from __future__ import annotations
 
 import html
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -21,16 +17,10 @@ from pathlib import Path
 import pytest
 
 from auditkit.store import QUESTION_IDS, ReviewStore
-from tests.test_browser import ARTIFACTS, CHROMEDRIVER, CHROMIUM, REPO, _free_port
+from tests._browser import ARTIFACTS, BROWSER_MARKS, CHROMEDRIVER, CHROMIUM, streamlit_server
+from tests._browser import free_port as _free_port
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
-                       reason="Debian chromium and chromium-driver are not installed "
-                              "(apt-get install chromium chromium-driver; .ci/run does this)"),
-    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-    pytest.mark.filterwarnings("ignore::ResourceWarning"),
-]
+pytestmark = BROWSER_MARKS
 PASSWORD = "correct horse battery"
 PEOPLE = [("eve", "Eve Engineer", "engineer"), ("rita", "Rita Reviewer", "reviewer"),
           ("rob", "Rob Reviewer", "reviewer"), ("carl", "Carl Chair", "chair")]
@@ -38,28 +28,10 @@ PEOPLE = [("eve", "Eve Engineer", "engineer"), ("rita", "Rita Reviewer", "review
 
 def _streamlit(root: Path, env: dict[str, str], *extra: str, port: int | None = None
                ) -> Iterator[str]:
-    """``streamlit run app.py`` on ``port`` (default a free one); yields its address."""
-    port = port or _free_port()
-    log = open(root / "streamlit.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless",
-         "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--browser.gatherUsageStats", "false", *extra],
-        cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not start within 60 s")
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=20)
-    log.close()
+    """``streamlit run app.py`` on ``port`` (default a free one); yields its address
+    (tests/_browser.py ``streamlit_server``, the one way the browser tests start a server)."""
+    with streamlit_server(env, root / "streamlit.log", *extra, port=port) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

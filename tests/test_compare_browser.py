@@ -10,11 +10,6 @@ of every version are on the screen; saves ``test-artifacts/compare_versions.png`
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,26 +18,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from tests._browser import ARTIFACTS, BROWSER_MARKS, streamlit_server
+from tests._browser import wait_for_text as _wait_for_text
 from tests.conftest import BrightnessNet, write_model
-from tests.test_browser import (  # noqa: F401  (the browser fixture is used by name)
-    ARTIFACTS,
-    CHROMEDRIVER,
-    CHROMIUM,
-    REPO,
-    _free_port,
-    _wait_for_text,
-    browser,
-)
 from tests.ui.test_compare_page import DarkerNet
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
-                       reason="Debian chromium and chromium-driver are not installed "
-                              "(apt-get install chromium chromium-driver; .ci/run does this)"),
-    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-    pytest.mark.filterwarnings("ignore::ResourceWarning"),
-]
+pytestmark = BROWSER_MARKS
 
 
 def _tiny_family(tmp: Path) -> dict[str, str]:
@@ -93,32 +74,13 @@ def _tiny_family(tmp: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def compare_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    env = {**os.environ, **_tiny_family(tmp_path_factory.mktemp("compare"))}
-    port = _free_port()
-    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless",
-         "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not start within 60 s")
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=20)
-    log.close()
+    env = _tiny_family(tmp_path_factory.mktemp("compare"))
+    with streamlit_server(env, tmp_path_factory.mktemp("log") / "streamlit.log") as url:
+        yield url
 
 
 def test_compare_versions_page_shows_the_paired_comparison(compare_server: str,
-                                                           browser: object) -> None:  # noqa: F811
+                                                           browser: object) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     browser.get(f"{compare_server}/Compare_versions")  # type: ignore[attr-defined]
     body = _wait_for_text(browser, "Every version of the family", timeout=120)

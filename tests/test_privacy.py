@@ -179,7 +179,7 @@ def random_label_data(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def _audit(model_folder: Path, dataset: auditkit.Dataset, out: Path | None = None,
            **options) -> dict:
     model = auditkit.load_model(model_folder, device="cpu")
-    config = auditkit.AuditConfig(checks=["privacy"], n_boot=300, small_cell_k=0,
+    config = auditkit.AuditConfig(checks=["privacy"], n_boot=300, small_cell_k=1,
                                   options={"privacy": options} if options else {})
     return auditkit.run_audit(model=model, dataset=dataset, config=config, out_dir=out)
 
@@ -398,3 +398,14 @@ def test_finding_does_not_claim_a_false_alarm_rate_it_could_not_measure():
     text = describe_exposure(0.61, [0.49, 0.71], 0.068, resolvable=False)
     assert "Without wrongly accusing anyone" in text and "1 in 100" not in text
     assert "1 in 100" in describe_exposure(0.61, [0.59, 0.64], 0.023, resolvable=True)
+
+
+def test_privacy_refuses_small_cell_k_zero():
+    """k = 0 would publish per-group exposure of groups of one patient: refused, with why."""
+    with pytest.raises(auditkit.ConfigError, match=r"got k = 0\. With k = 0 the per-group"):
+        auditkit.AuditConfig(checks=["privacy"], small_cell_k=0)
+    auditkit.AuditConfig(checks=["fairness"], small_cell_k=0)  # other checks keep the switch
+    from auditkit.privacy import membership_groups_table
+
+    with pytest.raises(auditkit.ConfigError, match="Small-cell protection must hide"):
+        membership_groups_table({"groups": []}, k=0)

@@ -40,3 +40,62 @@ def test_every_metric_has_a_plain_meaning() -> None:
 
     assert set(METRICS) <= set(wording.METRIC_MEANINGS)
     assert set(METRICS) <= set(wording.METRIC_NAMES)
+
+
+# --------------------------------------------------------------------------- presentation (issue 18)
+
+
+def test_reader_table_formats_every_number_and_keeps_intervals_with_values():
+    import pandas as pd
+
+    from auditkit.wording import Column, reader_table
+
+    raw = pd.DataFrame({"group": ["IV", "V"], "gap": [-0.1270721456046533, None],
+                        "lo": [-0.31234, None], "hi": [0.05, None], "p": [0.0004, 0.2],
+                        "n": [121, 4087], "ece": [0.123456789, 0.0]})
+    table = reader_table(raw, [
+        Column("group", "group"),
+        Column("gap", "gap (95% interval)", "interval_pct", low="lo", high="hi"),
+        Column("p", "adjusted p", "p"), Column("n", "images", "count"),
+        Column("ece", "calibration error", "number", digits=9)])
+    assert table.to_dict("records") == [
+        {"group": "IV", "gap (95% interval)": "-13% (-31% to 5%)", "adjusted p": "p < 0.001",
+         "images": "121", "calibration error": "0.1235"},
+        {"group": "V", "gap (95% interval)": "–", "adjusted p": "p = 0.200",
+         "images": "4,087", "calibration error": "0.0000"}]
+    with pytest.raises(KeyError, match="expected a column 'missing'"):
+        reader_table(raw, [Column("missing", "x")])
+
+
+def test_explanations_overall_reading_orders_the_signals():
+    from auditkit.wording import explanations_overall_reading
+
+    assert explanations_overall_reading(completeness=1.0, faithful=True,
+                                        sanity_flagged=True)[0] == "concern"
+    assert explanations_overall_reading(completeness=1.0, faithful=False,
+                                        sanity_flagged=False)[0] == "concern"
+    word, text = explanations_overall_reading(completeness=0.2, faithful=True,
+                                              sanity_flagged=False)
+    assert word == "cannot tell" and "only 20% add up" in text
+    assert explanations_overall_reading(completeness=0.95, faithful=True,
+                                        sanity_flagged=False)[0] == "meets"
+    assert explanations_overall_reading(completeness=0.95, faithful=True,
+                                        sanity_flagged=None)[0] == "cannot tell"
+
+
+def test_durations_and_thorough_label_agree():
+    from auditkit.wording import fmt_duration, thorough_time_label
+
+    assert fmt_duration(123) == "2 h 3 min" and fmt_duration(0.4) == "under 1 min"
+    assert "about 2 h 3 min" in thorough_time_label(123)
+
+
+def test_explanations_counts_note_adds_up():
+    from auditkit.wording import explanations_counts_note
+
+    assert explanations_counts_note(n_images=84, n_explanations=133, n_complete=26) == (
+        "84 images were explained: each for the class the model gave, and the 49 it got "
+        "wrong also for the true class, so the completeness check counts 133 explanations "
+        "(26 of them add up to the score).")
+    assert "none was wrong" in explanations_counts_note(n_images=7, n_explanations=7,
+                                                         n_complete=1)

@@ -6,6 +6,7 @@ The library (:mod:`auditkit`) never imports streamlit; this module is the only g
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,29 @@ from typing import Any
 import streamlit as st
 
 import auditkit
+from auditkit import wording
 from auditkit.cli import default_audits_dir
 from auditkit.controls import is_control
 from auditkit.wording import control_banner, model_trust_warning
+
+
+def _route_through_navigation() -> None:
+    """Send a page opened by its own URL through ``app.py``'s ``st.navigation``.
+
+    Streamlit runs a page of the ``pages/`` folder directly (its older multipage mode,
+    whose sidebar names the entry page after its file: "app") until some session has
+    run ``app.py`` and called ``st.navigation``. The first page run in a fresh server
+    switches that mode off and reruns, so the sidebar reads Home, Overview, Fairness, …
+    from the first visit on (tests/test_browser_pages.py opens pages by URL first).
+    Uses a Streamlit internal; where it is missing nothing changes.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # pragma: no cover - a Streamlit without it
+        return
+    if getattr(PagesManager, "uses_pages_directory", None):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
 
 
 def registry_models(registry: str | None = None) -> list[dict[str, Any]]:
@@ -338,13 +359,42 @@ def stored_result(check: str, ref: str, dataset_name: str) -> dict[str, Any] | N
     return newest_audit(check, ref, dataset_name)[0]
 
 
-def fmt_ci(value: float | None, ci: list[float | None] | None, pct: bool = True) -> str:
-    """``"81% (74-87%)"`` or ``"0.81 (0.74-0.87)"``; "n/a" for undefined values."""
-    if value is None:
-        return "n/a"
-    lo, hi = ci or [None, None]
-    if pct:
-        text = f"{100 * value:.0f}%"
-        return text + (f" ({100 * lo:.0f}–{100 * hi:.0f}%)" if lo is not None else "")
-    text = f"{value:.2f}"
-    return text + (f" ({lo:.2f}–{hi:.2f})" if lo is not None else "")
+def show_table(raw: Any, columns: Sequence[wording.Column], *, key: str, file_name: str,
+               caption: str | None = None) -> None:
+    """A table a committee reads, with the full raw table one click away.
+
+    ``columns`` picks and names what matters (:func:`auditkit.wording.reader_table`: every
+    number formatted, at most 4 decimals, intervals with their value); the download
+    button gives every column of ``raw`` as CSV.
+    """
+    st.dataframe(wording.reader_table(raw, columns), hide_index=True, key=key, width="stretch")
+    st.download_button(f"Download the full table ({len(raw.columns)} columns, CSV)",
+                       data=raw.to_csv(index=False).encode("utf-8"), file_name=file_name,
+                       mime="text/csv", key=f"{key}_csv")
+    if caption:
+        st.caption(caption)
+
+
+def patient_images_allowed(dataset_name: str, key: str) -> bool:
+    """Whether this page may draw patient images now, saying why not when it may not.
+
+    Never when the deployment switched images off (``AUDITKIT_SHOW_IMAGES=0``); for
+    identifiable kinds (photographs, or a kind the dataset does not state) only after the
+    viewer ticks "Show patient images"; radiographs and MRI are shown by default.
+    """
+    from auditkit.suppression import images_identifiable, images_may_be_shown
+
+    kind = getattr(auditkit.dataset_spec(dataset_name), "image_kind", None)
+    if not images_may_be_shown():
+        st.info(wording.images_hidden_reason(kind or "images", allowed=False))
+        return False
+    if not images_identifiable(kind):
+        return True
+    st.caption(wording.images_hidden_reason(
+        f"{kind}s" if kind else "images of an unstated kind", allowed=True))
+    return bool(st.toggle("Show patient images", value=False, key=key))
+
+
+# every page imports this module: the first page run of a fresh server goes through
+# st.navigation (see _route_through_navigation)
+_route_through_navigation()

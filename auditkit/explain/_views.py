@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..wording import fmt_pct
 from ._check import ATTRIBUTIONS_FILE, load_attributions
 
 
@@ -97,12 +98,15 @@ def gallery_figure(views: list[ImageView], *, attribute: str, limit: float,
             if r < len(items):
                 e = items[r]["entry"]
                 # group names are data: escaped, as plotly renders <a>, <b> in titles
-                titles.append(f"{_plain(attribute)} {_plain(g)}<br>{_plain(e['predicted'])} "
-                              f"{e['confidence']:.0%} (truth {_plain(e['label'])})")
+                # short lines in a small font: long titles of neighbouring columns
+                # overlapped, and a two-line title of the first row was clipped at the top
+                titles.append(f"{_plain(g)}<br>says {_plain(e['predicted'])} "
+                              f"{fmt_pct(e['confidence'])}<br>truth {_plain(e['label'])}")
             else:
                 titles.append("")
     fig = make_subplots(rows=rows, cols=max(1, len(names)), subplot_titles=titles,
-                        horizontal_spacing=0.02, vertical_spacing=0.08)
+                        horizontal_spacing=0.03, vertical_spacing=0.16 if rows > 1 else 0.08)
+    fig.update_annotations(font={"size": 11})
     for c, g in enumerate(names, start=1):
         for r, v in enumerate(groups[g][:rows], start=1):
             if v["pixels"] is not None:
@@ -116,7 +120,9 @@ def gallery_figure(views: list[ImageView], *, attribute: str, limit: float,
                     row=r, col=c)
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
-    fig.update_layout(height=260 * rows + 60, margin={"l": 10, "r": 10, "t": 60, "b": 10})
+    fig.update_layout(height=300 * rows + 90, margin={"l": 10, "r": 10, "t": 90, "b": 10},
+                      title={"text": f"columns: {_plain(attribute)}", "font": {"size": 13},
+                             "y": 0.995, "yanchor": "top"})
     return fig
 
 

@@ -378,15 +378,21 @@ def run_check(ctx: CheckContext) -> dict[str, Any]:
 
 
 def membership_groups_table(membership: dict[str, Any], *, attack: str | None = None,
-                            attribute: str | None = None, k: int = 0) -> pd.DataFrame:
+                            attribute: str | None = None, k: int = 10) -> pd.DataFrame:
     """Per-group exposure as a table (for pages): one row per group.
 
     Columns: ``attribute``, ``group``, ``n``, ``n_patients``, ``n_members``,
     ``n_nonmembers``, ``too_few``, ``suppressed``, ``auc``, ``auc_low``,
     ``auc_high``, ``tpr_at_1pct_fpr``. ``attack`` defaults to the strongest attack;
-    ``k`` re-applies small-cell protection (:func:`auditkit.suppression.suppress_group_table`).
+    ``k`` re-applies small-cell protection (:func:`auditkit.suppression.suppress_group_table`);
+    it must be at least 1 (:class:`~auditkit.exceptions.ConfigError` otherwise): exposure per
+    group is never shown unprotected.
     """
     from ..suppression import suppress_group_table
+    from ..wording import SMALL_CELL_FLOOR, small_cell_k_refused
+
+    if int(k) < SMALL_CELL_FLOOR:
+        raise ConfigError(small_cell_k_refused(int(k)))
 
     attack = attack or membership.get("strongest_attack", "loss")
     rows = []

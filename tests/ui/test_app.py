@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -51,13 +53,20 @@ def test_fairness_page_shows_stored_audit_and_threshold(data_root: Path) -> None
     assert "cxr-covid@v1" in text and "held-out test split" in text
     assert at.selectbox(key="fairness_attribute").options
     at.selectbox(key="fairness_attribute").set_value("sex").run()
-    before = _threshold_table(at).copy()
+    before = _sensitivity(_threshold_table(at))
     at.slider(key="fairness_threshold").set_value(0.2).run()
-    after = _threshold_table(at)
+    after = _sensitivity(_threshold_table(at))
     assert not at.exception
     # a lower threshold catches at least as many positives in every group
-    assert (after["sensitivity"].fillna(0) >= before["sensitivity"].fillna(0)).all()
-    assert (after["sensitivity"].fillna(0) > before["sensitivity"].fillna(0)).any()
+    assert (after >= before).all() and (after > before).any()
+    # the what-if counts the test split only: each group's n is the group table's n
+    groups = next(d.value for d in at.dataframe if "counted in the denominator" in d.value)
+    points = _threshold_table(at)
+    assert dict(zip(points["group"], points["images"])) == {
+        g: n for g, n in zip(groups["group"], groups["images"]) if g in set(points["group"])}
+    total = sum(int(n.replace(",", "")) for n in points["images"])
+    assert total < 318  # the dataset's 318 images include the training split
+    assert "not evaluated" in " ".join(c.value for c in at.caption)
 
 
 def test_fairness_page_without_audit_says_what_to_do(data_root: Path) -> None:
@@ -68,6 +77,29 @@ def test_fairness_page_without_audit_says_what_to_do(data_root: Path) -> None:
 
 def _threshold_table(at: AppTest):
     tables = [d.value for d in at.dataframe
-              if {"group", "n_positive", "sensitivity", "specificity"} <= set(d.value.columns)]
+              if {"group", "images", "sensitivity (95% interval)",
+                  "specificity (95% interval)"} <= set(d.value.columns)]
     assert len(tables) == 1
     return tables[0]
+
+
+def _sensitivity(table: pd.DataFrame) -> pd.Series:
+    """The value before the interval, as a number: "61% (50% to 70%)" -> 61.0; "–" -> 0."""
+    return pd.to_numeric(table["sensitivity (95% interval)"].str.extract(r"^(\d+)%")[0],
+                         errors="coerce").fillna(0)
+
+
+def test_landing_page_counts_the_images_measured(data_root: Path, capsys) -> None:
+    """An audit measured on the test split says so: n of the dataset's images, as the CLI."""
+    assert main(["audit", "--model", "cxr-covid@v1", "--dataset", "covid_cxr", "--checks",
+                 "performance", "--n-boot", "50", "--data-root", str(data_root)]) == 0
+    printed = capsys.readouterr().out
+    n_test = int(re.search(r"on n = (\d+) images", printed)[1])
+    assert n_test < 318  # the test split, not every image
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+    assert not at.exception
+    listed = at.dataframe[-1].value
+    assert listed["images measured"].tolist() == [f"{n_test} of 318"]
+    assert any("Select a row to open it" in c.value for c in at.caption)
+    assert "versions to compare on the **Compare versions** page" in " ".join(
+        m.value for m in at.markdown)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,13 @@ def test_explain_page_runs_and_shows_trust_checks_and_gallery(tiny_covid: Path) 
     assert "random" in text and "rank similarity" in text
     assert "Share of the explanation" in text and "corners" in text
     assert "Colour scale ±" in text
+    # an overall reading of the three signals, and why explanations outnumber images
+    assert re.search(r"\*\*Overall: (✔ meets|▲ concern|\? cannot tell)\.\*\*", text)
+    note = re.search(r"(\d+) images were explained: each for the class the model gave, and "
+                     r"(?:the (\d+) it got wrong also for the true class|none was wrong, so "
+                     r"none needed the true class too), so the completeness check counts "
+                     r"(\d+) explanations", text)
+    assert note and int(note[1]) + int(note[2] or 0) == int(note[3])
     charts = at.get("plotly_chart")
     assert len(charts) == 4  # gallery, shares, curves, sanity
     # a stored run is shown without running again (a fresh session)

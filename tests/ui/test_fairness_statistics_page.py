@@ -23,12 +23,15 @@ def test_fairness_page_shows_gap_tests_and_denominators(data_root: Path) -> None
     at.selectbox(key="fairness_attribute").set_value("view").run()
     at.selectbox(key="fairness_metric").set_value("sensitivity").run()
     assert not at.exception
-    groups = next(d.value for d in at.dataframe if "denominator_of" in d.value.columns)
-    assert set(groups["denominator_of"].dropna()) == {"positives"}
-    gaps = next(d.value for d in at.dataframe if "p_adjusted" in d.value.columns)
-    assessed = gaps[gaps["note"] == ""]
+    groups = next(d.value for d in at.dataframe if "the denominator counts" in d.value.columns)
+    assert set(groups["the denominator counts"]) - {"–"} == {"positives"}
+    gaps = next(d.value for d in at.dataframe if "adjusted p" in d.value.columns)
+    assessed = gaps[gaps["why not assessed"] == ""]
     assert not assessed.empty
-    assert (assessed["low"] <= assessed["gap"]).all() and (assessed["gap"] <= assessed["high"]).all()
+    # "-12% (-30% to 5%)": the gap lies inside its simultaneous interval
+    parts = assessed["gap, worst − best (simultaneous 95% interval)"].str.extract(
+        r"^(-?\d+)% \((-?\d+)% to (-?\d+)%\)").astype(float)
+    assert (parts[1] <= parts[0]).all() and (parts[0] <= parts[2]).all()
     assert assessed["verdict"].isin(["▲ concern", "? cannot tell"]).all()
     captions = " ".join(c.value for c in at.caption)
     assert "Westfall-Young" in captions

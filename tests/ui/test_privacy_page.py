@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -72,9 +73,13 @@ def test_privacy_page_runs_and_shows_findings(tiny_covid: dict):
     charts = at.get("plotly_chart")
     assert len(charts) == 2  # ROC and per-group exposure
     roc = json.loads(charts[0].proto.spec)
-    assert {t["name"].split(" ")[0] for t in roc["data"]} >= {"loss", "confidence", "entropy"}
+    assert {t["name"].split(":")[0] for t in roc["data"]} >= {"loss", "confidence", "entropy"}
     groups = at.dataframe[0].value
-    assert set(groups["attribute"]) == {"sex"} and {"auc", "auc_low", "n"} <= set(groups.columns)
+    assert set(groups["group"]) == {"female", "male"}
+    assert {"attack AUC (95% interval)", "images", "from training"} <= set(groups.columns)
+    # every AUC is shown with its interval, at most 2 decimals
+    assert groups["attack AUC (95% interval)"].str.fullmatch(
+        r"\d\.\d\d \(\d\.\d\d to \d\.\d\d\)|–").all()
     # identifiers: the planted e-mail column is reported, its value is not
     ids = at.dataframe[1].value
     assert "table column 'email'" in set(ids["where"])
@@ -84,13 +89,49 @@ def test_privacy_page_runs_and_shows_findings(tiny_covid: dict):
     # per-group view follows the attribute picker; small groups are hidden, never shown
     at.sidebar.radio(key="privacy_mode").set_value("thorough").run()
     assert not at.exception
-    assert any("roughly" in c.value and "minutes" in c.value for c in at.sidebar.caption)
+    estimate = next(c.value for c in at.sidebar.caption if "Thorough mode trains" in c.value)
+    assert "about" in estimate and "min" in estimate
+    # the radio label does not contradict the estimate ("minutes to an hour")
+    assert "hour" not in at.sidebar.radio(key="privacy_mode").format_func("thorough")
     at.selectbox(key="privacy_attribute").set_value("view").run()
     view = at.dataframe[0].value
     assert not at.exception
-    assert view.set_index("group").loc["AP", "suppressed"]
-    assert view.set_index("group").loc["AP", "n"] is None or pd.isna(
-        view.set_index("group").loc["AP", "n"])
+    assert view.set_index("group").loc["AP", "images"] == "–"
+    assert view.set_index("group").loc["AP", "attack AUC (95% interval)"] == "–"
+    assert any("Hidden to protect small groups" in c.value and "AP" in c.value
+               for c in at.caption)
+
+
+def test_privacy_roc_chance_line_is_the_diagonal(tiny_covid: dict):
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    at.sidebar.button(key="privacy_run").click().run()
+    assert not at.exception, at.exception
+    roc = json.loads(at.get("plotly_chart")[0].proto.spec)
+    chance = next(t for t in roc["data"] if t["name"].startswith("coin toss"))
+    x, y = np.asarray(chance["x"], dtype=float), np.asarray(chance["y"], dtype=float)
+    assert chance["mode"] == "lines" and len(x) > 50  # a line, not two points on a log axis
+    np.testing.assert_allclose(x, y)  # y = x everywhere it is drawn
+    assert x[-1] == pytest.approx(1.0)
+    # from the left edge of the log axis: no attack curve point lies left of it
+    curves = [t for t in roc["data"] if not t["name"].startswith("coin toss")]
+    first = min(v for t in curves for v in t["x"] if v > 0)
+    assert x[0] == pytest.approx(min(first, 0.01))
+    assert roc["layout"]["xaxis"]["type"] == "log"
+    assert roc["layout"]["xaxis"]["ticktext"][-1] == "100%"  # labelled decades
+    # every attack's legend carries its AUC interval and n
+    assert all(re.search(r"AUC \d\.\d\d \(\d\.\d\d to \d\.\d\d\), n = \d+ images",
+                         t["name"]) for t in curves)
+
+
+def test_privacy_page_refuses_k_zero(tiny_covid: dict):
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    at.sidebar.number_input(key="privacy_k").set_value(0).run()
+    assert not at.exception
+    assert any("got k = 0" in e.value and "10 is the recommended default" in e.value
+               for e in at.error)
+    # nothing can be run or shown with protection off
+    assert not [b for b in at.sidebar.button if b.key == "privacy_run"]
+    assert not at.get("plotly_chart")
 
 
 def test_privacy_page_explains_when_membership_is_unknown(tiny_covid: dict):

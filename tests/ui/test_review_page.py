@@ -175,7 +175,7 @@ def _fairness_groups(audits: Path, cxr_audit: Path, user: str | None) -> tuple[A
     at.selectbox(key="fairness_attribute").set_value("sex").run()
     at.selectbox(key="fairness_metric").set_value("accuracy").run()
     assert not at.exception
-    table = next(d.value for d in at.dataframe if "denominator_of" in d.value.columns)
+    table = next(d.value for d in at.dataframe if "the denominator counts" in d.value.columns)
     return at, {row["group"]: row for row in table.to_dict("records")}
 
 
@@ -192,19 +192,18 @@ def test_signed_in_reviewer_sees_the_exact_n_an_anonymous_viewer_does_not(
     assert (unknown["n"], unknown["n_patients"]) == (3, 2)  # 3 images of 2 patients
     # signed in (a reviewer of the institution): the in-house copy, every n
     at, rows = _fairness_groups(audits, cxr_audit, "rita")
-    assert (rows["unknown"]["n"], rows["unknown"]["n_patients"]) == (3, 2)
-    assert bool(rows["unknown"]["too_few"]) and not bool(rows["unknown"]["suppressed"])
+    assert (rows["unknown"]["images"], rows["unknown"]["patients"]) == ("3", "2")
+    assert rows["unknown"]["too few to judge"] == "True"
     assert "In-house view (signed in as Rita Reviewer)" in _text(at)
     # anonymous: the deployment's default audience, release; the group is there, its n is not
     at, rows = _fairness_groups(audits, cxr_audit, None)
-    assert "unknown" in rows and bool(rows["unknown"]["suppressed"])
-    assert rows["unknown"]["n"] is None or rows["unknown"]["n"] != rows["unknown"]["n"]  # NaN
+    assert "unknown" in rows and rows["unknown"]["images"] == "–"  # withheld
     assert "Release view" in _text(at) and "In-house view" not in _text(at)
     # a disabled account is no longer inside the institution
     store, _ = committee
     store.disable_user("rita", actor="system:t")
     at, rows = _fairness_groups(audits, cxr_audit, "rita")
-    assert bool(rows["unknown"]["suppressed"]) and "Release view" in _text(at)
+    assert rows["unknown"]["images"] == "–" and "Release view" in _text(at)
     # a committee-only deployment may make in-house the default; anything else is refused
     monkeypatch.setenv("AUDITKIT_AUDIENCE", "in-house")
     assert audience_for(None) == "in-house"
