@@ -34,18 +34,23 @@ __all__ = ["FindingLogit", "MaskScore", "dense_explain"]
 class FindingLogit(nn.Module):
     """``images01 -> (N, 1)``: the logit of finding ``index`` of a multi-label model."""
 
+    loaded: Any
+
     def __init__(self, loaded: Any, index: int) -> None:
         super().__init__()
         object.__setattr__(self, "loaded", loaded)
         self.index = int(index)
 
     def forward(self, images01: torch.Tensor) -> torch.Tensor:
-        out = self.loaded.module(self.loaded.normalize(images01))  # type: ignore[attr-defined]
+        out = self.loaded.module(self.loaded.normalize(images01))
         return out[:, self.index: self.index + 1]
 
 
 class MaskScore(nn.Module):
     """``images01 -> (N, 1)``: sum of foreground logits inside a fixed mask ``(H, W)``."""
+
+    loaded: Any
+    mask: torch.Tensor
 
     def __init__(self, loaded: Any, mask: np.ndarray) -> None:
         super().__init__()
@@ -54,7 +59,7 @@ class MaskScore(nn.Module):
                                                      device=loaded.device))
 
     def forward(self, images01: torch.Tensor) -> torch.Tensor:
-        out = self.loaded.module(self.loaded.normalize(images01))  # type: ignore[attr-defined]
+        out = self.loaded.module(self.loaded.normalize(images01))
         logit = out[:, 0] if out.shape[1] == 1 else (
             out[:, -1] - torch.logsumexp(out[:, :-1], dim=1))
         return (logit * self.mask).flatten(1).sum(1, keepdim=True)
@@ -134,16 +139,20 @@ def dense_explain(ctx: Any) -> dict[str, Any]:
 
         target = ("the predicted-mask score: the sum of the foreground logits over the pixels "
                   "the model outlined on the unperturbed image (mask held fixed)")
-        attrs, scores, bases, spreads, locality = [], [], [], [], []
+        attrs: list[np.ndarray] = []
+        scores: list[float] = []
+        bases: list[float] = []
+        spreads: list[float] = []
+        locality: list[dict[str, Any]] = []
         for j, i in enumerate(pick):
             mask = masks[i]
             ex = explainer.explain(MaskScore(model, mask), x[j:j + 1], background=bg,
                                    targets=[[0]])
             a = ex.attributions[0]
             attrs.append(a)
-            scores.append(ex.score[0])
-            bases.append(ex.base_value[0])
-            spreads.append(0.0 if ex.score_spread is None else ex.score_spread[0])
+            scores.append(float(ex.score[0]))
+            bases.append(float(ex.base_value[0]))
+            spreads.append(0.0 if ex.score_spread is None else float(ex.score_spread[0]))
             region = ndimage.binary_dilation(mask, iterations=2)
             positive = np.clip(a.sum(0), 0, None)
             inside = float(positive[region].sum() / positive.sum()) if positive.sum() > 0 \
@@ -155,13 +164,13 @@ def dense_explain(ctx: Any) -> dict[str, Any]:
                            "mask_area_px": int(mask.sum())})
             if ctx.progress:
                 ctx.progress(j + 1, len(pick), "explain: predicted-mask score")
-        inside = np.array([v["positive_share_inside"] for v in locality], dtype=float)
-        region = np.array([v["region_share"] for v in locality], dtype=float)
+        inside_share = np.array([v["positive_share_inside"] for v in locality], dtype=float)
+        region_share = np.array([v["region_share"] for v in locality], dtype=float)
         checks = {
             "completeness_median_relative_error": _completeness(
                 np.stack(attrs), np.array(scores), np.array(bases), np.array(spreads)),
-            "locality": {"median_positive_share_inside": float(np.nanmedian(inside)),
-                         "median_region_share": float(np.median(region)),
+            "locality": {"median_positive_share_inside": float(np.nanmedian(inside_share)),
+                         "median_region_share": float(np.median(region_share)),
                          "per_image": locality},
         }
         summary = [wording.dense_explain_sentence(kind=card.output, target=target,

@@ -110,7 +110,10 @@ class TaskLossPGD:
                     adv = (images + (adv - images).clamp(-budget, budget)).clamp(0, 1).detach()
                 return adv
 
-        self.wrapped = _RawOutputs(model)
+        # in eval mode before torchattacks sees it: the base class puts the model back in
+        # the mode it found it in, and a fresh module starts in training mode (which would
+        # leave batch norm updating its statistics after the attack)
+        self.wrapped = _RawOutputs(model).eval()
         self.attack = _PGD(self.wrapped)
         self.eps = budget
 
