@@ -261,7 +261,13 @@ def fairness_check(ctx: Any) -> dict[str, Any]:
                 summary.append(f"{name.replace('_', ' ')}: "
                                + wording.gap_sentence(d, name.replace("_", " ")))
     summary += [r["sentence"] for r in result["worst_pairs"]]
+    # who is in the test data (group sizes, for the Overview's evidence question): the
+    # groups of the finding known for the most images
+    assessed = {k: v for k, v in result["findings"].items() if v.get("status") == "assessed"}
+    widest = max(assessed, key=lambda k: assessed[k]["n"], default=None)
     return {
+        "groups": assessed[widest]["groups"] if widest else [],
+        "groups_from_finding": widest,
         "status": "assessed",
         "output_kind": "multilabel_sigmoid",
         "evaluated_on": described,

@@ -191,6 +191,9 @@ INTERVAL_EXPLANATION = (
 
 #: Display names of metrics (one name per concept across library, CLI, pages, report).
 METRIC_NAMES: dict[str, str] = {
+    "dice": "Dice", "iou": "IoU", "hd95_px": "boundary error (HD95, px)",
+    "missed_lesion_rate": "lesions missed entirely",
+    "false_lesion_rate": "false lesions on empty slices",
     "accuracy": "accuracy",
     "balanced_accuracy": "balanced accuracy",
     "sensitivity": "sensitivity",
@@ -1538,3 +1541,26 @@ def dense_explain_sentence(*, kind: str, target: str, n_images: int,
              f"{fmt_pct(v.get('completeness_median_relative_error'))}"
              for name, v in (checks.get("findings") or {}).items()]
     return f"{head} " + "; ".join(parts) + " (median, relative to the explained score)."
+
+
+def overview_dense_criterion(metric: str, threshold: float) -> str:
+    """``"mean Dice at least 70%"`` / ``"tumours missed entirely at most 10%"``."""
+    if metric == "dice":
+        return f"mean Dice on slices with a lesion at least {fmt_pct(threshold)}"
+    what = {"missed_lesion_rate": "lesion slices missed entirely",
+            "false_lesion_rate": "empty slices given a false lesion"}.get(metric, metric)
+    return f"{what} at most {fmt_pct(threshold)}"
+
+
+def overview_dense_robustness_criterion(*, seg: bool, what: str, limit: float) -> str:
+    """The robustness criterion of a segmentation or multi-label model."""
+    if seg:
+        return f"{what} lowers mean Dice by at most {fmt_pct(limit).removesuffix('%')} points"
+    return f"{what} flips at most {fmt_pct(limit)} of finding calls"
+
+
+def overview_dense_explain_reason() -> str:
+    """Why the explanation criteria are not judged for findings and masks."""
+    return ("the explanation criteria (weight-scrambling sanity check, deletion against "
+            "random, border share) are defined for classifiers; the maps, what they explain, "
+            "their completeness and (for masks) their locality are on the Explanations page")
