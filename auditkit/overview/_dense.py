@@ -177,7 +177,7 @@ def robustness_dense(audit: dict[str, Any], crit: Criteria) -> Answer:
         c = worst[1]
         candidates.append(("corruption", c, limit_corr,
                            f"{c['corruption']} at severity {c['severity']}"))
-    for what, entry, limit, label in candidates:
+    for _kind, entry, limit, label in candidates:
         if limit is None:
             continue
         criterion = w.overview_dense_robustness_criterion(seg=seg, what=label, limit=limit)

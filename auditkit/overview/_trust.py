@@ -96,7 +96,7 @@ def _budget_matches(entry: dict[str, Any], eps: str) -> bool:
 
 
 def _robustness(audit: dict[str, Any], crit: Criteria) -> Answer:
-    from ._dense import robustness_dense, is_dense
+    from ._dense import is_dense, robustness_dense
 
     if is_dense(audit):
         return robustness_dense(audit, crit)
