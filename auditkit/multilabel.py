@@ -23,8 +23,8 @@ from . import wording
 from ._metrics import MetricInputs, metric_table
 from .exceptions import ConfigError
 
-__all__ = ["FINDING_METRICS", "finding_labels", "performance_by_finding",
-           "fairness_by_finding", "worst_pairs"]
+__all__ = ["FINDING_METRICS", "fairness_by_finding", "finding_groups_frame", "finding_labels",
+           "findings_frame", "performance_by_finding", "worst_pairs", "worst_pairs_frame"]
 
 #: Metrics reported per finding (binary metrics of "finding present").
 FINDING_METRICS = ("sensitivity", "specificity", "ppv", "npv", "accuracy",
@@ -278,3 +278,46 @@ def fairness_check(ctx: Any) -> dict[str, Any]:
         **result,
         "summary": summary,
     }
+
+
+def findings_frame(result: dict[str, Any]) -> pd.DataFrame:
+    """The performance result as a table: one row per finding and metric."""
+    rows = []
+    for finding, entry in (result.get("findings") or {}).items():
+        for metric in ("sensitivity", "specificity", "auroc", "ppv", "npv", "prevalence"):
+            m = (entry.get("metrics") or {}).get(metric) or {}
+            ci = m.get("ci") or [None, None]
+            rows.append({"finding": finding, "threshold": entry.get("threshold"),
+                         "metric": wording.metric_name(metric), "value": m.get("value"),
+                         "low": ci[0], "high": ci[1], "n": m.get("denominator"),
+                         "n_patients": m.get("denominator_patients"),
+                         "unknown_labels": entry.get("n_unknown"),
+                         "too_few": bool(m.get("too_few"))})
+    return pd.DataFrame(rows)
+
+
+def finding_groups_frame(result: dict[str, Any], *, finding: str, attribute: str,
+                         metric: str) -> pd.DataFrame:
+    """One finding's groups of ``attribute`` for ``metric``: value, interval, n, flags."""
+    entry = (result.get("findings") or {}).get(finding) or {}
+    rows = []
+    for e in entry.get("groups", []):
+        if e.get("attribute") != attribute:
+            continue
+        m = e.get(metric) or {}
+        ci = m.get("ci") or [None, None]
+        rows.append({"group": e["group"], "value": m.get("value"), "low": ci[0], "high": ci[1],
+                     "n": m.get("denominator"), "n_patients": m.get("denominator_patients"),
+                     "too_few": bool(e.get("too_few") or m.get("too_few")),
+                     "suppressed": bool(e.get("suppressed"))})
+    return pd.DataFrame(rows)
+
+
+def worst_pairs_frame(result: dict[str, Any]) -> pd.DataFrame:
+    """The fairness result's worst finding/group pairs as a table (withheld rows left out)."""
+    return pd.DataFrame([{"finding": r["finding"], "attribute": r["attribute"],
+                          "group": r["group"], "metric": wording.metric_name(r["metric"]),
+                          "value": r["value"], "low": (r.get("ci") or [None, None])[0],
+                          "high": (r.get("ci") or [None, None])[1], "n": r.get("n"),
+                          "n_patients": r.get("n_patients")}
+                         for r in result.get("worst_pairs", []) if not r.get("suppressed")])

@@ -38,7 +38,7 @@ from .exceptions import ConfigError, DataError
 from .stats import holm_adjust, proportion_interval
 
 __all__ = ["SEGMENTATION_METRICS", "MASKS_FILE", "boundary_hd95", "evaluate_masks",
-           "group_table", "load_mask_tensor", "per_image_metrics", "read_masks_file", "reference_masks",
+           "group_table", "groups_frame", "load_mask_tensor", "metrics_frame", "per_image_metrics", "read_masks_file", "reference_masks",
            "upsample_masks", "write_masks_file"]
 
 SEGMENTATION_METRICS = ("dice", "iou", "hd95_px", "missed_lesion_rate", "false_lesion_rate")
@@ -476,3 +476,39 @@ def fairness_check(ctx: Any) -> dict[str, Any]:
         **result,
         "summary": summary,
     }
+
+
+def groups_frame(result: dict[str, Any], *, attribute: str) -> pd.DataFrame:
+    """The fairness result's groups of ``attribute`` as a table (one row per group).
+
+    Columns: ``group``, ``n``, ``n_patients``, ``n_lesion``, then for each of
+    :data:`SEGMENTATION_METRICS` its value, ``<metric>_low`` and ``<metric>_high``, and
+    ``too_few`` and ``suppressed``.
+    """
+    rows = []
+    for e in result.get("groups", []):
+        if e.get("attribute") != attribute:
+            continue
+        row: dict[str, Any] = {"group": e["group"], "n": e.get("n"),
+                               "n_patients": e.get("n_patients"), "n_lesion": e.get("n_lesion")}
+        for metric in SEGMENTATION_METRICS:
+            m = e.get(metric) or {}
+            ci = m.get("ci") or [None, None]
+            row[metric], row[f"{metric}_low"], row[f"{metric}_high"] = m.get("value"), ci[0], ci[1]
+        row["too_few"] = bool(e.get("too_few"))
+        row["suppressed"] = bool(e.get("suppressed"))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def metrics_frame(result: dict[str, Any]) -> pd.DataFrame:
+    """The performance result's metrics as a table: metric, value, low, high, n, patients."""
+    rows = []
+    for metric, m in (result.get("metrics") or {}).items():
+        ci = m.get("ci") or [None, None]
+        rows.append({"metric": wording.metric_name(metric), "value": m.get("value"),
+                     "low": ci[0], "high": ci[1], "n": m.get("denominator"),
+                     "n_patients": m.get("denominator_patients"),
+                     "counted": m.get("denominator_of"),
+                     "meaning": wording.SEGMENTATION_METRIC_MEANINGS.get(metric, "")})
+    return pd.DataFrame(rows)

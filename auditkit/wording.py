@@ -1485,7 +1485,7 @@ SEGMENTATION_METRIC_MEANINGS: dict[str, str] = {
     "iou": "intersection over union of the two outlines (stricter than Dice)",
     "missed_lesion_rate": "share of slices with a tumour where the model outlined nothing",
     "false_lesion_rate": "share of slices without a tumour where the model outlined something",
-    "hd95": "95th-percentile distance between the two outlines' borders, in pixels of the "
+    "hd95_px": "95th-percentile distance between the two outlines' borders, in pixels of the "
             "expert mask (lower is better); on slices where both outline something",
 }
 

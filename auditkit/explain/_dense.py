@@ -28,7 +28,7 @@ from torch import nn
 from .. import wording
 from ._base import ImageExplainer
 
-__all__ = ["FindingLogit", "MaskScore", "dense_explain"]
+__all__ = ["FindingLogit", "MaskScore", "dense_explain", "dense_map"]
 
 
 class FindingLogit(nn.Module):
@@ -181,3 +181,14 @@ def dense_explain(ctx: Any) -> dict[str, Any]:
             "evaluated_on": evaluated_on, "method": explainer.settings(),
             "n_images": int(len(pick)), "images": images, "checks": checks,
             "evidence": ATTRIBUTIONS_FILE, "summary": summary}
+
+
+def dense_map(folder: str | Any, image: str, index: int = 0) -> np.ndarray:
+    """One stored attribution map ``(H, W)`` (summed over colour channels) from an audit's
+    ``attributions.npz``: ``index`` is the finding's position (0 for a mask score)."""
+    from pathlib import Path
+
+    from ._check import ATTRIBUTIONS_FILE
+
+    with np.load(Path(folder) / ATTRIBUTIONS_FILE, allow_pickle=False) as npz:
+        return np.asarray(npz[image][index], dtype=np.float32).sum(axis=0)

@@ -28,7 +28,7 @@ from torch import nn
 from .. import wording
 from ..stats import ratio_interval
 
-__all__ = ["TaskLossPGD", "dense_robustness", "task_loss"]
+__all__ = ["TaskLossPGD", "dense_robustness", "effects_frame", "task_loss"]
 
 DEFAULTS: dict[str, Any] = {"n_images": 96, "eps": [1 / 255, 2 / 255], "steps": 10,
                             "corruption_severity": 3, "batch_size": 32}
@@ -174,6 +174,21 @@ def _summarise(effect: np.ndarray, records: Any, patients: np.ndarray | None,
     return {"overall": overall, "groups": groups}
 
 
+def _budget(value: Any) -> float:
+    """An L∞ budget given as a number or as ``"k/255"``."""
+    from ..exceptions import ConfigError
+
+    text = str(value).strip()
+    try:
+        if "/" in text:
+            num, den = text.split("/", 1)
+            return float(num) / float(den)
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"robustness eps must be numbers or 'k/255'; got {value!r} "
+                          "instead.") from None
+
+
 def dense_robustness(ctx: Any) -> dict[str, Any]:
     """The ``robustness`` check for ``multilabel_sigmoid`` and ``segmentation`` models."""
     from ..predict import load_model_input
@@ -221,7 +236,7 @@ def dense_robustness(ctx: Any) -> dict[str, Any]:
                else "share of finding calls that flip")
     attacks = []
     batch = int(opts["batch_size"])
-    for eps in [float(e) for e in opts["eps"]]:
+    for eps in [_budget(e) for e in opts["eps"]]:
         attack = TaskLossPGD(model, output_kind=kind, eps=eps, steps=int(opts["steps"]),
                              seed=ctx.config.seed)
         adv = torch.cat([attack(x[i:i + batch], target[i:i + batch])
@@ -259,3 +274,29 @@ def dense_robustness(ctx: Any) -> dict[str, Any]:
             "loss": ("binary cross-entropy over known findings" if kind != "segmentation"
                      else "per-pixel binary cross-entropy + soft Dice"),
             "attacks": attacks, "corruptions": corruptions, "summary": lines}
+
+
+def effects_frame(result: dict[str, Any]) -> Any:
+    """Every attack and corruption, overall and per group: one row each.
+
+    Columns: ``kind`` (attack / corruption), ``name``, ``attribute`` ("all" overall),
+    ``group``, ``value`` (change in Dice, or share of calls flipped), ``low``, ``high``,
+    ``n``, ``n_patients``, ``too_few``, ``suppressed``.
+    """
+    import pandas as pd
+
+    rows = []
+    for kind, entries in (("attack", result.get("attacks", [])),
+                          ("corruption", result.get("corruptions", []))):
+        for e in entries:
+            name = (f"PGD (own loss) {e['eps_label']}" if kind == "attack"
+                    else f"{e['corruption']} (severity {e['severity']})")
+            for attribute, group, o in [("all", "all images", e.get("overall") or {})] + [
+                    (g["attribute"], g["group"], g) for g in e.get("groups", [])]:
+                ci = o.get("ci") or [None, None]
+                rows.append({"kind": kind, "name": name, "attribute": attribute,
+                             "group": group, "value": o.get("value"), "low": ci[0],
+                             "high": ci[1], "n": o.get("n"), "n_patients": o.get("n_patients"),
+                             "too_few": bool(o.get("too_few")),
+                             "suppressed": bool(o.get("suppressed"))})
+    return pd.DataFrame(rows)
