@@ -215,3 +215,17 @@ def test_group_dice_is_the_patient_level_mean_of_the_evidence(seg_audit) -> None
     assert perf["missed_lesion_rate"]["value"] == pytest.approx(lesion_rows["missed"].mean())
     empty = frame[frame["evaluated"] & ~frame["lesion"]]
     assert perf["false_lesion_rate"]["value"] == pytest.approx(empty["false_lesion"].mean())
+
+
+def test_new_audit_draft_recognises_a_segmentation_model(tmp_path: Path) -> None:
+    from auditkit.drafts import draft_card
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv2d(4, 1, 1)).eval()
+    torch.jit.save(torch.jit.trace(net, torch.zeros(2, 3, 32, 32)), str(tmp_path / "seg.pt"))
+    notes: list[str] = []
+    card = draft_card(tmp_path / "seg.pt", trusted=True, notes=notes)
+    assert card["output"] == "segmentation"
+    assert card["segmentation"] == {"activation": "sigmoid", "threshold": 0.5,
+                                    "output_size": None}
+    assert any("1 channel(s) of" in n and "so output is 'segmentation'" in n for n in notes)

@@ -203,11 +203,11 @@ def dense_robustness(ctx: Any) -> dict[str, Any]:
     rec_all = ctx.dataset.records
     if kind == "segmentation":  # tumour slices: Dice is defined there
         eligible = eligible[rec_all["mask"].iloc[eligible].fillna("").astype(bool).to_numpy()]
-        from ..segmentation import load_mask_tensor
+        from ..segmentation import evaluate_masks
 
-        has_lesion = np.array([load_mask_tensor(ctx.dataset.root / m, card.output_size).any()
-                               for m in rec_all["mask"].iloc[eligible]], dtype=bool)
-        eligible = eligible[has_lesion]
+        # slices with a reference lesion (shared with the performance check when it ran)
+        lesion = evaluate_masks(ctx)["per_image"]["lesion"].to_numpy(bool)
+        eligible = eligible[lesion[eligible]]
     pool = rec_all.iloc[eligible].reset_index(drop=True)
     pick = eligible[sample_images(pool, int(opts["n_images"]), stratify_by=None,
                                   rng=ctx.rng(611))]
