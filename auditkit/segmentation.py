@@ -501,10 +501,16 @@ def groups_frame(result: dict[str, Any], *, attribute: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def metrics_frame(result: dict[str, Any]) -> pd.DataFrame:
-    """The performance result's metrics as a table: metric, value, low, high, n, patients."""
+def metrics_frame(result: dict[str, Any], *, distances: bool = False) -> pd.DataFrame:
+    """The performance result's metrics as a table: metric, value, low, high, n, patients.
+
+    ``distances=False``: the shares (Dice, IoU, the two rates); ``True``: the boundary
+    distance (HD95, pixels), which is not a share and is formatted apart.
+    """
     rows = []
     for metric, m in (result.get("metrics") or {}).items():
+        if (metric == "hd95_px") != distances:
+            continue
         ci = m.get("ci") or [None, None]
         rows.append({"metric": wording.metric_name(metric), "value": m.get("value"),
                      "low": ci[0], "high": ci[1], "n": m.get("denominator"),

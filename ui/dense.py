@@ -67,7 +67,10 @@ def fairness_view(audit: dict[str, Any], result: dict[str, Any]) -> None:
                                     help=wording.SEGMENTATION_METRIC_MEANINGS.get(metric))
             config[f"{metric}_low"] = _SHARE("from", format=fmt)
             config[f"{metric}_high"] = _SHARE("to", format=fmt)
+        config["suppressed"] = st.column_config.CheckboxColumn("withheld")
         st.dataframe(table, hide_index=True, key="fairness_dense_groups", column_config=config)
+        if table["suppressed"].any():
+            st.caption(wording.withheld_note(int(audit["config"].get("small_cell_k") or 10)))
         st.caption("Dice, IoU and HD95 are patient-level means (each patient's slices "
                    "averaged first) with intervals that resample patients.")
         for d in result.get("disparities", []):
@@ -94,7 +97,10 @@ def fairness_view(audit: dict[str, Any], result: dict[str, Any]) -> None:
                           key="fairness_finding_metric", format_func=wording.metric_name)
     table = finding_groups_frame(result, finding=finding, attribute=attribute, metric=metric)
     st.dataframe(table, hide_index=True, key="fairness_finding_groups",
-                 column_config=_interval_columns(wording.metric_name(metric)))
+                 column_config={**_interval_columns(wording.metric_name(metric)),
+                                "suppressed": st.column_config.CheckboxColumn("withheld")})
+    if not table.empty and table["suppressed"].any():
+        st.caption(wording.withheld_note(int(audit["config"].get("small_cell_k") or 10)))
     st.caption(f"{md_text(finding)}: {wording.fmt_count(entry.get('n'))} images with a known "
                f"label, {wording.fmt_count(entry.get('n_unknown'))} unknown (not counted); "
                f"called present at probability ≥ {wording.fmt_number(entry.get('threshold'))}.")
@@ -113,10 +119,11 @@ def performance_view(perf: dict[str, Any]) -> None:
     st.subheader("Overall")
     if perf.get("output_kind") == "segmentation":
         st.dataframe(metrics_frame(perf), hide_index=True, key="dense_overall",
-                     column_config={**_interval_columns("value"),
-                                    "n": _SHARE("images counted", format="%d")})
-        st.caption("HD95 is in pixels of the reference mask (shown as a share column: read "
-                   "its value as pixels).")
+                     column_config=_interval_columns("value"))
+        st.dataframe(metrics_frame(perf, distances=True), hide_index=True,
+                     key="dense_overall_distance",
+                     column_config=_interval_columns("pixels", pct=False))
+        st.caption("Boundary error (HD95) is in pixels of the reference mask.")
     else:
         st.dataframe(findings_frame(perf), hide_index=True, key="dense_overall",
                      column_config=_interval_columns("value"))
