@@ -113,6 +113,7 @@ def ml_audit(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow  # the demo model's audit of covid_cxr_findings (318 images)
 def test_per_finding_metrics_recomputed_from_predictions_csv(ml_audit: Path) -> None:
     audit = json.loads((ml_audit / "audit.json").read_text())
     frame = pd.read_csv(ml_audit / "predictions.csv")
@@ -135,6 +136,7 @@ def test_per_finding_metrics_recomputed_from_predictions_csv(ml_audit: Path) -> 
     assert findings["icu"]["n_unknown"] == int(measured["true_icu"].isna().sum()) > 0
 
 
+@pytest.mark.slow
 def test_per_group_finding_metrics_recomputed(ml_audit: Path) -> None:
     audit = json.loads((ml_audit / "audit.json").read_text())
     frame = pd.read_csv(ml_audit / "predictions.csv", dtype={"age": str})
@@ -160,6 +162,7 @@ def test_per_group_finding_metrics_recomputed(ml_audit: Path) -> None:
         assert d["p_family"] == pytest.approx(min(1.0, 3 * d["p_adjusted"]))
 
 
+@pytest.mark.slow
 def test_membership_uses_the_finding_loss(ml_audit: Path) -> None:
     audit = json.loads((ml_audit / "audit.json").read_text())
     membership = audit["results"]["privacy"]["membership"]

@@ -177,6 +177,7 @@ def seg_audit(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, auditkit.
     return out, sub
 
 
+@pytest.mark.slow  # the demo U-Net on 12 patients' slices
 def test_per_image_dice_recomputed_from_the_stored_evidence(seg_audit) -> None:
     out, sub = seg_audit
     frame = pd.read_csv(out / "predictions.csv")
@@ -192,6 +193,7 @@ def test_per_image_dice_recomputed_from_the_stored_evidence(seg_audit) -> None:
     assert frame["lesion"].tolist() == lesion.tolist()
 
 
+@pytest.mark.slow
 def test_group_dice_is_the_patient_level_mean_of_the_evidence(seg_audit) -> None:
     out, sub = seg_audit
     audit = json.loads((out / "audit.json").read_text())
