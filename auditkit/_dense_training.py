@@ -311,7 +311,7 @@ def finish_card(folder: str | os.PathLike[str], *, n_boot: int = 1000) -> Path:
     audit = run_audit(model=model, dataset=dataset,
                       config=_card_config(n_boot))
     perf = audit["results"]["performance"]
-    note = (f"{int(0.95 * 100)}% intervals over patients ({n_boot} bootstrap resamples for "
+    note = (f"95% intervals over patients ({n_boot} bootstrap resamples for "
             "patient-level means; clustered Wilson for proportions). Per-group numbers: "
             f"`auditkit audit --model {card.ref} --dataset {card.dataset} --checks fairness`.")
     metrics: dict[str, Any] = {"split": "test", "note": note, "n": perf["n"],
