@@ -8,10 +8,6 @@ Screenshots: ``test-artifacts/overview_<model>.png``, ``fairness_<model>.png``.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,26 +15,11 @@ from pathlib import Path
 import pytest
 
 from auditkit.cli import main
-from tests.test_browser import (  # noqa: F401  (the browser fixture is used by name)
-    ARTIFACTS,
-    CHROMEDRIVER,
-    CHROMIUM,
-    REPO,
-    _free_port,
-    _wait_for_text,
-    browser,
-)
+from tests._browser import ARTIFACTS, BROWSER_MARKS, streamlit_server
+from tests._browser import wait_for_text as _wait_for_text
 from tests.test_dense_cli import _lgg_slice
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
-                       reason="Debian chromium and chromium-driver are not installed "
-                              "(apt-get install chromium chromium-driver; .ci/run does this)"),
-    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-    pytest.mark.filterwarnings("ignore::ResourceWarning"),
-]
+pytestmark = [*BROWSER_MARKS, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
@@ -55,29 +36,10 @@ def server_with_dense_audits(tmp_path_factory: pytest.TempPathFactory) -> Iterat
         assert main(["audit", "--model", model, "--dataset", dataset, "--checks",
                      "fairness,privacy", "--n-boot", "200", "--device", "cpu", "--data-root",
                      str(root), "--out", str(audits / model.replace("@", "_"))]) == 0
-    port = _free_port()
-    env = {**os.environ, "AUDITKIT_AUDITS": str(audits), "AUDITKIT_DATASETS": str(root),
+    env = {"AUDITKIT_AUDITS": str(audits), "AUDITKIT_DATASETS": str(root),
            "AUDITKIT_DATASET_REGISTRY": str(Path(slice_toml).parent)}
-    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless",
-         "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not start within 60 s")
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=20)
-    log.close()
+    with streamlit_server(env, tmp_path_factory.mktemp("log") / "streamlit.log") as url:
+        yield url
 
 
 def _pick(driver: object, label: str, value: str) -> None:
@@ -110,7 +72,7 @@ def _pick(driver: object, label: str, value: str) -> None:
 
 
 def test_overview_and_fairness_show_the_multilabel_demo(server_with_dense_audits: str,
-                                                        browser: object) -> None:  # noqa: F811
+                                                        browser: object) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     browser.get(f"{server_with_dense_audits}/Overview")  # type: ignore[attr-defined]
     _wait_for_text(browser, "Model", timeout=120)
@@ -124,7 +86,7 @@ def test_overview_and_fairness_show_the_multilabel_demo(server_with_dense_audits
 
 
 def test_fairness_page_shows_the_segmentation_demo(server_with_dense_audits: str,
-                                                   browser: object) -> None:  # noqa: F811
+                                                   browser: object) -> None:
     browser.get(f"{server_with_dense_audits}/Fairness")  # type: ignore[attr-defined]
     _wait_for_text(browser, "Model", timeout=120)
     _pick(browser, "Model", "mri-tumor-seg@v1")
