@@ -224,6 +224,8 @@ class CheckContext:
     executor: Executor
     progress: ProgressFn | None = None
     _scope: EvaluationScope | None = field(default=None, init=False, repr=False)
+    #: results shared between checks of one audit (e.g. the segmentation evaluation)
+    shared: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     def evaluation_scope(self) -> EvaluationScope:
         """The rows to measure performance on, where that choice came from, and what it risks.

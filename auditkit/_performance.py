@@ -83,8 +83,13 @@ def run_check(ctx: CheckContext) -> dict[str, Any]:
     """Overall metrics with intervals, baselines and the confusion matrix."""
     card = ctx.model.card
     if card.output == "multilabel_sigmoid":
-        return {"status": "not_assessed",
-                "reason": "overall metrics for multi-label models are not supported yet"}
+        from .multilabel import performance_check
+
+        return performance_check(ctx)
+    if card.output == "segmentation":
+        from .segmentation import performance_check as segmentation_performance
+
+        return segmentation_performance(ctx)
     scope = ctx.evaluation_scope()
     rows, described = scope.mask, scope.description
     y = label_indices(ctx)[rows]

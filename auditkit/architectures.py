@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["ARCHITECTURES", "SmallResNet", "build_architecture"]
+__all__ = ["ARCHITECTURES", "SmallResNet", "SmallUNet", "build_architecture"]
 
 
 class _BasicBlock(nn.Module):
@@ -87,8 +87,74 @@ class SmallResNet(nn.Module):
         return self.head(self.dropout(x))
 
 
+class _DoubleConv(nn.Module):
+    """Two 3x3 convolutions, each followed by batch norm and ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.block = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x)
+
+
+class SmallUNet(nn.Module):
+    """A compact U-Net (Ronneberger, Fischer & Brox, 2015, "U-Net: Convolutional Networks
+    for Biomedical Image Segmentation", arXiv:1505.04597), CPU-trainable.
+
+    Parameters
+    ----------
+    in_channels : int
+        Image channels (3 for the MRI composites: pre-contrast, FLAIR, post-contrast).
+    num_outputs : int
+        Output channels per pixel: 1 for a single foreground logit (sigmoid), or the
+        number of pixel classes (softmax).
+    widths : tuple of int
+        Channels at each resolution; each level after the first halves the spatial size,
+        so ``H`` and ``W`` must be divisible by ``2 ** (len(widths) - 1)``.
+
+    Input is ``(N, in_channels, H, W)`` normalized as the model card says; output is
+    ``(N, num_outputs, H, W)`` raw per-pixel logits at the input size.
+    """
+
+    def __init__(self, in_channels: int = 3, num_outputs: int = 1,
+                 widths: tuple[int, ...] = (8, 16, 32)) -> None:
+        super().__init__()
+        widths = tuple(int(w) for w in widths)
+        self.down = nn.ModuleList()
+        prev = in_channels
+        for width in widths:
+            self.down.append(_DoubleConv(prev, width))
+            prev = width
+        self.pool = nn.MaxPool2d(2)
+        self.up = nn.ModuleList()
+        self.merge = nn.ModuleList()
+        for width in reversed(widths[:-1]):
+            self.up.append(nn.ConvTranspose2d(prev, width, 2, stride=2))
+            self.merge.append(_DoubleConv(2 * width, width))
+            prev = width
+        self.head = nn.Conv2d(prev, num_outputs, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i, block in enumerate(self.down):
+            x = block(x if i == 0 else self.pool(x))
+            skips.append(x)
+        for up, merge, skip in zip(self.up, self.merge, reversed(skips[:-1])):
+            x = merge(torch.cat([up(x), skip], dim=1))
+        return self.head(x)
+
+
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "small_resnet": SmallResNet,
+    "small_unet": SmallUNet,
 }
 
 

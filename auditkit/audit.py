@@ -51,7 +51,7 @@ SCHEMA_VERSION = "1.0"
 #: Files an audit folder may hold; ``overwrite=True`` clears them all before writing.
 EVIDENCE_FILES = ("audit.json", IN_HOUSE_FILE, "predictions.csv", "predictions.parquet",
                   "membership_scores.csv",
-                  "robustness.csv", "attributions.npz")
+                  "robustness.csv", "attributions.npz", "segmentation_masks.npz")
 #: What is derived from an audit after it ran (criteria evaluations, reports): stale once
 #: the audit is replaced, so ``overwrite`` removes it too.
 DERIVED_FILES = ("report.html", "report.pdf", "report.card.json")
@@ -96,7 +96,29 @@ def _json_safe(value: Any) -> Any:
 
 
 def check_compatible(model: LoadedModel, dataset: Dataset) -> None:
-    """The dataset's classes must be among the model's classes."""
+    """The dataset's classes must be among the model's classes.
+
+    A multi-label model needs the dataset to describe each of its findings; a
+    segmentation model needs reference masks (``mask_column``).
+    """
+    card = model.card
+    if card.output == "multilabel_sigmoid":
+        described = [f.name for f in dataset.spec.findings]
+        lacking = [c for c in card.class_names if c not in described]
+        if lacking:
+            raise ConfigError(
+                f"Model {card.ref} scores findings {card.class_names}, but dataset "
+                f"{dataset.name!r} describes findings {described or 'none'}; {lacking} are "
+                "missing. Pick a dataset description with a [[findings]] table for each "
+                "(docs/datasets.md), e.g. covid_cxr_findings.")
+        return
+    if card.output == "segmentation":
+        if not dataset.spec.mask_column:
+            raise ConfigError(
+                f"Model {card.ref} is a segmentation model, but dataset {dataset.name!r} has "
+                "no reference masks (mask_column); expected a description naming the mask "
+                "column, e.g. lgg_mri.")
+        return
     missing = sorted(set(dataset.spec.classes) - set(model.card.class_names))
     if missing:
         raise ConfigError(

@@ -52,8 +52,8 @@ __all__ = [
     "task_type_of",
 ]
 
-TaskType = Literal["binary", "multiclass", "multilabel"]
-TASK_TYPES: tuple[str, ...] = ("binary", "multiclass", "multilabel")
+TaskType = Literal["binary", "multiclass", "multilabel", "segmentation"]
+TASK_TYPES: tuple[str, ...] = ("binary", "multiclass", "multilabel", "segmentation")
 
 Share = Field(default=None, ge=0.0, le=1.0)
 
@@ -86,10 +86,16 @@ class PerformanceCriteria(_Section):
     min_sensitivity: float | None = Share
     min_specificity: float | None = Share
     min_auroc: float | None = Share
+    #: segmentation: patient-level mean Dice on slices with a lesion, at least
+    min_dice: float | None = Share
+    #: segmentation: share of lesion slices outlined not at all, at most
+    max_missed_lesion_rate: float | None = Share
+    #: segmentation: share of slices without a lesion where one is outlined, at most
+    max_false_lesion_rate: float | None = Share
 
 
 FAIRNESS_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv",
-                    "npv", "auroc", "auroc_macro", "selection_rate")
+                    "npv", "auroc", "auroc_macro", "selection_rate", "dice")
 
 
 class FairnessCriteria(_Section):
@@ -130,6 +136,8 @@ class RobustnessCriteria(_Section):
     eps: str = "2/255"
     max_attack_success_rate: float | None = Share
     max_corruption_flip_rate: float | None = Share
+    #: segmentation: the largest drop in mean Dice allowed under the attack / a corruption
+    max_dice_drop: float | None = Share
     corruption_max_severity: int = Field(default=3, ge=1, le=5)
 
 
@@ -249,9 +257,12 @@ def load_criteria(path: str | os.PathLike[str]) -> Criteria:
 
 
 def task_type_of(model: dict[str, Any]) -> str:
-    """``binary``, ``multiclass`` or ``multilabel`` from an audit's ``model`` entry."""
+    """``binary``, ``multiclass``, ``multilabel`` or ``segmentation`` from an audit's
+    ``model`` entry."""
     if model.get("output") == "multilabel_sigmoid":
         return "multilabel"
+    if model.get("output") == "segmentation":
+        return "segmentation"
     if model.get("output") == "binary_logit" or len(model.get("class_names") or []) <= 2:
         return "binary"
     return "multiclass"

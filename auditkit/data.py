@@ -45,6 +45,7 @@ __all__ = [
     "Dataset",
     "DatasetProblem",
     "DatasetSpec",
+    "FindingSpec",
     "ImageTooLargeError",
     "PixelScaling",
     "builtin_dataset_names",
@@ -188,6 +189,53 @@ def _scale_band_labels(edges: Sequence[float], names: Sequence[str]) -> list[str
 
 
 @dataclass(frozen=True)
+class FindingSpec:
+    """One finding of a multi-label dataset: which raw values of a column mean present.
+
+    Parameters
+    ----------
+    name : str
+        The finding's name; a ``multilabel_sigmoid`` model's ``class_names`` are finding
+        names. Each image gets ``finding_<name>`` in ``records``: 1 (present), 0 (absent)
+        or missing (the table does not say), and metrics of the finding use only the
+        images where it is known.
+    column : str
+        Column of the table holding the raw values.
+    positive, negative : sequence of str
+        Raw values meaning present / absent. Any other value (blank included) is unknown.
+    description : str
+        How the finding was derived, shown to reviewers (say so when it is derived from
+        another label rather than read off the image by an expert).
+    """
+
+    name: str
+    column: str
+    positive: tuple[str, ...]
+    negative: tuple[str, ...]
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "positive", tuple(str(v) for v in self.positive))
+        object.__setattr__(self, "negative", tuple(str(v) for v in self.negative))
+        if not self.positive or not self.negative:
+            raise ConfigError(
+                f"Finding {self.name!r} must list raw values for both positive and negative; "
+                f"got positive={list(self.positive)}, negative={list(self.negative)} instead.")
+        both = sorted(set(self.positive) & set(self.negative))
+        if both:
+            raise ConfigError(f"Finding {self.name!r}: values {both} are listed as both "
+                              "positive and negative.")
+
+    def value(self, raw: str) -> float:
+        """1.0 (present), 0.0 (absent) or NaN (unknown) for one raw table value."""
+        if raw in self.positive:
+            return 1.0
+        if raw in self.negative:
+            return 0.0
+        return float("nan")
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     """A dataset description: where things are and what the columns mean.
 
@@ -225,6 +273,8 @@ class DatasetSpec:
         The patient attributes.
     description, citation, license : str
         Shown to reviewers.
+    findings : list of FindingSpec, optional
+        For multi-label models: the findings per image (``[[findings]]`` tables).
     image_roots : list of str, optional
         Folders outside the dataset folder that image and mask paths may point into
         (e.g. a hospital's image store). Relative entries are relative to the dataset
@@ -254,8 +304,10 @@ class DatasetSpec:
     license: str = ""
     image_roots: tuple[str, ...] = ()
     image_kind: str | None = None
+    findings: tuple[FindingSpec, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "findings", tuple(self.findings))
         object.__setattr__(self, "classes", tuple(self.classes))
         object.__setattr__(self, "image_roots", tuple(str(r) for r in self.image_roots))
         object.__setattr__(self, "attributes", tuple(self.attributes))
@@ -313,7 +365,21 @@ class DatasetSpec:
                 raw["bands"] = tuple(raw["bands"])
             raw.setdefault("column", "")
             attrs.append(AttributeSpec(**raw))
-        return cls(**data, attributes=tuple(attrs))
+        findings = []
+        finding_keys = set(FindingSpec.__dataclass_fields__)
+        for number, raw in enumerate(data.pop("findings", []), start=1):
+            raw = dict(raw)
+            unknown = sorted(set(raw) - finding_keys)
+            lacking = [k for k in ("name", "column", "positive", "negative") if k not in raw]
+            if unknown or lacking:
+                raise ConfigError(
+                    f"Dataset description: [[findings]] number {number} "
+                    f"({raw.get('name', 'no name')!r}) "
+                    + (f"has unknown keys {unknown}" if unknown else f"lacks keys {lacking}")
+                    + f"; expected keys among {sorted(finding_keys)} (name, column, positive "
+                    "and negative required).")
+            findings.append(FindingSpec(**raw))
+        return cls(**data, attributes=tuple(attrs), findings=tuple(findings))
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str]) -> DatasetSpec:
@@ -341,6 +407,11 @@ class DatasetSpec:
             out["image_roots"] = list(self.image_roots)
         else:  # absent when unused, so the content hash of existing datasets is unchanged
             out.pop("image_roots")
+        if self.findings:
+            out["findings"] = [{k: (list(v) if isinstance(v, tuple) else v)
+                                for k, v in asdict(f).items()} for f in self.findings]
+        else:  # absent when unused, so the content hash of existing datasets is unchanged
+            out.pop("findings")
         for key in ("split_column", "root", "image_kind"):  # optional; absent when unset
             if out[key] is None:
                 del out[key]
@@ -1203,11 +1274,14 @@ def find_dataset(name_or_path: str | os.PathLike[str], *, data_root: str | os.Pa
             "(see docs/datasets.md)."
         )
     spec = DatasetSpec.from_toml(_BUILTIN_DIR / f"{name}.toml")
+    # a built-in description may read another built-in's folder (``root = "covid_cxr"``:
+    # the same images described differently, e.g. as findings)
+    folder = spec.root or name
     if path.is_dir():
         candidates = [path]
     else:
         roots = ([Path(data_root)] if data_root else []) + dataset_search_paths()
-        candidates = [r / name for r in roots]
+        candidates = [r / folder for r in roots]
     for cand in candidates:
         if (cand / spec.table).is_file():
             return spec, cand
@@ -1299,6 +1373,7 @@ def load_dataset(
     required = [spec.image_column, spec.label_column]
     required += [c for c in (spec.patient_column, spec.group_column, spec.mask_column,
                              spec.split_column) if c]
+    required += [f.column for f in spec.findings if f.column not in required]
     for col in required:
         if col not in table.columns:
             problems.append(DatasetProblem(
@@ -1470,6 +1545,9 @@ def load_dataset(
     records.insert(1, "key", image_keys(secret, spec.name, records["image"]))
     if spec.split_column:
         records["split"] = [_as_text(v).lower() for v in table[spec.split_column]]
+    for finding in spec.findings:
+        records[f"finding_{finding.name}"] = [finding.value(_as_text(v))
+                                              for v in table[finding.column]]
     for attr in spec.attributes:
         records[attr.name] = groups[attr.name]
         if attr.kind == "age":

@@ -265,9 +265,24 @@ def _dry_run(folder: Path, card: dict[str, Any], sample: Path | None, trusted: b
                     continue
                 if not isinstance(out, torch.Tensor):
                     continue
-                k = int(out.reshape(2, -1).shape[1])
                 card["input_size"], card["channels"] = [size, size], channels
                 card["normalization"] = {"mean": [0.5] * channels, "std": [0.25] * channels}
+                if out.ndim == 4:  # per-pixel outputs: a segmentation model
+                    c, h, w = (int(v) for v in out.shape[1:])
+                    card["output"] = "segmentation"
+                    card["segmentation"] = {
+                        "activation": "sigmoid" if c == 1 else "softmax", "threshold": 0.5,
+                        "output_size": None if [h, w] == [size, size] else [h, w]}
+                    notes.append(
+                        f"Dry run: the model accepts {channels}-channel {size}x{size} images and "
+                        f"returns {c} channel(s) of {h}x{w} pixel logits, so output is "
+                        "'segmentation' (" + ("one foreground logit: class_names are "
+                                              "background, foreground" if c == 1 else
+                                              "softmax over the channels") + "). Normalization "
+                        "is a placeholder (mean 0.5, std 0.25): enter the values the model was "
+                        "trained with.")
+                    return
+                k = int(out.reshape(2, -1).shape[1])
                 card["output"] = "binary_logit" if k == 1 else "softmax"
                 notes.append(
                     f"Dry run: the model accepts {channels}-channel {size}x{size} images and "

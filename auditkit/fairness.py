@@ -599,8 +599,13 @@ def run_check(ctx: Any) -> dict[str, Any]:
 
     card = ctx.model.card
     if card.output == "multilabel_sigmoid":
-        return {"status": "not_assessed",
-                "reason": "fairness for multi-label models is not supported yet"}
+        from .multilabel import fairness_check
+
+        return fairness_check(ctx)
+    if card.output == "segmentation":
+        from .segmentation import fairness_check as segmentation_fairness
+
+        return segmentation_fairness(ctx)
     opts = ctx.options("fairness")
     rows, described = ctx.evaluation_rows()
     records = ctx.dataset.records[rows].reset_index(drop=True)

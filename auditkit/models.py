@@ -61,11 +61,13 @@ __all__ = [
     "load_model",
     "resolve_model",
     "scan_pickle",
+    "segmentation_masks",
+    "segmentation_probabilities",
     "select_device",
     "sha256_file",
 ]
 
-OUTPUT_KINDS = ("softmax", "binary_logit", "multilabel_sigmoid")
+OUTPUT_KINDS = ("softmax", "binary_logit", "multilabel_sigmoid", "segmentation")
 FORMATS = ("torchscript", "export", "state_dict")
 #: Formats that carry their own code and so need the user's trust to load.
 CODE_FORMATS = ("torchscript", "export")
@@ -89,7 +91,9 @@ class ModelCard:
         The clinically positive class (disease present); sensitivity is about it.
     output : str
         ``softmax`` (multiclass logits), ``binary_logit`` (one logit, sigmoid is the
-        probability of ``class_names[1]``) or ``multilabel_sigmoid``.
+        probability of ``class_names[1]``), ``multilabel_sigmoid`` (one logit per
+        finding, ``class_names`` are the findings) or ``segmentation`` (per-pixel logits
+        ``(C, H, W)`` per image). See ``docs/models.md``.
     input_size : [int, int]
         Height and width the image is resized to.
     channels : int
@@ -113,6 +117,18 @@ class ModelCard:
         How stored pixels were scaled to [0, 1] for training, e.g.
         ``{"method": "range", "range": [0, 4095]}``; default ``{"method": "bit_depth"}``.
         See :class:`auditkit.data.PixelScaling` and ``docs/models.md``.
+
+    findings : list of dict, optional
+        For ``multilabel_sigmoid``: one entry per finding, in ``class_names`` order:
+        ``{"name": ..., "positive_class": "what a positive call means", "threshold": t}``
+        with ``t`` in (0, 1); a finding is called present when its sigmoid is ``>= t``.
+        Without it every finding's threshold is 0.5 (said so in the audit).
+    segmentation : dict, optional
+        Required for ``segmentation``: ``{"activation": "sigmoid" | "softmax",
+        "threshold": t, "output_size": [H, W] or null}``. ``sigmoid``: one output channel,
+        the logit of ``positive_class`` per pixel (``class_names`` = background and
+        foreground); ``softmax``: one channel per class, the pixel's class is the argmax.
+        ``output_size`` defaults to ``input_size``.
 
     Every field is validated by a pydantic schema (:func:`card_problems`); a problem
     raises :class:`ModelError` with one line per problem naming the field, the
@@ -143,6 +159,8 @@ class ModelCard:
     family_note: str = ""
     license: str = ""
     input_scaling: dict[str, Any] | None = None
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    segmentation: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         problems = card_problems(asdict(self))
@@ -156,6 +174,30 @@ class ModelCard:
     @property
     def positive_index(self) -> int:
         return self.class_names.index(self.positive_class)
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        """Decision threshold per class ``(K,)``: the card's findings, else 0.5 each."""
+        if self.findings:
+            return np.asarray([float(f["threshold"]) for f in self.findings])
+        return np.full(len(self.class_names), 0.5)
+
+    @property
+    def output_size(self) -> list[int]:
+        """``[H, W]`` of a segmentation model's masks (its ``output_size``, else input size)."""
+        size = (self.segmentation or {}).get("output_size")
+        return [int(v) for v in (size or self.input_size)]
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """The raw output shape per image the card promises (without the batch axis)."""
+        if self.output == "binary_logit":
+            return (1,)
+        if self.output == "segmentation":
+            seg = self.segmentation or {}
+            channels = 1 if seg.get("activation") == "sigmoid" else len(self.class_names)
+            return (channels, *self.output_size)
+        return (len(self.class_names),)
 
     @property
     def scaling(self) -> PixelScaling:
@@ -215,6 +257,10 @@ class ModelCard:
         out = asdict(self)
         if out["input_scaling"] is None:
             del out["input_scaling"]  # the default; older cards stay byte-identical
+        if not out["findings"]:
+            del out["findings"]
+        if out["segmentation"] is None:
+            del out["segmentation"]
         return out
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
@@ -246,6 +292,21 @@ class _Scaling(BaseModel):
 _Text = Annotated[str, Field(min_length=1)]
 
 
+class _Finding(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: _Text
+    positive_class: _Text
+    threshold: Annotated[float, Field(gt=0, lt=1)]
+
+
+class _Segmentation(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    activation: Literal["sigmoid", "softmax"]
+    threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    output_size: Annotated[list[Annotated[int, Field(ge=8)]],
+                           Field(min_length=2, max_length=2)] | None = None
+
+
 class _CardSchema(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
@@ -253,7 +314,7 @@ class _CardSchema(BaseModel):
     task: _Text
     class_names: Annotated[list[_Text], Field(min_length=1)]
     positive_class: _Text
-    output: Literal["softmax", "binary_logit", "multilabel_sigmoid"]
+    output: Literal["softmax", "binary_logit", "multilabel_sigmoid", "segmentation"]
     input_size: Annotated[list[Annotated[int, Field(ge=8)]], Field(min_length=2, max_length=2)]
     channels: Literal[1, 3]
     normalization: _Normalization
@@ -272,6 +333,8 @@ class _CardSchema(BaseModel):
     family_note: str = ""
     license: str = ""
     input_scaling: _Scaling | None = None
+    findings: list[_Finding] = []
+    segmentation: _Segmentation | None = None
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:
@@ -330,6 +393,30 @@ def card_problems(data: Any) -> list[str]:
                          f"{classes!r}")
         elif output == "softmax" and len(classes) < 2:
             lines.append(f"field 'class_names': expected at least two; found {classes!r}")
+    if ok("output", "findings", "class_names") and data.get("findings"):
+        names = [f["name"] for f in data["findings"]]
+        if output != "multilabel_sigmoid":
+            lines.append(f"field 'findings': expected only for a multilabel_sigmoid model; "
+                         f"found findings for output {output!r}")
+        elif names != classes:
+            lines.append("field 'findings': expected one entry per class, named as "
+                         f"class_names in the same order {classes!r}; found {names!r}")
+    if ok("output", "segmentation", "class_names"):
+        seg = data.get("segmentation")
+        if output == "segmentation" and seg is None:
+            lines.append("field 'segmentation': expected {\"activation\": \"sigmoid\" or "
+                         "\"softmax\", \"threshold\": t, \"output_size\": [H, W] or null} for a "
+                         "segmentation model; found nothing")
+        elif output != "segmentation" and seg is not None:
+            lines.append(f"field 'segmentation': expected only for a segmentation model; "
+                         f"found it for output {output!r}")
+        elif seg is not None and seg["activation"] == "sigmoid" and len(classes) != 2:
+            lines.append("field 'class_names': expected exactly two (background, foreground) "
+                         "for a sigmoid segmentation model, whose one channel scores the "
+                         f"foreground; found {classes!r}")
+        elif seg is not None and seg["activation"] == "softmax" and len(classes) < 2:
+            lines.append(f"field 'class_names': expected at least two pixel classes; found "
+                         f"{classes!r}")
     if ok("class_names") and len(set(classes)) != len(classes):
         lines.append(f"field 'class_names': expected distinct names; found {classes!r}")
     if ok("class_names", "positive_class") and data["positive_class"] not in classes:
@@ -643,7 +730,40 @@ class LoadedModel:
         return 1.0 / (1.0 + np.exp(-out))
 
     def probabilities(self, outputs: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(N, n_classes)``; for a segmentation model, each pixel's
+        probability of ``positive_class``, ``(N, H, W)`` float32."""
+        if self.card.output == "segmentation":
+            return segmentation_probabilities(outputs, self.card)
         return self.outputs_to_probabilities(outputs, self.card.output)
+
+
+def segmentation_probabilities(outputs: np.ndarray, card: ModelCard) -> np.ndarray:
+    """Raw segmentation outputs ``(N, C, H, W)`` -> foreground probability ``(N, H, W)``.
+
+    ``sigmoid`` cards: the sigmoid of the one channel; ``softmax`` cards: the softmax
+    over channels at ``positive_index``. float32 (a dataset of masks is large).
+    """
+    out = np.asarray(outputs, dtype=np.float32)
+    if (card.segmentation or {}).get("activation") == "sigmoid":
+        return (1.0 / (1.0 + np.exp(-out[:, 0]))).astype(np.float32)
+    out = out - out.max(axis=1, keepdims=True)
+    e = np.exp(out)
+    return (e[:, card.positive_index] / e.sum(axis=1)).astype(np.float32)
+
+
+def segmentation_masks(probabilities: np.ndarray, card: ModelCard,
+                       outputs: np.ndarray | None = None) -> np.ndarray:
+    """Predicted foreground masks ``(N, H, W)`` bool.
+
+    ``sigmoid``: foreground probability ``>= threshold``; ``softmax``: the argmax over
+    the raw ``outputs`` is ``positive_class`` (probabilities alone suffice with two classes).
+    """
+    seg = card.segmentation or {}
+    if seg.get("activation") == "softmax" and outputs is not None and outputs.shape[1] > 2:
+        return np.asarray(outputs).argmax(axis=1) == card.positive_index
+    if seg.get("activation") == "softmax":
+        return probabilities > 0.5
+    return probabilities >= float(seg.get("threshold", 0.5))
 
 
 def load_model(

@@ -259,7 +259,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 def forward_batch(model: LoadedModel, images01: torch.Tensor, *, precision: str,
                   first: int = 0, dataset_name: str = "") -> np.ndarray:
-    """Run one batch through the model: ``(B, C, H, W)`` in [0, 1] to outputs ``(B, K)`` float32.
+    """Run one batch through the model: ``(B, C, H, W)`` in [0, 1] to outputs ``(B, K)`` float32
+    (a segmentation model's ``(B, C, H', W')``).
 
     The one forward pass of every executor (local, Ray), so that the same batch at the
     same ``precision`` (already resolved: ``float32``, ``bf16`` or ``fp16``) gives the
@@ -269,7 +270,8 @@ def forward_batch(model: LoadedModel, images01: torch.Tensor, *, precision: str,
     card = model.card
     device = model.device
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    expected = 1 if card.output == "binary_logit" else len(card.class_names)
+    expected: int | tuple[int, ...] = (card.output_shape if card.output == "segmentation"
+                                       else card.output_shape[0])
     with torch.inference_mode():
         x = images01.to(device, non_blocking=device.type == "cuda")  # float32 in [0, 1]
         x = model.normalize(x)
@@ -295,14 +297,21 @@ def _short_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:300]}"
 
 
-def check_outputs(out: Any, *, n_images: int, expected: int, ref: str,
+def check_outputs(out: Any, *, n_images: int, expected: int | tuple[int, ...], ref: str,
                   first: int = 0) -> np.ndarray:
     """One batch of raw model outputs as ``(n_images, expected)`` float32, or ModelError.
 
     Refuses what would otherwise end in a traceback or in silently wrong numbers: a
     tuple or other non-tensor, the wrong number of rows or outputs per image, NaN or
     infinite values (``first`` is the batch's offset, for naming the image).
+
+    ``expected`` is the number of outputs per image (classifiers: ``(N, K)``), or a
+    segmentation model's per-image shape ``(C, H, W)``: the batch must then be exactly
+    ``(n_images, C, H, W)`` (a reshape would silently scramble pixels).
     """
+    if isinstance(expected, tuple):
+        return _check_mask_outputs(out, n_images=n_images, expected=expected, ref=ref,
+                                   first=first)
     if not isinstance(out, torch.Tensor):
         raise ModelError(
             f"{ref} returned a {type(out).__name__} for a batch of images; expected one "
@@ -331,6 +340,37 @@ def check_outputs(out: Any, *, n_images: int, expected: int, ref: str,
     return arr
 
 
+def _check_mask_outputs(out: Any, *, n_images: int, expected: tuple[int, ...], ref: str,
+                        first: int) -> np.ndarray:
+    shape = f"(N, {', '.join(str(v) for v in expected)})"
+    if not isinstance(out, torch.Tensor):
+        raise ModelError(
+            f"{ref} returned a {type(out).__name__} for a batch of images; expected one "
+            f"tensor of per-pixel logits of shape {shape}.")
+    want = (n_images, *expected)
+    if tuple(out.shape) != want:
+        hint = ""
+        if out.ndim == 4 and out.shape[0] == n_images and out.shape[1] == expected[0]:
+            hint = (f" The masks are {out.shape[2]}x{out.shape[3]} pixels; state that size as "
+                    "segmentation.output_size in the card.")
+        elif out.ndim == 4 and out.shape[0] == n_images:
+            hint = (f" It gives {out.shape[1]} channel(s) per pixel; the card's activation and "
+                    f"class_names call for {expected[0]}.")
+        elif out.ndim == 2:
+            hint = " That is one row per image: is this a classifier, not a segmentation model?"
+        raise ModelError(
+            f"{ref} returned outputs of shape {tuple(out.shape)} for {n_images} image(s); its "
+            f"card says per-pixel logits {want} (N, channels, height, width).{hint}")
+    arr = out.detach().float().cpu().numpy()
+    finite = np.isfinite(arr.reshape(n_images, -1))
+    if not finite.all():
+        bad_rows = np.flatnonzero(~finite.all(axis=1))
+        raise ModelError(
+            f"{ref} returned NaN or infinite pixel logits for {len(bad_rows)} image(s) of a "
+            f"batch (first: image {first + int(bad_rows[0]) + 1}); expected finite numbers.")
+    return arr
+
+
 @dataclass
 class Predictions:
     """A model's answers on a dataset.
@@ -338,9 +378,10 @@ class Predictions:
     Attributes
     ----------
     outputs : numpy.ndarray
-        Raw outputs ``(N, K)``, float32.
+        Raw outputs ``(N, K)``, float32; for a segmentation model ``(N, C, H, W)``.
     probabilities : numpy.ndarray
-        ``(N, n_classes)`` in [0, 1], float64.
+        ``(N, n_classes)`` in [0, 1], float64; for a segmentation model each pixel's
+        probability of the positive class, ``(N, H, W)`` float32.
     images : list of str
         Image ids in ``dataset.records`` order.
     from_cache : bool
@@ -361,7 +402,14 @@ class Predictions:
         """Predicted class index ``(N,)`` (argmax; sigmoid >= 0.5 for binary)."""
         if output_kind == "binary_logit":
             return (self.probabilities[:, 1] >= 0.5).astype(int)
+        if output_kind in ("multilabel_sigmoid", "segmentation"):
+            raise ModelError(f"A {output_kind} model has no single predicted class per image; "
+                             "use finding_calls() or the segmentation masks.")
         return self.probabilities.argmax(axis=1)
+
+    def finding_calls(self, thresholds: np.ndarray) -> np.ndarray:
+        """Multi-label calls ``(N, K)`` bool: each finding's probability ``>= threshold``."""
+        return self.probabilities >= np.asarray(thresholds)[None, :]
 
     def to_frame(self, model: LoadedModel, dataset: Dataset) -> pd.DataFrame:
         """The ``predictions.csv`` table: image, label, pred, prob_<class>, attributes.
@@ -374,12 +422,34 @@ class Predictions:
         frame = pd.DataFrame({"image": dataset.records["key"].to_numpy(),
                               "label": dataset.records["label"].to_numpy()})
         if card.output == "multilabel_sigmoid":
-            frame["pred"] = ["|".join(c for c, p in zip(classes, row) if p >= 0.5)
-                             for row in self.probabilities]
+            calls = self.finding_calls(card.thresholds)
+            frame["pred"] = ["|".join(c for c, hit in zip(classes, row) if hit)
+                             for row in calls]
+            for k, name in enumerate(classes):
+                column = f"finding_{name}"
+                if column in dataset.records:
+                    frame[f"true_{name}"] = dataset.records[column].to_numpy()
+                frame[f"prob_{name}"] = self.probabilities[:, k]
+                frame[f"pred_{name}"] = calls[:, k].astype(int)
+            return self._with_attributes(frame, dataset)
+        if card.output == "segmentation":
+            from .models import segmentation_masks
+
+            masks = segmentation_masks(self.probabilities, card, self.outputs)
+            area = masks.reshape(len(masks), -1).sum(axis=1)
+            others = [c for c in classes if c != card.positive_class]
+            frame["pred"] = [card.positive_class if a > 0 else (others[0] if others else "")
+                             for a in area]
+            frame["max_prob"] = self.probabilities.reshape(len(masks), -1).max(axis=1)
+            return self._with_attributes(frame, dataset)
         else:
             frame["pred"] = [classes[i] for i in self.predicted_index(card.output)]
         for k, name in enumerate(classes):
             frame[f"prob_{name}"] = self.probabilities[:, k]
+        return self._with_attributes(frame, dataset)
+
+    @staticmethod
+    def _with_attributes(frame: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
         for attr in dataset.spec.attributes:
             frame[attr.name] = dataset.records[attr.name].to_numpy()
             if attr.kind == "age":
@@ -411,7 +481,7 @@ def _read_cache_entry(path: Path, images: list[str]) -> np.ndarray | None:
     try:
         with np.load(path, allow_pickle=False) as npz:
             outputs, cached_images = np.asarray(npz["outputs"]), npz["images"].tolist()
-        ok = (cached_images == images and outputs.ndim == 2 and len(outputs) == len(images)
+        ok = (cached_images == images and outputs.ndim in (2, 4) and len(outputs) == len(images)
               and outputs.dtype.kind == "f" and bool(np.isfinite(outputs).all()))
     except Exception:  # noqa: BLE001 - zipfile, EOF, pickle refusal...: any damage is recomputed
         ok = False

@@ -497,9 +497,15 @@ def train_recipe(ref: str, *, out_root: str | os.PathLike[str] | None = None,
     deterministic algorithms. ``ref`` names a demo recipe (:data:`RECIPES`) or a
     control (:data:`CONTROL_RECIPES`); controls are written under ``controls/``.
     """
+    from ._dense_training import DENSE_RECIPES, train_dense_recipe
+
+    if ref in DENSE_RECIPES:  # the segmentation and multi-label demos
+        return train_dense_recipe(ref, out_root=out_root, data_root=data_root, device=device,
+                                  epochs=epochs, progress=progress)
     recipes = {**RECIPES, **CONTROL_RECIPES}
     if ref not in recipes:
-        raise ConfigError(f"No training recipe {ref!r}; expected one of {sorted(recipes)}.")
+        raise ConfigError(f"No training recipe {ref!r}; expected one of "
+                          f"{sorted([*recipes, *DENSE_RECIPES])}.")
     recipe = recipes[ref]
     if epochs is not None and epochs < 1:
         raise ConfigError(f"epochs must be >= 1; got {epochs} instead.")

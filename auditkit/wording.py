@@ -191,6 +191,9 @@ INTERVAL_EXPLANATION = (
 
 #: Display names of metrics (one name per concept across library, CLI, pages, report).
 METRIC_NAMES: dict[str, str] = {
+    "dice": "Dice", "iou": "IoU", "hd95_px": "boundary error (HD95, px)",
+    "missed_lesion_rate": "lesions missed entirely",
+    "false_lesion_rate": "false lesions on empty slices",
     "accuracy": "accuracy",
     "balanced_accuracy": "balanced accuracy",
     "sensitivity": "sensitivity",
@@ -1433,3 +1436,131 @@ def skin_tone_agreement_sentence(a: dict[str, Any], *, first: str, second: str) 
     return (f"{first} and {second} agree exactly on {fmt_pct(a['exact'])} of "
             f"{fmt_count(a['n'])} images and within one type on {fmt_pct(a['within_one'])} "
             f"(weighted kappa {fmt_number(a['kappa_quadratic'])}; 1 is perfect, 0 chance).")
+
+
+# --------------------------------------------------------------------------- multi-label and segmentation (issue 19)
+
+
+def finding_one_class_reason(finding: str) -> str:
+    """Why a finding's groups cannot be compared: its known labels are all one value."""
+    return (f"every image with a known label for {finding.replace('_', ' ')} has the same "
+            "label, so nothing about telling present from absent can be measured")
+
+
+def finding_family_note(n_findings: int, alpha: float) -> str:
+    """How the false-alarm rate is held across findings x groups x metrics."""
+    return (f"A gap is called real only when it survives correction over every group and "
+            f"metric of its finding (Westfall-Young) and over all {n_findings} findings "
+            f"(Bonferroni), so the chance of any false alarm in the whole table is at most "
+            f"{fmt_pct(alpha)}.")
+
+
+def finding_summary(name: str, entry: dict[str, Any]) -> str:  # type: ignore[type-arg]
+    """One sentence per finding: sensitivity and specificity with intervals and n."""
+    m = entry.get("metrics") or {}
+    sens, spec = m.get("sensitivity") or {}, m.get("specificity") or {}
+    unknown = entry.get("n_unknown") or 0
+    text = (f"{_cap(name.replace('_', ' '))} (called at probability ≥ "
+            f"{fmt_number(entry.get('threshold'))}): catches "
+            f"{fmt_interval(sens.get('value'), sens.get('ci'))} of cases with it and clears "
+            f"{fmt_interval(spec.get('value'), spec.get('ci'))} of cases without it "
+            f"({fmt_n(entry.get('n'), entry.get('n_patients'))} with a known label")
+    if unknown:
+        text += f"; {fmt_count(unknown)} unknown, not counted"
+    return text + ")."
+
+
+def worst_pair_sentence(row: dict[str, Any]) -> str:  # type: ignore[type-arg]
+    """``"Covid19, sex female: sensitivity 61% (45% to 75%), n = ..."``."""
+    return (f"{_cap(row['finding'].replace('_', ' '))}, {row['attribute'].replace('_', ' ')} "
+            f"{row['group']}: {metric_name(row['metric'])} "
+            f"{fmt_interval(row['value'], row['ci'])} "
+            f"({fmt_n(row.get('n'), row.get('n_patients'))})")
+
+
+#: What the segmentation numbers mean, in one place for pages, CLI and report.
+SEGMENTATION_METRIC_MEANINGS: dict[str, str] = {
+    "dice": "overlap of the outlined and the expert's tumour, 0 (none) to 100% (identical); "
+            "on slices where the expert outlined a tumour",
+    "iou": "intersection over union of the two outlines (stricter than Dice)",
+    "missed_lesion_rate": "share of slices with a tumour where the model outlined nothing",
+    "false_lesion_rate": "share of slices without a tumour where the model outlined something",
+    "hd95_px": "95th-percentile distance between the two outlines' borders, in pixels of the "
+            "expert mask (lower is better); on slices where both outline something",
+}
+
+
+def segmentation_summary(*, metric: str, value: float | None,
+                         ci: Sequence[float | None] | None, n_images: int | None,
+                         n_patients: int | None, evaluated_on: str) -> str:
+    """``"Mean Dice 71% (66% to 76%) on slices with a tumour (n = ...), ..."``."""
+    name = {"dice": "Mean Dice", "iou": "Mean IoU", "missed_lesion_rate": "Tumours missed "
+            "entirely", "false_lesion_rate": "False tumour on a slice without one",
+            "hd95": "Boundary error (HD95)"}.get(metric, metric)
+    pct = metric != "hd95"
+    unit = "" if pct else " px"
+    return (f"{name}: {fmt_interval(value, ci, pct=pct, digits=None if pct else 1)}{unit} "
+            f"({fmt_n(n_images, n_patients)}), measured on {evaluated_on}.")
+
+
+def scope_sentence(*, evaluated_on: str, may_include_training: bool, n_images: int,
+                   n_patients: int | None) -> str:
+    """What was measured, for models without one accuracy (findings, masks)."""
+    if may_include_training:
+        first = ("Training images may be included in this measurement, so it may flatter the "
+                 f"model: it covers {evaluated_on.removesuffix(TRAINING_MAY_BE_INCLUDED)}")
+    else:
+        first = evaluated_on[0].upper() + evaluated_on[1:]
+    return f"{first} ({fmt_n(n_images, n_patients)})."
+
+
+def dense_robustness_sentence(*, what: str, measure: str, value: float | None,
+                              ci: Sequence[float | None] | None, n: int | None,
+                              n_patients: int | None) -> str:
+    """Robustness of a segmentation (change in Dice) or multi-label (calls flipped) model."""
+    if measure == "segmentation":
+        return (f"Under {what}, Dice on slices with a tumour changes by "
+                f"{fmt_points_interval(value, ci, signed=True)} ({fmt_n(n, n_patients)}).")
+    return (f"Under {what}, {fmt_interval(value, ci)} of finding calls flip "
+            f"({fmt_n(n, n_patients)}).")
+
+
+def dense_explain_sentence(*, kind: str, target: str, n_images: int,
+                           checks: dict[str, Any]) -> str:  # type: ignore[type-arg]
+    """What was explained, on how many images, and what the trust checks found."""
+    head = f"Explained {fmt_count(n_images)} image(s); the explained number is {target}."
+    if kind == "segmentation":
+        loc = checks.get("locality") or {}
+        return (f"{head} Of the positive evidence, a median "
+                f"{fmt_pct(loc.get('median_positive_share_inside'))} lies in or within 2 pixels "
+                f"of the outlined region, which covers a median "
+                f"{fmt_pct(loc.get('median_region_share'))} of the image; completeness error "
+                f"{fmt_pct(checks.get('completeness_median_relative_error'))} (median, "
+                "relative to the explained score).")
+    parts = [f"{name.replace('_', ' ')}: completeness error "
+             f"{fmt_pct(v.get('completeness_median_relative_error'))}"
+             for name, v in (checks.get("findings") or {}).items()]
+    return f"{head} " + "; ".join(parts) + " (median, relative to the explained score)."
+
+
+def overview_dense_criterion(metric: str, threshold: float) -> str:
+    """``"mean Dice at least 70%"`` / ``"tumours missed entirely at most 10%"``."""
+    if metric == "dice":
+        return f"mean Dice on slices with a lesion at least {fmt_pct(threshold)}"
+    what = {"missed_lesion_rate": "lesion slices missed entirely",
+            "false_lesion_rate": "empty slices given a false lesion"}.get(metric, metric)
+    return f"{what} at most {fmt_pct(threshold)}"
+
+
+def overview_dense_robustness_criterion(*, seg: bool, what: str, limit: float) -> str:
+    """The robustness criterion of a segmentation or multi-label model."""
+    if seg:
+        return f"{what} lowers mean Dice by at most {fmt_pct(limit).removesuffix('%')} points"
+    return f"{what} flips at most {fmt_pct(limit)} of finding calls"
+
+
+def overview_dense_explain_reason() -> str:
+    """Why the explanation criteria are not judged for findings and masks."""
+    return ("the explanation criteria (weight-scrambling sanity check, deletion against "
+            "random, border share) are defined for classifiers; the maps, what they explain, "
+            "their completeness and (for masks) their locality are on the Explanations page")

@@ -21,6 +21,7 @@ from ui.common import (
     show_table,
     show_unreadable_audits,
 )
+from ui.dense import fairness_view, is_dense, performance_view
 
 st.set_page_config(page_title="Fairness — auditkit", layout="wide")
 st.title("Is it equally accurate for every patient group?")
@@ -50,6 +51,11 @@ audit, result, folder = require_stored_result(
     "fairness", ref, dataset_name,
     missing=f"No fairness audit of **{md_text(ref)}** on **{md_text(dataset_name)}** yet. Press **Run fairness "
             "audit** in the sidebar.")
+if is_dense(result):  # a multi-label or segmentation model: its own view
+    fairness_view(audit, result)
+    if audit["results"].get("performance"):
+        performance_view(audit["results"]["performance"])
+    st.stop()
 
 st.markdown(f"**{md_text(ref)}** on **{md_text(dataset_name)}**, measured on "
             f"{md_text(result['evaluated_on'])}; intervals resample "

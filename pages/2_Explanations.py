@@ -26,6 +26,7 @@ from ui.common import (
     run_with_progress,
     show_unreadable_audits,
 )
+from ui.dense import explain_view, is_dense
 
 st.set_page_config(page_title="Explanations — auditkit", layout="wide")
 st.title("Why did the model decide — and can the explanation be trusted?")
@@ -58,6 +59,9 @@ audit, result, folder = require_stored_result(
     "explain", ref, dataset_name,
     missing=f"No explanations of **{md_text(ref)}** on **{md_text(dataset_name)}** yet. Press **Run "
             "explanations** in the sidebar.")
+if is_dense(result):  # a multi-label or segmentation model: its own view
+    explain_view(audit, result, folder)
+    st.stop()
 
 settings = result["settings"]
 st.markdown(f"**{md_text(ref)}** on **{md_text(dataset_name)}**: {md_text(result['n_images'])} "

@@ -34,6 +34,7 @@ from ui.common import (
     show_table,
     show_unreadable_audits,
 )
+from ui.dense import is_dense, robustness_view
 
 st.set_page_config(page_title="Robustness — auditkit", layout="wide")
 st.title("Can the model be fooled, and are some patients easier to fool?")
@@ -71,6 +72,9 @@ audit, result, _folder = require_stored_result(
     missing=f"No robustness audit of **{md_text(ref)}** on **{md_text(dataset_name)}** yet. Set how many images "
             "to attack and press **Run robustness audit** in the sidebar (a GPU is used when "
             "present).")
+if is_dense(result):  # a multi-label or segmentation model: its own view
+    robustness_view(result)
+    st.stop()
 
 st.markdown(f"**In plain words.** {md_text(result['summary'])}")
 clean = result["clean"]["overall"]["accuracy"]

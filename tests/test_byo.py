@@ -198,8 +198,8 @@ def test_card_errors_are_one_line_each_naming_the_field(brightness_model_dir: Pa
     assert problems == card_problems(bad)
     assert problems == [
         "field 'task': expected a value (required field); found nothing",
-        "field 'output': expected one of 'softmax', 'binary_logit' or 'multilabel_sigmoid'; "
-        "found 'sigmoid'",
+        "field 'output': expected one of 'softmax', 'binary_logit', 'multilabel_sigmoid' or "
+        "'segmentation'; found 'sigmoid'",
         "field 'input_size': expected at least 2 items after validation, not 1; found [224]",
         "field 'sha256': expected 64 lowercase hex digits (sha256sum of the weights file); "
         "found 'abc'",
@@ -207,7 +207,7 @@ def test_card_errors_are_one_line_each_naming_the_field(brightness_model_dir: Pa
         "class_names, positive_class, output, input_size, channels, normalization, format, "
         "weights, sha256, architecture, architecture_kwargs, dataset, training_data, "
         "intended_use, out_of_scope_use, limitations, metrics, subgroups_evaluated, "
-        "family_note, license, input_scaling); found an unknown field set to {}",
+        "family_note, license, input_scaling, findings, segmentation); found an unknown field set to {}",
         # rules tying two fields together are reported in the same pass
         "field 'positive_class': expected one of class_names ['benign', 'malignant']; "
         "found 'zebra'",

@@ -108,8 +108,8 @@ def test_plain_state_dict_passes_the_scan(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"output": "regression"}, "field 'output': expected one of 'softmax', 'binary_logit' or "
-                               "'multilabel_sigmoid'; found 'regression'"),
+    ({"output": "regression"}, "field 'output': expected one of 'softmax', 'binary_logit', "
+                               "'multilabel_sigmoid' or 'segmentation'; found 'regression'"),
     ({"positive_class": "zebra"}, "field 'positive_class': expected one of class_names "
                                   r"\['benign', 'malignant'\]; found 'zebra'"),
     ({"channels": 4}, "field 'channels': expected one of 1 or 3; found 4"),

@@ -118,7 +118,7 @@ def test_bad_criteria_say_what_was_expected_and_found(tmp_path: Path) -> None:
         parse_criteria({"criteria": {"name": "x", "task": "regression", "fixed_on": "2026-01-01"}})
 
 
-@pytest.mark.parametrize("task", ["binary", "multiclass", "multilabel"])
+@pytest.mark.parametrize("task", ["binary", "multiclass", "multilabel", "segmentation"])
 def test_default_criteria_ship_for_every_task_type(task: str) -> None:
     crit = default_criteria(task)
     assert crit.rules.criteria.task == task
@@ -139,6 +139,7 @@ def test_task_type_of_demo_models() -> None:
     assert task_type_of({"output": "binary_logit", "class_names": ["a", "b"]}) == "binary"
     assert task_type_of({"output": "softmax", "class_names": ["a", "b", "c"]}) == "multiclass"
     assert task_type_of({"output": "multilabel_sigmoid", "class_names": ["a"]}) == "multilabel"
+    assert task_type_of({"output": "segmentation", "class_names": ["bg", "t"]}) == "segmentation"
 
 
 # --------------------------------------------------------------------------- the survey

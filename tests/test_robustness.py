@@ -96,7 +96,7 @@ def test_wrapper_presents_binary_logit_as_two_logits_and_normalizes(tmp_path: Pa
 
 
 def test_wrapper_refuses_multilabel_models(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="multi-label models is not supported yet"):
+    with pytest.raises(ModelError, match="AttackModel wraps classifiers"):
         AttackModel(_model(tmp_path, "multilabel"))
 
 
@@ -359,10 +359,11 @@ def test_check_rejects_unknown_options(tmp_path: Path) -> None:
         _tiny_audit(tmp_path, {"eps": [8]})
 
 
-def test_check_on_multilabel_model_says_not_supported(tmp_path: Path) -> None:
-    out = _tiny_audit(tmp_path, {}, kind="multilabel")["results"]["robustness"]
-    assert out["status"] == "not_assessed"
-    assert "not supported yet" in out["reason"]
+def test_check_on_multilabel_model_needs_findings_in_the_dataset(tmp_path: Path) -> None:
+    # a multi-label model is attacked with its own loss, which needs each finding's label
+    with pytest.raises(ConfigError, match=r"describes findings none; \['benign', "
+                                          r"'malignant'\] are missing"):
+        _tiny_audit(tmp_path, {}, kind="multilabel")
 
 
 def test_gallery_returns_original_perturbation_and_adversarial(tmp_path: Path) -> None:

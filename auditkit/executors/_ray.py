@@ -394,6 +394,11 @@ class RayExecutor:
             As the local executor: an image cannot be read, the model fails.
         """
         card = model.card
+        if card.output == "segmentation":  # its rows are (N, K); masks are (N, C, H, W)
+            raise ConfigError(
+                f"The Ray executor returns one row of outputs per image; {card.ref} is a "
+                "segmentation model whose outputs are masks. Expected the local executor "
+                "for it (--executor local).")
         if model.folder is None:
             raise ConfigError(
                 f"The Ray executor loads {card.ref} in each actor from its model folder, but "

@@ -182,9 +182,10 @@ def run_check(ctx: CheckContext) -> dict[str, Any]:  # noqa: C901 - one readable
     """Explain a stratified sample of images and check whether the explanations hold up."""
     opts = _options(ctx)
     card, model, records = ctx.model.card, ctx.model, ctx.dataset.records
-    if card.output == "multilabel_sigmoid":
-        return {"status": "not_assessed",
-                "reason": "explanations of multi-label models are not supported yet"}
+    if card.output in ("multilabel_sigmoid", "segmentation"):
+        from ._dense import dense_explain
+
+        return dense_explain(ctx)
     level, n_boot = ctx.config.confidence, ctx.config.n_boot
     y = label_indices(ctx)
     pred = ctx.predictions.predicted_index(card.output)

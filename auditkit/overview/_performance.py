@@ -37,6 +37,10 @@ def _majority_baseline(perf: dict[str, Any]) -> tuple[float, str, int] | None:
 
 
 def _accuracy(audit: dict[str, Any], crit: Criteria) -> Answer:
+    from ._dense import accuracy_dense, is_dense
+
+    if is_dense(audit):
+        return accuracy_dense(audit, crit)
     perf = audit.get("results", {}).get("performance")
     if not perf:
         return _not_run(audit, "accuracy", "performance")
@@ -119,6 +123,10 @@ def _gap_interval(d: dict[str, Any]) -> tuple[list[Any] | None, str]:
 
 
 def _fairness(audit: dict[str, Any], crit: Criteria) -> Answer:
+    from ._dense import fairness_dense, is_dense
+
+    if is_dense(audit):
+        return fairness_dense(audit, crit)
     fair = audit.get("results", {}).get("fairness")
     if not fair:
         return _not_run(audit, "fairness", "fairness")

@@ -15,6 +15,10 @@ from ._types import Answer, FigureData, Finding
 
 
 def _explain(audit: dict[str, Any], crit: Criteria) -> Answer:
+    from ._dense import explain_dense, is_dense
+
+    if is_dense(audit):
+        return explain_dense(audit, crit)
     ex = audit.get("results", {}).get("explain")
     if not ex:
         return _not_run(audit, "explain", "explain")
@@ -92,6 +96,10 @@ def _budget_matches(entry: dict[str, Any], eps: str) -> bool:
 
 
 def _robustness(audit: dict[str, Any], crit: Criteria) -> Answer:
+    from ._dense import is_dense, robustness_dense
+
+    if is_dense(audit):
+        return robustness_dense(audit, crit)
     rob = audit.get("results", {}).get("robustness")
     if not rob:
         return _not_run(audit, "robustness", "robustness")

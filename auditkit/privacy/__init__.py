@@ -54,6 +54,7 @@ from ._membership import (
     evaluate_attack,
     metric_attack_scores,
     roc_curve_points,
+    task_loss_scores,
 )
 from ._reference import estimate_thorough_seconds
 
@@ -199,13 +200,31 @@ def _group_entries(ctx: CheckContext, sub: pd.DataFrame, scores: dict[str, np.nd
     return entries
 
 
+def _dense_truth(ctx: CheckContext, idx: np.ndarray) -> np.ndarray:
+    """Finding labels ``(n, K)``, or reference masks at the model's output size ``(n, H, W)``."""
+    card = ctx.model.card
+    rec = ctx.dataset.records.iloc[idx]
+    if card.output == "multilabel_sigmoid":
+        from ..multilabel import finding_labels
+
+        return finding_labels(rec, list(card.class_names))
+    from ..segmentation import load_mask_tensor
+
+    size = card.output_size
+    return np.stack([load_mask_tensor(ctx.dataset.root / m, size) if m
+                     else np.zeros(size, dtype=bool) for m in rec["mask"]])
+
+
 def _membership(ctx: CheckContext, opts: dict[str, Any]) -> tuple[dict[str, Any], pd.DataFrame | None]:
     from .._context import label_indices
 
     card = ctx.model.card
-    if card.output == "multilabel_sigmoid":
+    dense = card.output in ("multilabel_sigmoid", "segmentation")
+    if dense and opts.get("mode", "fast") == "thorough":
         return {"status": "not_assessed",
-                "reason": "membership inference for multi-label models is not supported yet"}, None
+                "reason": ("the thorough (reference-model) attack trains classifiers; for "
+                           f"{card.output} models only the fast attacks on the model's own "
+                           "loss are available (mode 'fast')")}, None
     labels, source = _membership_source(ctx, opts)
     if labels is None:
         return {"status": "not_assessed",
@@ -233,9 +252,14 @@ def _membership(ctx: CheckContext, opts: dict[str, Any]) -> tuple[dict[str, Any]
                                          int(opts.get("max_per_side", 2000)))
     idx = known_idx[sub_idx]
     member = member_all[idx]
-    y_all = label_indices(ctx)
     proba = ctx.predictions.probabilities
-    scores = metric_attack_scores(proba[idx], y_all[idx])
+    if dense:  # the task's own per-image loss
+        scores = task_loss_scores(output_kind=card.output, proba=proba[idx],
+                                  truth=_dense_truth(ctx, idx))
+        y_all = np.zeros(len(rec), dtype=int)  # only the thorough mode reads it (refused above)
+    else:
+        y_all = label_indices(ctx)
+        scores = metric_attack_scores(proba[idx], y_all[idx])
     clusters_all = None
     if ctx.dataset.has_patients:  # an image without patient id is its own unit
         pid = rec["patient_id"].astype(object)

@@ -38,6 +38,7 @@ __all__ = [
     "describe_exposure",
     "evaluate_attack",
     "metric_attack_scores",
+    "task_loss_scores",
     "roc_curve_points",
 ]
 
@@ -46,12 +47,57 @@ ATTACKS: dict[str, str] = {
     "loss": "the model's loss on the image (training images tend to have lower loss)",
     "confidence": "how confident the model is in its top answer",
     "entropy": "modified prediction entropy (Song & Mittal, 2021), uses the true label",
+    "finding_loss": ("binary cross-entropy over the image's findings with a known label, the "
+                     "multi-label model's own training loss (lower on training images)"),
+    "pixel_loss": ("mean per-pixel binary cross-entropy against the reference mask, the "
+                   "segmentation model's own loss (lower on training images)"),
+    "soft_dice": ("soft Dice overlap of the predicted foreground probabilities with the "
+                  "reference mask (higher on training images)"),
     "calibrated": ("loss compared with reference models that never saw the image "
                    "(offline likelihood-ratio attack, Carlini et al., 2022)"),
 }
 #: False-positive rates at which the true-positive rate is reported.
 LOW_FPRS = (0.01, 0.001)
 _EPS = 1e-12
+
+
+def task_loss_scores(*, output_kind: str, proba: np.ndarray, truth: np.ndarray
+                     ) -> dict[str, np.ndarray]:
+    """Membership scores from a multi-label or segmentation model's own per-image loss.
+
+    Parameters
+    ----------
+    output_kind : {"multilabel_sigmoid", "segmentation"}
+    proba : numpy.ndarray
+        ``(N, K)`` finding probabilities, or ``(N, H, W)`` foreground probabilities.
+    truth : numpy.ndarray
+        ``(N, K)`` finding labels 1 / 0 / NaN (unknown, left out of the image's loss), or
+        ``(N, H, W)`` reference masks at the probabilities' size.
+
+    Returns
+    -------
+    dict
+        Higher = more likely a member. Multi-label: ``{"finding_loss"}`` (minus the mean
+        BCE over known findings; an image with none known scores the median). Segmentation:
+        ``{"pixel_loss", "soft_dice"}``.
+    """
+    p = np.clip(np.asarray(proba, dtype=np.float64), _EPS, 1.0 - _EPS)
+    t = np.asarray(truth, dtype=np.float64)
+    if output_kind == "multilabel_sigmoid":
+        known = ~np.isnan(t)
+        y = np.nan_to_num(t)
+        bce = -(y * np.log(p) + (1.0 - y) * np.log(1.0 - p)) * known
+        with np.errstate(invalid="ignore", divide="ignore"):
+            loss = bce.sum(axis=1) / known.sum(axis=1)
+        score = -loss
+        if np.isnan(score).any():
+            score = np.where(np.isnan(score), np.nanmedian(score), score)
+        return {"finding_loss": score}
+    n = len(p)
+    p2, t2 = p.reshape(n, -1), t.reshape(n, -1)
+    bce = -(t2 * np.log(p2) + (1.0 - t2) * np.log(1.0 - p2)).mean(axis=1)
+    dice = (2.0 * (p2 * t2).sum(axis=1) + 1.0) / (p2.sum(axis=1) + t2.sum(axis=1) + 1.0)
+    return {"pixel_loss": -bce, "soft_dice": dice}
 
 
 def metric_attack_scores(proba: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:

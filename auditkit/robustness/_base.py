@@ -30,11 +30,11 @@ __all__ = ["AttackModel", "check_attackable"]
 
 def check_attackable(model: LoadedModel) -> None:
     """Raise :class:`ModelError` for models the robustness check cannot judge yet."""
-    if model.card.output == "multilabel_sigmoid":
+    if model.card.output in ("multilabel_sigmoid", "segmentation"):
         raise ModelError(
-            f"Adversarial robustness of multi-label models is not supported yet; expected a "
-            f"softmax or binary_logit model; got {model.card.ref} with output "
-            f"'multilabel_sigmoid' instead."
+            f"AttackModel wraps classifiers (softmax or binary_logit output); got "
+            f"{model.card.ref} with output {model.card.output!r}. Multi-label and segmentation "
+            "models are attacked with their own loss: auditkit.robustness.dense.TaskLossPGD."
         )
 
 
@@ -57,7 +57,7 @@ class AttackModel(nn.Module):
     Raises
     ------
     ModelError
-        For multi-label models ("not supported yet").
+        For multi-label and segmentation models (see :mod:`auditkit.robustness.dense`).
 
     Examples
     --------

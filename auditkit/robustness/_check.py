@@ -230,6 +230,10 @@ def run_check(ctx: CheckContext) -> dict[str, Any]:
     ``square_queries``, ``headline_eps``. Writes ``robustness.csv`` into ``ctx.out_dir``.
     """
     model, dataset = ctx.model, ctx.dataset
+    if model.card.output in ("multilabel_sigmoid", "segmentation"):
+        from .dense import dense_robustness
+
+        return dense_robustness(ctx)
     try:
         check_attackable(model)
     except ModelError as exc:
