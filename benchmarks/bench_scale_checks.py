@@ -230,14 +230,16 @@ def dashboard_pages() -> list[tuple[str, str, str]]:
     return out
 
 
-def browser_timings(root: Path, log: Path, *, visits: int = 2) -> list[dict[str, Any]]:
+def browser_timings(root: Path, log: Path, *, visits: int = 2,
+                    datasets: Path | None = None) -> list[dict[str, Any]]:
     """Every page of ``streamlit run app.py`` over ``root/audits``, timed in headless Chromium.
 
     One server, one browser; each page is opened ``visits`` times in a row (the first
     visit of the server's first page includes its imports). A row per visit: the seconds
     from navigation until the title shows and Streamlit has finished the script
     (:func:`tests._browser.time_until_idle`), whether the title showed and whether the page
-    shows an exception. Needs Debian chromium and chromedriver.
+    shows an exception. ``datasets`` defaults to ``$AUDITKIT_DATASETS`` (else
+    ``../shared/datasets``). Needs Debian chromium and chromedriver.
     """
     import os
 
@@ -246,8 +248,8 @@ def browser_timings(root: Path, log: Path, *, visits: int = 2) -> list[dict[str,
     from tests._browser import chrome, streamlit_server, time_until_idle
 
     env = {"AUDITKIT_AUDITS": str(root / "audits"), "AUDITKIT_CACHE": str(root / "cache"),
-           "AUDITKIT_DATASETS": os.environ.get("AUDITKIT_DATASETS",
-                                               str(ROOT.parent / "shared" / "datasets"))}
+           "AUDITKIT_DATASETS": str(datasets or os.environ.get(
+               "AUDITKIT_DATASETS", ROOT.parent / "shared" / "datasets"))}
     rows = []
     with streamlit_server(env, log) as url, chrome() as driver:
         for name, path, title in dashboard_pages():

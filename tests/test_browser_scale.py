@@ -34,8 +34,8 @@ N_IMAGES = 1_000_000
 
 
 @pytest.fixture(scope="session")
-def million_audit(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
-    """(root holding ``audits/``, seconds the build took) — built once per session."""
+def million_audit(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float, Path]:
+    """(root holding ``audits/``, seconds the build took, datasets) — built once per session."""
     data = real_data_root()
     if data is None:
         pytest.skip("the shared datasets are not at $AUDITKIT_DATASETS")
@@ -46,11 +46,12 @@ def million_audit(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float
         mp.setenv("AUDITKIT_CACHE", str(root / "cache"))
         t = time.perf_counter()
         build_million_audit(root, N_IMAGES)
-        return root, time.perf_counter() - t
+        return root, time.perf_counter() - t, data
 
 
-def test_every_page_draws_on_a_million_image_audit(million_audit: tuple[Path, float]) -> None:
-    root, build_s = million_audit
+def test_every_page_draws_on_a_million_image_audit(
+        million_audit: tuple[Path, float, Path]) -> None:
+    root, build_s, data = million_audit
     (folder,) = (root / "audits").iterdir()
     stored = json.loads((folder / "audit.json").read_text(encoding="utf-8"))
     assert stored["evidence_files"]["predictions"]["rows"] == N_IMAGES
@@ -62,7 +63,7 @@ def test_every_page_draws_on_a_million_image_audit(million_audit: tuple[Path, fl
     page_s = time.perf_counter() - t
     assert page["image"].tolist() == [f"img_{k}" for k in range(654_321, 654_371)]
 
-    rows = browser_timings(root, root / "streamlit.log")
+    rows = browser_timings(root, root / "streamlit.log", datasets=data)
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "page_timings_1m.json").write_text(json.dumps(
