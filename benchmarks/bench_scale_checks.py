@@ -5,6 +5,7 @@
     python benchmarks/bench_scale_checks.py match              # chunked vs in-memory, 100k
     python benchmarks/bench_scale_checks.py fairlearn          # ratio to MetricFrame, 10k
     python benchmarks/bench_scale_checks.py pages              # every page, 1M-image audit
+    python benchmarks/bench_scale_checks.py pages --browser    # ... and in headless Chromium
 
 Synthetic predictions: 12 groups, patients with 1-5 images each (about 3), a binary
 model whose sensitivity differs by group. The fairness check is
@@ -17,7 +18,9 @@ benchmark machine is shared. ``match`` compares the chunked bootstrap and permut
 with the same computation held in memory in one block (the pre-chunking method) on
 100,000 predictions; ``pages`` writes a 1,000,000-image audit folder with the
 library's own writers in a temporary directory and times each page under
-``streamlit.testing.v1.AppTest`` (target: under 2 s each). Prints ratios, not
+``streamlit.testing.v1.AppTest`` (target: under 2 s each); with ``--browser`` it also
+serves the audit with ``streamlit run app.py`` and times every page in headless Chromium
+(:func:`browser_timings`, shared with tests/test_browser_scale.py). Prints ratios, not
 pass/fail; the numbers go in docs/performance.md.
 """
 
@@ -38,6 +41,8 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 N_GROUPS = 12
+#: The demo model of the stored million-image audit (``pages``).
+MODEL = "cxr-covid@v1"
 
 
 def synthetic(n: int, *, seed: int = 0) -> dict[str, Any]:
@@ -177,8 +182,8 @@ def build_million_audit(root: Path, n: int) -> Path:
 
     os.environ["AUDITKIT_AUDITS"] = str(root / "audits")
     os.environ["AUDITKIT_CACHE"] = str(root / "cache")
-    out = root / "audits" / "cxr-covid@v1__covid_cxr__million"
-    if cli(["audit", "--model", "cxr-covid@v1", "--dataset", "covid_cxr", "--checks",
+    out = root / "audits" / f"{MODEL}__covid_cxr__million"
+    if cli(["audit", "--model", MODEL, "--dataset", "covid_cxr", "--checks",
             "performance,fairness", "--n-boot", "200", "--device",
             "cpu", "--out", str(out)]) != 0:
         raise SystemExit("the demo audit failed (are the datasets at $AUDITKIT_DATASETS?)")
@@ -211,7 +216,70 @@ def _time_page(path: Path) -> tuple[float, float, list[str]]:
             [str(e.value) for e in at.exception])
 
 
-def pages(n: int) -> None:
+def dashboard_pages() -> list[tuple[str, str, str]]:
+    """(file name, URL path, title) of every page app.py serves, read from the files."""
+    import re
+
+    out = []
+    for path in [ROOT / "home.py", *sorted((ROOT / "pages").glob("*.py"))]:
+        title = re.search(r'^st\.title\("([^"]+)"\)', path.read_text(encoding="utf-8"), re.M)
+        if title is None:
+            raise ValueError(f"{path.name}: expected one st.title(\"...\") line; found none")
+        url = "" if path.name == "home.py" else re.sub(r"^\d+_", "", path.stem)
+        out.append((path.name, url, title.group(1)))
+    return out
+
+
+def browser_timings(root: Path, log: Path, *, visits: int = 2,
+                    datasets: Path | None = None) -> list[dict[str, Any]]:
+    """Every page of ``streamlit run app.py`` over ``root/audits``, timed in headless Chromium.
+
+    One server, one browser; each page is opened ``visits`` times in a row (the first
+    visit of the server's first page includes its imports). A row per visit: the seconds
+    from navigation until the title shows and Streamlit has finished the script
+    (:func:`tests._browser.time_until_idle`), whether the title showed and whether the page
+    shows an exception. ``datasets`` defaults to ``$AUDITKIT_DATASETS`` (else
+    ``../shared/datasets``). Needs Debian chromium and chromedriver.
+    """
+    import os
+
+    if str(ROOT) not in sys.path:  # run as a script: tests/ is importable from the root
+        sys.path.insert(0, str(ROOT))
+    from tests._browser import chrome, streamlit_server, time_until_idle
+
+    env = {"AUDITKIT_AUDITS": str(root / "audits"), "AUDITKIT_CACHE": str(root / "cache"),
+           "AUDITKIT_DATASETS": str(datasets or os.environ.get(
+               "AUDITKIT_DATASETS", ROOT.parent / "shared" / "datasets"))}
+    rows = []
+    with streamlit_server(env, log) as url, chrome() as driver:
+        for name, path, title in dashboard_pages():
+            for visit in range(1, visits + 1):
+                seconds, body = time_until_idle(driver, f"{url}/{path}", title)
+                errors = driver.find_elements("css selector", '[data-testid="stException"]')
+                rows.append({"page": name, "visit": visit, "seconds": round(seconds, 2),
+                             "title_shown": title in body, "model_shown": MODEL in body,
+                             "million_shown": "1,000,000" in body,
+                             "exception": errors[0].text[:300] if errors else None})
+    return rows
+
+
+def print_browser_timings(rows: list[dict[str, Any]]) -> None:
+    print(f"{'page':<24} {'1st visit s':>12} {'2nd visit s':>12}  (headless Chromium, from "
+          "navigation until the script has finished; target < 2 s)")
+    by_page: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_page.setdefault(r["page"], []).append(r)
+    for page, visits in by_page.items():
+        cells = " ".join(f"{v['seconds']:12.2f}" for v in visits)
+        bad = [v for v in visits if v["exception"] or not v["title_shown"]]
+        flag = f"  PROBLEM: {bad[0]['exception'] or 'title not shown'}"[:100] if bad else ""
+        print(f"{page:<24} {cells}{flag}")
+    last = [v[-1]["seconds"] for v in by_page.values()]
+    print(f"slowest page (last visit): {max(last):.2f} s; ratio to the 2 s target: "
+          f"{max(last) / 2:.2f}")
+
+
+def pages(n: int, *, browser: bool = False) -> None:
     import os
 
     os.environ.setdefault("AUDITKIT_DATASETS", str(ROOT.parent / "shared" / "datasets"))
@@ -232,6 +300,8 @@ def pages(n: int) -> None:
             print(f"{page.name:<24} {cold:12.2f} {warm:12.2f} {cpu:11.2f}{flag}")
         print(f"slowest page (warm): {worst:.2f} s wall, {worst_cpu:.2f} s cpu; ratio to the "
               f"2 s target: {worst / 2:.2f} (wall), {worst_cpu / 2:.2f} (cpu)")
+        if browser:
+            print_browser_timings(browser_timings(Path(tmp), Path(tmp) / "streamlit.log"))
 
 
 def main() -> None:
@@ -244,6 +314,8 @@ def main() -> None:
     parser.add_argument("what", choices=["checks", "match", "fairlearn", "pages"])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--n-boot", type=int, default=1000)
+    parser.add_argument("--browser", action="store_true",
+                        help="pages: also time every page in headless Chromium")
     args = parser.parse_args()
     if args.what == "checks":
         checks(args.sizes, args.n_boot)
@@ -252,7 +324,7 @@ def main() -> None:
     elif args.what == "fairlearn":
         versus_fairlearn()
     else:
-        pages(args.sizes[-1])
+        pages(args.sizes[-1], browser=args.browser)
 
 
 if __name__ == "__main__":

@@ -131,3 +131,31 @@ def full_page_screenshot(driver: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(path))
     driver.set_window_size(size["width"], size["height"])
+
+
+def time_until_idle(driver: Any, url: str, needle: str, timeout: float = 180,
+                    settle: float = 1.0) -> tuple[float, str]:
+    """Open ``url``; seconds until ``needle`` shows and Streamlit has finished the script.
+
+    Finished means: ``needle`` is on the page and no status widget ("Running…") is shown,
+    and that stays so for ``settle`` seconds (Streamlit shows its status widget a moment
+    after a run starts, so one idle look is not proof). The time returned is the start of
+    that quiet window, measured from just before navigation, polled every 0.1 s; it is
+    ``timeout`` (with the last text seen) when the page never settles.
+    """
+    start = time.perf_counter()
+    driver.get(url)
+    quiet_since: float | None = None
+    body = ""
+    while time.perf_counter() - start < timeout:
+        body = driver.find_element("tag name", "body").text
+        running = driver.find_elements("css selector", '[data-testid="stStatusWidget"]')
+        now = time.perf_counter()
+        if needle in body and not running:
+            quiet_since = quiet_since if quiet_since is not None else now
+            if now - quiet_since >= settle:
+                return quiet_since - start, body
+        else:
+            quiet_since = None
+        time.sleep(0.1)
+    return timeout, body

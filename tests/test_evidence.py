@@ -69,6 +69,30 @@ def test_real_table_round_trip_columns_pages_batches(tmp_path: Path, fitzpatrick
     assert pd.concat(batches)["label"].tolist() == fitzpatrick_rows["label"].tolist()
 
 
+
+def test_page_spans_row_groups_and_stops_at_the_end(tmp_path: Path, fitzpatrick_rows) -> None:
+    """Pages of a Parquet file of many row groups (as pyarrow writes past a million rows):
+    a page across a group boundary, the last partial page, past the end, and limit 0 all
+    give exactly the rows of the table, in order."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pandas(fitzpatrick_rows, preserve_index=False),
+                   tmp_path / "predictions.parquet", row_group_size=700)
+    table = open_table(tmp_path, "predictions")
+    with pq.ParquetFile(table.path) as handle:
+        assert handle.num_row_groups == 5  # 4 x 700 + 200
+    want = fitzpatrick_rows["image"]
+    for offset, limit in [(0, 25), (690, 25), (1390, 720), (2990, 50), (2800, 200)]:
+        got = table.page(offset, limit, columns=["image"])
+        assert got["image"].tolist() == want.iloc[offset:offset + limit].tolist(), (offset, limit)
+    assert table.page(3000, 10, columns=["image"]).empty
+    assert list(table.page(5, 0).columns) == list(fitzpatrick_rows.columns)
+    assert table.page(5, 0).empty
+    with pytest.raises(DataError, match="offset >= 0 and limit >= 0; got offset=-1"):
+        table.page(-1, 10)
+
+
 def test_one_table_per_stem_and_csv_export_neutralises_formulas(tmp_path: Path,
                                                                  fitzpatrick_rows) -> None:
     frame = fitzpatrick_rows.copy()
