@@ -89,6 +89,10 @@ def _with_audience(frame: pd.DataFrame, audience: str) -> pd.DataFrame:
     return out
 
 
+#: Rows per Parquet row group (the unit a reader decodes at once).
+ROW_GROUP_ROWS = 65_536
+
+
 def write_table(frame: pd.DataFrame, folder: str | os.PathLike[str], stem: str, *,
                 fmt: str | None = None, audience: str | None = None) -> Path:
     """Write ``frame`` as ``folder/stem.csv`` or ``folder/stem.parquet``, atomically.
@@ -124,7 +128,10 @@ def write_table(frame: pd.DataFrame, folder: str | os.PathLike[str], stem: str, 
         if audience is not None:
             out = _with_audience(out, audience)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        out.to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
+        # row groups of ROW_GROUP_ROWS: a page of the table (EvidenceTable.page) then
+        # decodes one or two groups, not the whole column
+        out.to_parquet(tmp, index=False, engine="pyarrow", compression="zstd",
+                       row_group_size=ROW_GROUP_ROWS)
         os.replace(tmp, path)
     for other in _FORMATS:
         stale = folder / f"{stem}.{other}"

@@ -93,6 +93,30 @@ def test_page_spans_row_groups_and_stops_at_the_end(tmp_path: Path, fitzpatrick_
         table.page(-1, 10)
 
 
+def test_writer_cuts_row_groups_so_a_page_decodes_only_its_own(
+        tmp_path: Path, fitzpatrick_rows, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The library's own Parquet writer cuts row groups of ROW_GROUP_ROWS, so a page of a
+    large table reads one group, not every row; pages still give the table's rows."""
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr(evidence, "ROW_GROUP_ROWS", 1000)
+    path = write_table(fitzpatrick_rows, tmp_path, "predictions", fmt="parquet")
+    with pq.ParquetFile(path) as handle:
+        assert [handle.metadata.row_group(g).num_rows
+                for g in range(handle.num_row_groups)] == [1000, 1000, 1000]
+    decoded: list[int] = []
+    real = pq.ParquetFile.read_row_group
+
+    def counting(self, i, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        decoded.append(i)
+        return real(self, i, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", counting)
+    got = open_table(tmp_path, "predictions").page(1200, 50, columns=["image"])
+    assert decoded == [1]
+    assert got["image"].tolist() == fitzpatrick_rows["image"].iloc[1200:1250].tolist()
+
+
 def test_one_table_per_stem_and_csv_export_neutralises_formulas(tmp_path: Path,
                                                                  fitzpatrick_rows) -> None:
     frame = fitzpatrick_rows.copy()
