@@ -106,6 +106,24 @@ class BrightnessNet(torch.nn.Module):
         return m * self.weight
 
 
+def write_tiny_covid(root: Path) -> list[str]:
+    """A seeded 40-image stand-in for covid_cxr at ``root`` (8x8 grey PNGs and a metadata.csv
+    with label, patient, sex, age and view); returns the image paths in table order."""
+    (root / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(40):
+        covid = i % 2 == 1
+        arr = np.clip(rng.normal(140 if covid else 115, 20, (8, 8)), 0, 255).astype(np.uint8)
+        Image.fromarray(arr).save(root / "images" / f"{i}.png")
+        rows.append({"image": f"images/{i}.png",
+                     "label_covid": "COVID-19" if covid else "No Finding",
+                     "patient_id": f"pat_{i:03d}", "sex": "F" if (i // 2) % 2 else "M",
+                     "age": str(30 + i % 40), "view": "PA" if i < 34 else "AP"})
+    pd.DataFrame(rows).to_csv(root / "metadata.csv", index=False)
+    return [row["image"] for row in rows]
+
+
 def write_model(folder: Path, module: torch.nn.Module, *, fmt: str, output: str = "softmax",
                 class_names: list[str] | None = None, channels: int = 3, size: int = 16,
                 architecture: str | None = None, architecture_kwargs: dict | None = None,

@@ -13,14 +13,12 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
 from tests._browser import ARTIFACTS, BROWSER_MARKS, streamlit_server
 from tests._browser import wait_for_text as _wait_for_text
-from tests.conftest import BrightnessNet, write_model
+from tests.conftest import BrightnessNet, write_model, write_tiny_covid
 from tests.ui.test_compare_page import DarkerNet
 
 pytestmark = BROWSER_MARKS
@@ -31,19 +29,7 @@ def _tiny_family(tmp: Path) -> dict[str, str]:
     import auditkit
 
     root = tmp / "data" / "covid_cxr"
-    (root / "images").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    rows = []
-    for i in range(40):
-        covid = i % 2 == 1
-        arr = np.clip(rng.normal(140 if covid else 115, 20, (8, 8)), 0, 255).astype(np.uint8)
-        Image.fromarray(arr).save(root / "images" / f"{i}.png")
-        rows.append({"image": f"images/{i}.png",
-                     "label_covid": "COVID-19" if covid else "No Finding",
-                     "patient_id": f"pat_{i:03d}", "sex": "F" if (i // 2) % 2 else "M",
-                     "age": str(30 + i % 40), "view": "PA" if i < 34 else "AP"})
-    pd.DataFrame(rows).to_csv(root / "metadata.csv", index=False)
-    images = [f"images/{i}.png" for i in range(40)]
+    images = write_tiny_covid(root)
     for version, net, train in (("v1", BrightnessNet(1), images[:5]),
                                 ("v2", DarkerNet(), images[5:10])):
         folder = write_model(tmp / "reg" / "cxr-tiny" / version, net, fmt="torchscript",

@@ -5,32 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 import streamlit as st
-from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import BrightnessNet, write_model
+from tests.conftest import BrightnessNet, write_model, write_tiny_covid
 
 
 @pytest.fixture
 def tiny_covid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A 40-image stand-in for covid_cxr on disk and a tiny single-logit model."""
     root = tmp_path / "data" / "covid_cxr"
-    (root / "images").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    rows = []
-    for i in range(40):
-        covid = i % 2 == 1
-        arr = np.clip(rng.normal(140 if covid else 115, 20, (8, 8)), 0, 255).astype(np.uint8)
-        Image.fromarray(arr).save(root / "images" / f"{i}.png")
-        rows.append({"image": f"images/{i}.png",
-                     "label_covid": "COVID-19" if covid else "No Finding",
-                     "patient_id": f"pat_{i:03d}", "sex": "F" if (i // 2) % 2 else "M",
-                     "age": str(30 + i % 40), "view": "PA" if i < 34 else "AP"})
-    pd.DataFrame(rows).to_csv(root / "metadata.csv", index=False)
+    write_tiny_covid(root)
     folder = write_model(tmp_path / "reg" / "cxr-tiny" / "v1", BrightnessNet(1),
                          fmt="torchscript", channels=1, size=8, name="cxr-tiny",
                          output="binary_logit", class_names=["not_covid", "covid"])
