@@ -241,6 +241,17 @@ def sso_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
                 yield server, url, issuer
 
 
+def _wait_css(driver, selector: str, timeout: float = 60):  # noqa: ANN202
+    """The element once the (possibly slow, under load) page has drawn it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(
+        expected_conditions.element_to_be_clickable((By.CSS_SELECTOR, selector)),
+        message=f"{selector!r} not shown within {timeout} s at {driver.current_url}")
+
+
 def _sso_sign_in(driver, server: str, issuer: str, subject: str) -> str:
     driver.get(f"{server}/Review")
     _idle(driver, "Sign in with single sign-on")
@@ -249,7 +260,7 @@ def _sso_sign_in(driver, server: str, issuer: str, subject: str) -> str:
     while not driver.current_url.startswith(issuer) and time.time() < deadline:
         time.sleep(0.3)
     assert driver.current_url.startswith(f"{issuer}/oauth2/authorize"), driver.current_url
-    box = driver.find_element("css selector", 'input[name="sub"]')
+    box = _wait_css(driver, 'input[name="sub"]')
     box.send_keys(subject)
     box.submit()  # the provider redirects back to Streamlit's /oauth2callback
     deadline = time.time() + 60
@@ -274,7 +285,8 @@ def test_single_sign_on_round_trip_picks_the_account_by_email(sso_server, chrome
     while not driver.current_url.startswith(f"{issuer}/oauth2/end_session") \
             and time.time() < deadline:
         time.sleep(0.3)
-    driver.find_element("css selector", 'form button[type="submit"]').click()
+    assert driver.current_url.startswith(f"{issuer}/oauth2/end_session"), driver.current_url
+    _wait_css(driver, 'form button[type="submit"]').click()
     deadline = time.time() + 60
     while not driver.current_url.startswith(server) and time.time() < deadline:
         time.sleep(0.3)
