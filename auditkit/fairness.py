@@ -593,6 +593,18 @@ def skin_tone_agreement(a: Sequence[str], b: Sequence[str]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the check
 
 
+def auditor_for(ctx: Any) -> FairnessAudit:
+    """The :class:`FairnessAudit` an audit's settings ask for (seed, resamples, small cells and
+    the fairness options ``metrics``, ``n_permutations``, ``alpha``)."""
+    opts = ctx.options("fairness")
+    return FairnessAudit(n_boot=ctx.config.n_boot, confidence=ctx.config.confidence,
+                         min_group_size=ctx.config.min_group_size,
+                         metrics=opts.get("metrics"), random_state=ctx.config.seed,
+                         n_permutations=int(opts.get("n_permutations", ctx.config.n_boot)),
+                         alpha=float(opts.get("alpha", 0.05)),
+                         small_cell_k=ctx.config.small_cell_k)
+
+
 def run_check(ctx: Any) -> dict[str, Any]:
     """The ``fairness`` check (see :class:`auditkit.audit.CheckContext`)."""
     from ._context import label_indices
@@ -616,12 +628,7 @@ def run_check(ctx: Any) -> dict[str, Any]:
     pred = ctx.predictions.predicted_index(card.output)[rows]
     proba = ctx.predictions.probabilities[rows]
     patients = records["patient_id"].to_numpy().astype(str) if ctx.dataset.has_patients else None
-    auditor = FairnessAudit(n_boot=ctx.config.n_boot, confidence=ctx.config.confidence,
-                            min_group_size=ctx.config.min_group_size,
-                            metrics=opts.get("metrics"), random_state=ctx.config.seed,
-                            n_permutations=int(opts.get("n_permutations", ctx.config.n_boot)),
-                            alpha=float(opts.get("alpha", 0.05)),
-                            small_cell_k=ctx.config.small_cell_k)
+    auditor = auditor_for(ctx)
     order = {a.name: a.group_order for a in ctx.dataset.spec.attributes}
     if ctx.progress:
         ctx.progress(0, 3, "fairness: subgroup metrics and permutation tests")

@@ -230,10 +230,9 @@ def performance_check(ctx: Any) -> dict[str, Any]:
 
 def fairness_check(ctx: Any) -> dict[str, Any]:
     """The ``fairness`` check of a ``multilabel_sigmoid`` model."""
-    from .fairness import FairnessAudit, attribute_concepts
+    from .fairness import attribute_concepts, auditor_for
 
     card = ctx.model.card
-    opts = ctx.options("fairness")
     rows, described = ctx.evaluation_rows()
     records = ctx.dataset.records[rows].reset_index(drop=True)
     attrs = [a.name for a in ctx.dataset.spec.attributes]
@@ -242,12 +241,7 @@ def fairness_check(ctx: Any) -> dict[str, Any]:
     truth = check_findings(card, records)
     proba = ctx.predictions.probabilities[rows]
     patients = records["patient_id"].to_numpy().astype(str) if ctx.dataset.has_patients else None
-    auditor = FairnessAudit(n_boot=ctx.config.n_boot, confidence=ctx.config.confidence,
-                            min_group_size=ctx.config.min_group_size,
-                            metrics=opts.get("metrics"), random_state=ctx.config.seed,
-                            n_permutations=int(opts.get("n_permutations", ctx.config.n_boot)),
-                            alpha=float(opts.get("alpha", 0.05)),
-                            small_cell_k=ctx.config.small_cell_k)
+    auditor = auditor_for(ctx)
     result = fairness_by_finding(
         truth=truth, proba=proba, thresholds=card.thresholds, findings=list(card.class_names),
         groups=records[attrs], patients=patients, auditor=auditor,
