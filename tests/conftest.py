@@ -106,6 +106,23 @@ class BrightnessNet(torch.nn.Module):
         return m * self.weight
 
 
+def dicom_skeleton():  # noqa: ANN201 (pydicom is imported lazily)
+    """An uncompressed secondary-capture DX DICOM dataset with fresh UIDs, no pixels yet."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "DX"
+    return ds
+
+
 def write_tiny_covid(root: Path) -> list[str]:
     """A seeded 40-image stand-in for covid_cxr at ``root`` (8x8 grey PNGs and a metadata.csv
     with label, patient, sex, age and view); returns the image paths in table order."""

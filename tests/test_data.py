@@ -12,6 +12,7 @@ from PIL import Image
 import auditkit
 from auditkit.data import AttributeSpec, DatasetSpec, find_dataset, load_dataset
 from auditkit.exceptions import ConfigError, DataError, DatasetNotFoundError
+from tests.conftest import dicom_skeleton
 
 
 def test_tiny_dataset_loads_with_groups(tiny_dataset_dir: Path) -> None:
@@ -116,19 +117,8 @@ def test_unknown_dataset_says_what_to_do(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def _write_dicom(path: Path, *, sex: str, age: str, ethnic: str, pixels: np.ndarray) -> None:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds = dicom_skeleton()
     ds.PatientSex, ds.PatientAge, ds.EthnicGroup = sex, age, ethnic
-    ds.Modality = "DX"
     ds.Rows, ds.Columns = pixels.shape
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0

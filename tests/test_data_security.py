@@ -24,6 +24,7 @@ from auditkit.data import (
     resolve_confined,
 )
 from auditkit.exceptions import ConfigError, DataError, DatasetNotFoundError
+from tests.conftest import dicom_skeleton
 
 REPO = Path(__file__).resolve().parents[1]
 #: Memory that validating the bombs may add over validating one small image (stated bound).
@@ -54,20 +55,9 @@ def png_bomb(path: Path, side: int) -> Path:
 def write_dicom(path: Path, *, rows: int, cols: int, pixels: bytes | None = None,
                 patient_id: str = "", sex: str = "F", age: str = "050Y") -> Path:
     """A DICOM file; ``pixels`` may be much shorter than Rows x Columns claim (a bomb)."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds = dicom_skeleton()
     ds.PatientID, ds.PatientName = patient_id, patient_id
     ds.PatientSex, ds.PatientAge = sex, age
-    ds.Modality = "DX"
     ds.Rows, ds.Columns = rows, cols
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0

@@ -21,6 +21,7 @@ from auditkit.data import DatasetSpec, PixelScaling, load_dataset, read_pixels
 from auditkit.exceptions import ConfigError, DataError
 from auditkit.models import LoadedModel, ModelCard
 from auditkit.predict import LocalExecutor, predict
+from tests.conftest import dicom_skeleton
 
 N_IMAGES = 4
 
@@ -28,18 +29,7 @@ N_IMAGES = 4
 def write_dicom(path: Path, frames: np.ndarray, *, bits_stored: int, signed: bool = False,
                 photometric: str = "MONOCHROME2", **tags: Any) -> None:
     """Write ``frames`` ((H, W) or (F, H, W) integers) as an uncompressed DICOM file."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "DX"
+    ds = dicom_skeleton()
     ds.Rows, ds.Columns = frames.shape[-2:]
     if frames.ndim == 3:
         ds.NumberOfFrames = frames.shape[0]
