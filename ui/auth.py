@@ -95,7 +95,12 @@ def require_user(store: ReviewStore) -> UserInfo:
             if st.button("Sign out", key="signout"):
                 st.session_state.pop(_SESSION_KEY, None)
                 if sso_configured() and getattr(st.user, "is_logged_in", False):
+                    # st.logout() queues a redirect to the provider's end-session page;
+                    # a rerun now would clear that queue before the browser hears of it
+                    # (the identity cookie would survive, and the next visit sign in again),
+                    # so stop here and let the redirect start the new session.
                     st.logout()
+                    st.stop()
                 st.rerun()
         return user
     st.subheader("Sign in")
