@@ -39,6 +39,7 @@ __all__ = [
     "describe",
     "evidence_format",
     "export_csv",
+    "file_stamp",
     "find_table",
     "open_table",
     "read_table",
@@ -147,6 +148,18 @@ def find_table(folder: str | os.PathLike[str], stem: str) -> Path | None:
         if path.is_file():
             return path
     return None
+
+
+def file_stamp(path: str | os.PathLike[str]) -> tuple[str, int, int]:
+    """(resolved path, modification time in ns, size): the key of a cached summary of a file.
+
+    A page redraws on every click, and a million-row table is re-read each time unless
+    its summaries are kept; keyed by this stamp, a summary is recomputed as soon as the
+    file is rewritten (audit folders are written once, so in practice never).
+    """
+    path = Path(path).resolve()
+    st = path.stat()
+    return str(path), st.st_mtime_ns, st.st_size
 
 
 @dataclass(frozen=True)

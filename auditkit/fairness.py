@@ -23,6 +23,7 @@ demographic-parity and equalized-odds differences are tested the same way.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -748,7 +749,9 @@ def operating_points_from_predictions(frame: pd.DataFrame, *, attribute: str,
             raise ConfigError(
                 f"predictions table needs column {needed!r}; found {list(frame.columns)}."
             )
-    evaluated = frame["evaluated"].astype(str).str.strip().str.lower().isin(["true", "1"])
+    evaluated = frame["evaluated"]
+    if evaluated.dtype != bool:  # as read from a CSV: "True"/"False" text
+        evaluated = evaluated.astype(str).str.strip().str.lower().isin(["true", "1"])
     rows = frame[evaluated.to_numpy()]
     values = rows[attribute].astype(str).to_numpy()
     if groups is not None:
@@ -775,21 +778,44 @@ def operating_points_from_audit(audit_dir: str | os.PathLike[str], *, attribute:
     only ``groups`` when given (:func:`operating_points_from_predictions`). None when the
     table or one of the columns is missing (audits before ``evaluated`` was written).
     """
-    from .evidence import find_table, open_table
+    from .evidence import file_stamp, find_table
 
     path = find_table(audit_dir, "predictions")
     if path is None:
         return None
-    table = open_table(path)
+    frame = _operating_point_columns(file_stamp(path), positive_class, attribute)
+    if frame is None:
+        return None
+    return operating_points_from_predictions(frame, attribute=attribute,
+                                             positive_class=positive_class, threshold=threshold,
+                                             groups=groups)
+
+
+@functools.lru_cache(maxsize=4)
+def _operating_point_columns(stamp: tuple[str, int, int], positive_class: str,
+                             attribute: str) -> pd.DataFrame | None:
+    """The evaluated rows' probability, label and group, read once per file version.
+
+    The Fairness page asks again at every move of its threshold slider; re-reading and
+    re-typing a million-row table each time took about 0.3 s, so the few columns are kept
+    (keyed by :func:`auditkit.evidence.file_stamp`; about 20 bytes a row) with
+    ``evaluated`` already applied. Read-only: callers filter, never assign.
+    """
+    from .evidence import open_table
+
+    table = open_table(stamp[0])
     col = f"prob_{positive_class}"
     if not {col, "label", attribute, "evaluated"} <= set(table.columns):
         return None
     frame = table.read([col, "label", attribute, "evaluated"])
-    frame["label"] = frame["label"].astype(str)
-    frame[attribute] = frame[attribute].astype(object).where(frame[attribute].notna(), "")
-    return operating_points_from_predictions(frame, attribute=attribute,
-                                             positive_class=positive_class, threshold=threshold,
-                                             groups=groups)
+    evaluated = frame["evaluated"].astype(str).str.strip().str.lower().isin(["true", "1"])
+    frame = frame[evaluated.to_numpy()]
+    return pd.DataFrame({
+        col: frame[col].to_numpy(dtype=float),
+        "label": frame["label"].astype(str).to_numpy(dtype=object),
+        attribute: frame[attribute].astype(object).where(frame[attribute].notna(), "")
+        .astype(str).to_numpy(dtype=object),
+        "evaluated": np.ones(len(frame), dtype=bool)})
 
 
 def groups_table(result: dict[str, Any], *, attribute: str, metric: str) -> pd.DataFrame:

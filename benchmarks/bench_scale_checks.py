@@ -234,12 +234,19 @@ def browser_timings(root: Path, log: Path, *, visits: int = 2,
                     datasets: Path | None = None) -> list[dict[str, Any]]:
     """Every page of ``streamlit run app.py`` over ``root/audits``, timed in headless Chromium.
 
-    One server, one browser; each page is opened ``visits`` times in a row (the first
-    visit of the server's first page includes its imports). A row per visit: the seconds
-    from navigation until the title shows and Streamlit has finished the script
-    (:func:`tests._browser.time_until_idle`), whether the title showed and whether the page
-    shows an exception. ``datasets`` defaults to ``$AUDITKIT_DATASETS`` (else
-    ``../shared/datasets``). Needs Debian chromium and chromedriver.
+    One server, one browser, two ways of reaching each page:
+
+    - ``reload``: the page's address is loaded ``visits`` times in a row (a new browser
+      session each time: the front end starts, connects and draws; the first visit of the
+      server's first page includes its imports);
+    - ``click``: then, ``visits`` rounds through the sidebar, clicking each page's link in
+      the running app (how a reviewer moves between pages).
+
+    A row per visit: the seconds from navigation until the page's title shows and
+    Streamlit has finished the script (:func:`tests._browser.time_until_idle`), whether the
+    title and the audited model showed, and any exception shown. ``datasets`` defaults to
+    ``$AUDITKIT_DATASETS`` (else ``../shared/datasets``). Needs Debian chromium and
+    chromedriver.
     """
     import os
 
@@ -251,32 +258,53 @@ def browser_timings(root: Path, log: Path, *, visits: int = 2,
            "AUDITKIT_DATASETS": str(datasets or os.environ.get(
                "AUDITKIT_DATASETS", ROOT.parent / "shared" / "datasets"))}
     rows = []
+
+    def record(how: str, visit: int, name: str, seconds: float, body: str, title: str) -> None:
+        errors = driver.find_elements("css selector", '[data-testid="stException"]')
+        rows.append({"page": name, "how": how, "visit": visit, "seconds": round(seconds, 2),
+                     "title_shown": title in body, "model_shown": MODEL in body,
+                     "million_shown": "1,000,000" in body,
+                     "exception": errors[0].text[:300] if errors else None})
+
+    pages = dashboard_pages()
     with streamlit_server(env, log) as url, chrome() as driver:
-        for name, path, title in dashboard_pages():
+        for name, path, title in pages:
             for visit in range(1, visits + 1):
                 seconds, body = time_until_idle(driver, f"{url}/{path}", title)
-                errors = driver.find_elements("css selector", '[data-testid="stException"]')
-                rows.append({"page": name, "visit": visit, "seconds": round(seconds, 2),
-                             "title_shown": title in body, "model_shown": MODEL in body,
-                             "million_shown": "1,000,000" in body,
-                             "exception": errors[0].text[:300] if errors else None})
+                record("reload", visit, name, seconds, body, title)
+        for visit in range(1, visits + 1):
+            for name, path, title in [*pages[1:], pages[0]]:  # start away from the last page
+                link = driver.find_element(
+                    "css selector", '[data-testid="stSidebarNav"] a'
+                    + (f'[href$="/{path}"]' if path else ""))
+                seconds, body = time_until_idle(driver, "", title, click=link)
+                record("click", visit, name, seconds, body, title)
     return rows
 
 
 def print_browser_timings(rows: list[dict[str, Any]]) -> None:
-    print(f"{'page':<24} {'1st visit s':>12} {'2nd visit s':>12}  (headless Chromium, from "
-          "navigation until the script has finished; target < 2 s)")
-    by_page: dict[str, list[dict[str, Any]]] = {}
+    hows = list(dict.fromkeys(r["how"] for r in rows))
+    visits = sorted({r["visit"] for r in rows})
+    heads = [f"{how} {v}" for how in hows for v in visits]
+    print(f"{'page':<24} " + " ".join(f"{h:>9}" for h in heads)
+          + "  (seconds in headless Chromium from navigation until the script has finished;"
+          " reload = the page's address loaded afresh, click = its sidebar link in the running"
+          " app; target < 2 s)")
+    by_page: dict[str, dict[tuple[str, int], dict[str, Any]]] = {}
     for r in rows:
-        by_page.setdefault(r["page"], []).append(r)
-    for page, visits in by_page.items():
-        cells = " ".join(f"{v['seconds']:12.2f}" for v in visits)
-        bad = [v for v in visits if v["exception"] or not v["title_shown"]]
+        by_page.setdefault(r["page"], {})[(r["how"], r["visit"])] = r
+    for page, cells in by_page.items():
+        line = " ".join(f"{cells[(how, v)]['seconds']:9.2f}" if (how, v) in cells else
+                        f"{'':>9}" for how in hows for v in visits)
+        bad = [c for c in cells.values() if c["exception"] or not c["title_shown"]]
         flag = f"  PROBLEM: {bad[0]['exception'] or 'title not shown'}"[:100] if bad else ""
-        print(f"{page:<24} {cells}{flag}")
-    last = [v[-1]["seconds"] for v in by_page.values()]
-    print(f"slowest page (last visit): {max(last):.2f} s; ratio to the 2 s target: "
-          f"{max(last) / 2:.2f}")
+        print(f"{page:<24} {line}{flag}")
+    for how in hows:  # the last visit: a running server, the page seen before
+        last = [cells[(how, visits[-1])]["seconds"] for cells in by_page.values()
+                if (how, visits[-1]) in cells]
+        if last:
+            print(f"slowest page, {how} (visit {visits[-1]}): {max(last):.2f} s; ratio to the "
+                  f"2 s target: {max(last) / 2:.2f}")
 
 
 def pages(n: int, *, browser: bool = False) -> None:

@@ -112,15 +112,17 @@ with st.expander("What the metric names mean"):
         st.markdown(f"- **{wording.metric_name(key)}**: {meaning}")
 
 st.subheader("The report for the committee's minutes")
-html = build_report_html(folder, criteria=criteria)
 stem = f"{ref}__{dataset_name}__report"
-st.download_button("Download the report (HTML, one file)", data=html, file_name=f"{stem}.html",
-                   mime="text/html", key="overview_download_html")
+# the report is written when the button is clicked (a callable), not on every redraw
+st.download_button("Download the report (HTML, one file)",
+                   data=lambda: build_report_html(folder, criteria=criteria),
+                   file_name=f"{stem}.html", mime="text/html", key="overview_download_html")
 if find_chromium() is None:
     st.caption("PDF needs headless Chromium on this computer (Debian: apt-get install chromium); "
                "or run `auditkit report AUDIT_DIR --format pdf` where it is installed.")
 elif st.button("Prepare the PDF", key="overview_pdf"):
     with st.spinner("Printing the PDF…"), tempfile.TemporaryDirectory() as tmp:
+        html = build_report_html(folder, criteria=criteria)
         pdf = html_to_pdf(html, Path(tmp) / "report.pdf").read_bytes()
     st.download_button("Download the report (PDF)", data=pdf, file_name=f"{stem}.pdf",
                        mime="application/pdf", key="overview_download_pdf")

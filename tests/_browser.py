@@ -133,29 +133,47 @@ def full_page_screenshot(driver: Any, path: Path) -> None:
     driver.set_window_size(size["width"], size["height"])
 
 
-def time_until_idle(driver: Any, url: str, needle: str, timeout: float = 180,
-                    settle: float = 1.0) -> tuple[float, str]:
-    """Open ``url``; seconds until ``needle`` shows and Streamlit has finished the script.
+_READY_JS = """
+const needle = arguments[0];
+const shown = [...document.querySelectorAll('h1, h2, h3')].some(
+    h => h.textContent.includes(needle));
+const app = document.querySelector('[data-testid="stApp"]');
+const state = app === null ? null : app.getAttribute('data-test-script-state');
+return shown && state === 'notRunning'
+    && document.querySelector('[data-testid="stStatusWidget"]') === null;"""
 
-    Finished means: ``needle`` is on the page and no status widget ("Running…") is shown,
-    and that stays so for ``settle`` seconds (Streamlit shows its status widget a moment
-    after a run starts, so one idle look is not proof). The time returned is the start of
-    that quiet window, measured from just before navigation, polled every 0.1 s; it is
-    ``timeout`` (with the last text seen) when the page never settles.
+
+def time_until_idle(driver: Any, url: str, needle: str, timeout: float = 180,
+                    settle: float = 1.0, *, click: Any = None) -> tuple[float, str]:
+    """Open ``url``; seconds until heading ``needle`` shows and Streamlit has finished.
+
+    Finished means: a heading holding ``needle`` is on the page, the app's root says its
+    script is not running (Streamlit's ``data-test-script-state`` attribute) and no status
+    widget ("Running…") is shown, and that stays so for ``settle`` seconds (a rerun can
+    start a moment after a run ends, so one idle look is not proof). The time
+    returned is the start of that quiet window, measured from just before navigation,
+    polled every 0.05 s with a small script that reads the DOM without laying the page out
+    (reading the whole page's text each poll cost the browser tenths of a second on a long
+    page); it is ``timeout`` (with the last text seen) when the page never settles.
+
+    ``click``: a link element to click instead of loading ``url`` (navigation inside the
+    running app, as a reviewer moves between pages in the sidebar: no new session, no
+    front-end start-up).
     """
     start = time.perf_counter()
-    driver.get(url)
+    if click is None:
+        driver.get(url)
+    else:
+        driver.execute_script("arguments[0].click();", click)
     quiet_since: float | None = None
-    body = ""
     while time.perf_counter() - start < timeout:
-        body = driver.find_element("tag name", "body").text
-        running = driver.find_elements("css selector", '[data-testid="stStatusWidget"]')
+        ready = driver.execute_script(_READY_JS, needle)
         now = time.perf_counter()
-        if needle in body and not running:
+        if ready:
             quiet_since = quiet_since if quiet_since is not None else now
             if now - quiet_since >= settle:
-                return quiet_since - start, body
+                return quiet_since - start, driver.find_element("tag name", "body").text
         else:
             quiet_since = None
-        time.sleep(0.1)
-    return timeout, body
+        time.sleep(0.05)
+    return timeout, driver.find_element("tag name", "body").text

@@ -192,6 +192,13 @@ def test_audit_writes_parquet_from_the_threshold_and_says_so(
     pd.testing.assert_frame_equal(pa, pb)
     assert operating_points_from_audit(tmp_path / "large", attribute="nope",
                                        positive_class=positive, threshold=0.5) is None
+    # the page keeps the columns it read; a rewritten table is read again, never served stale
+    table = read_table(tmp_path / "large", "predictions")
+    table["evaluated"] = [True] * 6 + [False] * 18
+    write_table(table, tmp_path / "large", "predictions")
+    pc = operating_points_from_audit(tmp_path / "large", attribute=attribute,
+                                     positive_class=positive, threshold=0.5)
+    assert pc is not None and pc["n"].sum() == 6
 
 
 def test_module_is_small_and_public() -> None:

@@ -12,6 +12,7 @@ import auditkit
 from auditkit import wording
 from auditkit.cli import main
 from auditkit.criteria import default_criteria, load_criteria, parse_criteria, task_type_of
+from auditkit.evidence import read_table, write_table
 from auditkit.exceptions import ConfigError
 from auditkit.overview import (
     QUESTIONS,
@@ -238,6 +239,13 @@ def test_groups_never_seen_in_training_are_a_concern(
     assert "never seen in training: b (12 test images)" in absent.evidence
     assert by_criterion["sex: every group of the test data was also in the training data"
                         ].verdict == "meets"
+    # the counts are kept per file version: a rewritten predictions table is counted again
+    table = read_table(folder, "predictions")
+    assert set(table["split"]) == {"train", "test"}
+    table["split"] = "test"
+    write_table(table, folder, "predictions")
+    recounted = {r["group"]: r for r in training_mix(folder, audit, registry=registry)["site"]}
+    assert (recounted["a"]["n_train"], recounted["a"]["n_test"]) == (0, 12)
     # weights that differ from the registry's card: no training mix is claimed
     audit["model"]["sha256"] = "0" * 64
     assert training_mix(folder, audit, registry=registry) is None
