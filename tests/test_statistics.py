@@ -24,6 +24,7 @@ from auditkit.fairness import FairnessAudit
 from auditkit.stats import (
     clustered_auroc_interval,
     holm_adjust,
+    paired_difference_interval,
     proportion_interval,
     westfall_young_stepdown,
 )
@@ -311,3 +312,25 @@ def test_stepdown_decision_and_critical_value_agree() -> None:
         assert np.array_equal(res.reject, obs > res.critical)
         assert np.array_equal(res.reject, res.p_adjusted <= 0.05)
         assert (res.p_adjusted >= res.p_raw - 1e-12).all()
+
+
+@pytest.mark.parametrize(("n", "p_a", "p_b", "discordant", "most"),
+                         [(20, 0.9, 0.8, 0.15, 0.995), (40, 0.85, 0.85, 0.05, 0.995),
+                          (12, 0.95, 0.95, 0.0, 1.0)])  # B = A: the difference is always 0
+def test_paired_difference_interval_covers_the_truth(n, p_a, p_b, discordant, most) -> None:
+    # known truth: each image is right for A with p_a; B differs from A on a share
+    # ``discordant`` of images, placed so that B's rate is p_b (discordant 0: B equals A)
+    rng = np.random.default_rng(7)
+    truth, hits, widths, reps = p_b - p_a, 0, [], 1000
+    down = (discordant + (p_a - p_b)) / 2  # A right, B wrong
+    up = (discordant - (p_a - p_b)) / 2  # A wrong, B right
+    for _ in range(reps):
+        right_a = rng.random(n) < p_a
+        u = rng.random(n)
+        right_b = np.where(right_a, u >= down / p_a, u < up / (1 - p_a))
+        lo, hi = paired_difference_interval(right_a, right_b)
+        hits += lo <= truth <= hi
+        widths.append(hi - lo)
+    # 95% nominal; Monte Carlo error at 1,000 runs is about 0.7 points
+    assert 0.93 <= hits / reps <= most, hits / reps
+    assert min(widths) > 0  # never [0, 0], even when no image changed
