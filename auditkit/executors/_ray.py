@@ -72,8 +72,8 @@ _ERROR_SEP = "\x1f"
 #: (``use_mkldnn`` in aten/src/ATen/native/Convolution.cpp), and the two differ in the
 #: last bits. SmallUNet's head is such a convolution, so a one-thread actor gave
 #: ``mri-tumor-seg@v1`` logits 2e-6 away from the local executor's on a short last
-#: batch. oneDNN's results do not depend on the number of threads (2, 3, 4 or 8 give
-#: the same bits), so actors with two or more threads match the local executor on any
+#: batch. oneDNN's results did not depend on the number of threads (2, 3, 4 or 8 gave
+#: the same bits on batches of 1 to 25 images), so actors with two or more threads match the local executor on any
 #: machine with two or more cores, at the cost of a second thread on a one-CPU actor.
 MIN_ACTOR_THREADS = 2
 
