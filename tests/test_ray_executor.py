@@ -328,37 +328,49 @@ SEG_SAMPLE_SIZE = 48  # with batch 20: batches of 20, 20 and 8
 
 
 @pytest.mark.slow
-def test_segmentation_model_matches_local_bit_for_bit(ray_cluster: str, data_root: Path,
-                                                      tmp_path: Path) -> None:
-    """``mri-tumor-seg@v1`` (SmallUNet) on 48 seeded lgg_mri slices: the same logits, masks,
-    per-image rows and ``predictions.csv`` rows as the local executor."""
-    from auditkit.executors import RayExecutor
-    from auditkit.segmentation import per_image_metrics, reference_masks, upsample_masks
+def test_cli_segmentation_model_matches_local_bit_for_bit(ray_cluster: str, data_root: Path,
+                                                          tmp_path: Path) -> None:
+    """``auditkit audit --executor ray`` of ``mri-tumor-seg@v1`` (SmallUNet) on 48 seeded
+    lgg_mri slices: the same logits, per-image rows, masks and metrics as a local audit.
+
+    The last batch holds 8 slices: under 16, PyTorch's single-threaded kernel for the
+    UNet's 1x1 head differs from its multi-threaded one, so this fails if the actors run
+    one thread (``MIN_ACTOR_THREADS``)."""
+    from auditkit._local import SECRET_FILE
+    from auditkit.segmentation import MASKS_FILE, read_masks_file
 
     toml = _sample_dataset(tmp_path / "data", data_root, "lgg_mri", n=SEG_SAMPLE_SIZE, seed=17)
-    model = auditkit.load_model("mri-tumor-seg@v1", device="cpu")
-    ds = auditkit.load_dataset(toml)
-    local = predict(model, ds, executor=LocalExecutor(batch_size=20), cache=False)
-    ex = RayExecutor(batch_size=20, device="cpu")
-    seen: list[int] = []
-    remote = predict(model, ds, executor=ex, cache=False,
-                     progress=lambda d, n, m: seen.append(d))
-    assert remote.outputs.shape == (SEG_SAMPLE_SIZE, 1, 64, 64)  # logits at the model's size
-    assert remote.outputs.dtype == np.float32
-    assert ex.last_run_["batches"] == 3 and seen[-1] == SEG_SAMPLE_SIZE
-    assert np.array_equal(remote.outputs, local.outputs)  # bit for bit, in table order
-    assert np.array_equal(remote.probabilities, local.probabilities)
-    assert remote.images == local.images
-    # the predictions.csv rows (pred, max_prob) and the per-image segmentation rows
-    pd.testing.assert_frame_equal(remote.to_frame(model, ds), local.to_frame(model, ds),
-                                  check_exact=True)
-    ref = reference_masks(ds)
-    size = (int(ref.shape[1]), int(ref.shape[2]))
-    masks = [upsample_masks(p.probabilities, size, 0.5) for p in (remote, local)]
-    assert np.array_equal(masks[0], masks[1])
-    assert masks[0].any()  # the sample holds predicted tumour pixels: a real comparison
-    pd.testing.assert_frame_equal(per_image_metrics(masks[0], ref),
-                                  per_image_metrics(masks[1], ref), check_exact=True)
+    common = ["audit", "--model", "mri-tumor-seg@v1", "--dataset", str(toml), "--evaluate-on",
+              "all", "--device", "cpu", "--batch-size", "20", "--n-boot", "200"]
+    done = _run_cli([*common, "--executor", "ray", "--ray-address", ray_cluster,
+                     "--out", str(tmp_path / "ray"), "--cache-dir", str(tmp_path / "c-ray")],
+                    tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (f"running mri-tumor-seg@v1 on Ray (1 actor): {SEG_SAMPLE_SIZE}/{SEG_SAMPLE_SIZE} "
+            "(100%)") in done.stderr
+    (tmp_path / "c-local").mkdir()  # the same installation secret, so the same image keys
+    shutil.copy2(tmp_path / "c-ray" / SECRET_FILE, tmp_path / "c-local" / SECRET_FILE)
+    assert main([*common, "--out", str(tmp_path / "local"),
+                 "--cache-dir", str(tmp_path / "c-local")]) == 0
+
+    ray_outputs, ray_images = _cached_outputs(tmp_path / "c-ray")
+    local_outputs, local_images = _cached_outputs(tmp_path / "c-local")
+    assert ray_outputs.shape == (SEG_SAMPLE_SIZE, 1, 64, 64)  # logits at the model's size
+    assert ray_outputs.dtype == np.float32 and ray_images == local_images
+    assert np.array_equal(ray_outputs, local_outputs)  # bit for bit, in table order
+    audits = {side: json.loads((tmp_path / side / "audit.json").read_text())
+              for side in ("ray", "local")}
+    assert audits["ray"]["execution"]["executor"] == "ray"
+    assert audits["ray"]["execution"]["batch_size"] == 20
+    # the per-image rows (areas, Dice, IoU, HD95, missed / false lesion) in predictions.csv
+    rows = {side: pd.read_csv(tmp_path / side / "predictions.csv") for side in audits}
+    assert {"dice", "hd95_px"} <= set(rows["ray"].columns)
+    pd.testing.assert_frame_equal(rows["ray"], rows["local"], check_exact=True)
+    keys, masks = read_masks_file(tmp_path / "ray" / MASKS_FILE)  # at the reference size
+    keys_local, masks_local = read_masks_file(tmp_path / "local" / MASKS_FILE)
+    assert keys == keys_local and np.array_equal(masks, masks_local) and masks.any()
+    assert (audits["ray"]["results"]["performance"]["metrics"]
+            == audits["local"]["results"]["performance"]["metrics"])
 
 
 def _descendants(pid: int) -> set[int]:
