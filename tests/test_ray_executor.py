@@ -3,8 +3,10 @@
 One local cluster (2 CPUs, small object store, no dashboard) is shared by the tests of
 this file and shut down at the end of the session. The CLI tests run ``auditkit audit
 --executor ray`` in a subprocess against that cluster (``--ray-address``), on a seeded
-sample of each real dataset, for all four demo models; one runs a whole dataset with a
-cluster the CLI starts itself, and checks that no process of it is left behind.
+sample of each real dataset, for all four demo classifiers and the segmentation model
+``mri-tumor-seg@v1``; one runs a whole dataset with a cluster the CLI starts itself, and
+checks that no process of it is left behind; one runs ``auditkit compare --models …
+--executor ray`` on covid_cxr.
 """
 
 from __future__ import annotations
