@@ -43,7 +43,8 @@ def _audit_for(ref: str, dataset_name: str, args: argparse.Namespace, audits_dir
           file=sys.stderr)
     model = load_model(ref, registry=args.registry, device=args.device,
                        trust_model_code=True if args.trust_model_code else None)
-    dataset = load_dataset(dataset_name, data_root=args.data_root, on_invalid="drop",
+    # args.dataset, not its name: a dataset given by path is not found by name
+    dataset = load_dataset(args.dataset, data_root=args.data_root, on_invalid="drop",
                            progress=progress)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     out = audits_dir / f"{found.card.ref}__{dataset.name}__{stamp}"
