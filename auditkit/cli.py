@@ -9,6 +9,7 @@
                    [--executor local|ray [--ray-address ADDRESS]]
     auditkit train NAME@VERSION          re-train a demo model from its recipe
     auditkit compare AUDIT_DIR_A AUDIT_DIR_B | --models NAME@A,NAME@B --dataset D
+                     [--executor local|ray [--ray-address ADDRESS]]
                                          compare two versions on the same images
     auditkit users|trail|export ...      review accounts, the trail, release bundles
     auditkit report AUDIT_DIR [--format html|pdf] [--out FILE] [--criteria FILE]
@@ -280,9 +281,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from .compare._cli import run
+    from .audit import AuditConfig
+    from .compare._cli import check_executor_use, run
 
-    return run(args, _ProgressLine(), default_audits_dir())
+    check_executor_use(args)
+    # the audits compare runs use AuditConfig's batch size and precision, on --device
+    executor = _executor_from_args(args, AuditConfig(device=args.device))  # bad address: now
+    try:
+        return run(args, _ProgressLine(), default_audits_dir(), executor=executor)
+    finally:
+        close = getattr(executor, "close", None)
+        if close is not None:  # a local Ray cluster started for the audits is shut down
+            close()
 
 
 def _add_compare_parser(sub: Any) -> None:
@@ -291,7 +301,9 @@ def _add_compare_parser(sub: Any) -> None:
         "compare", help="compare two versions of a model on the same held-out images",
         description="Compare version B with version A on the images held out from both "
                     "(paired bootstrap, McNemar, change in gap, non-inferiority). Writes "
-                    "comparison.json and paired_predictions.csv (docs/compare.md).")
+                    "comparison.json and paired_predictions.csv (docs/compare.md). With "
+                    "--models, a version without a stored audit on the dataset is audited "
+                    "first, locally or on a Ray cluster (--executor ray).")
     p.add_argument("audits", nargs="*", metavar="AUDIT_DIR",
                    help="two audit folders: A (reference) then B")
     p.add_argument("--models", help="NAME@A,NAME@B: reuse their newest stored audits or run them")
@@ -309,11 +321,24 @@ def _add_compare_parser(sub: Any) -> None:
     p.add_argument("--all-images", action="store_true",
                    help="compare every shared image, not only those held out from both")
     p.add_argument("--device", default="auto")
+    _add_executor_arguments(p, runs="the audits --models has to run (stored audits are "
+                                    "reused as they are)")
     p.add_argument("--registry", help="model registry folder")
     _add_trust_argument(p)
     p.add_argument("--data-root", help="folder holding the dataset folders")
     p.add_argument("--cache-dir", help="prediction cache folder")
     p.set_defaults(func=_cmd_compare)
+
+
+def _add_executor_arguments(p: argparse.ArgumentParser, *, runs: str) -> None:
+    """``--executor local|ray`` and ``--ray-address`` (docs/performance.md), for ``runs``."""
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help=f"where the model runs for {runs}: local (default, this process) or "
+                        "ray (a Ray cluster; needs pip install -e '.[ray]'; same numbers)")
+    p.add_argument("--ray-address", metavar="ADDRESS",
+                   help="with --executor ray: HOST:PORT of a running cluster (`ray start "
+                        "--head` prints it), ray://HOST:PORT or auto; default $RAY_ADDRESS, "
+                        "else a local cluster is started for the run and shut down after it")
 
 
 _REGISTRY_HELP = ("model registry folder(s), ':'-separated; '@bundled' is the demo models "
@@ -401,13 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "all = every image, saying training images may be included")
     p.add_argument("--options", help='per-check settings as JSON, e.g. '
                                      '\'{"robustness": {"n_images": 200}}\'')
-    p.add_argument("--executor", choices=["local", "ray"], default="local",
-                   help="where the model runs: local (default, this process) or ray (a Ray "
-                        "cluster; needs pip install -e '.[ray]'; same numbers)")
-    p.add_argument("--ray-address", metavar="ADDRESS",
-                   help="with --executor ray: HOST:PORT of a running cluster (`ray start "
-                        "--head` prints it) or auto; default $RAY_ADDRESS, else a local "
-                        "cluster is started for the run and shut down after it")
+    _add_executor_arguments(p, runs="the audit")
     p.add_argument("--registry", help=_REGISTRY_HELP)
     _add_trust_argument(p)
     p.add_argument("--data-root", help="folder holding the built-in dataset folders")

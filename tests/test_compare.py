@@ -582,6 +582,22 @@ def test_no_shared_held_out_images_exit_2(two_versions: dict, tmp_path: Path,
     assert "--models expects NAME@A,NAME@B" in capsys.readouterr().err
 
 
+def test_cli_compare_models_on_a_dataset_given_by_path(two_versions: dict, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """--models with --dataset PATH runs the missing audits on that dataset (it used to
+    look the dataset up by its name, which only built-in and registered datasets have)."""
+    audits = tmp_path / "new-audits"
+    monkeypatch.setenv("AUDITKIT_AUDITS", str(audits))
+    out = tmp_path / "cmp"
+    assert main(["compare", "--models", "tiny@v1,tiny@v2", "--dataset",
+                 str(two_versions["data"] / "auditkit.toml"), "--out", str(out), "--n-boot",
+                 "50", "--device", "cpu", "--min-group-size", "3"]) == 0
+    doc = json.loads((out / "comparison.json").read_text())
+    assert doc["images"]["shared"] == 60
+    assert sorted(p.name.split("__")[0] for p in audits.iterdir()) == ["tiny@v1", "tiny@v2"]
+    assert all(Path(doc[side]["audit"]).parent == audits for side in ("a", "b"))
+
+
 def test_previous_version_comparison_and_trend(two_versions: dict, tmp_path: Path) -> None:
     audits_dir = tmp_path / "audits"
     res = previous_version_comparison("tiny", "v2", "tiny", audits_dir=audits_dir,

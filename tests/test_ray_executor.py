@@ -3,8 +3,10 @@
 One local cluster (2 CPUs, small object store, no dashboard) is shared by the tests of
 this file and shut down at the end of the session. The CLI tests run ``auditkit audit
 --executor ray`` in a subprocess against that cluster (``--ray-address``), on a seeded
-sample of each real dataset, for all four demo models; one runs a whole dataset with a
-cluster the CLI starts itself, and checks that no process of it is left behind.
+sample of each real dataset, for all four demo classifiers and the segmentation model
+``mri-tumor-seg@v1``; one runs a whole dataset with a cluster the CLI starts itself, and
+checks that no process of it is left behind; one runs ``auditkit compare --models …
+--executor ray`` on covid_cxr.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -114,25 +117,58 @@ def test_auditkit_imports_without_ray() -> None:
     assert done.stdout.strip() == "ok"
 
 
+#: the two commands that run models: ``audit``, and ``compare --models`` (its missing audits)
+RUNS_MODELS = {
+    "audit": ["audit", "--model", "cxr-covid@v1", "--dataset", "covid_cxr"],
+    "compare": ["compare", "--models", "cxr-covid@v1,cxr-covid@v2", "--dataset", "covid_cxr"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(RUNS_MODELS))
 @pytest.mark.parametrize(("address", "message"), [
     ("not-an-address", r"must be HOST:PORT of a running head node .*got 'not-an-address'"),
     ("127.0.0.1:1", r"No Ray cluster answers at '127\.0\.0\.1:1' \(.*refused.*\); expected "
                     r"HOST:PORT of a running head node"),
 ])
-def test_bad_ray_address_exits_2(address: str, message: str,
+def test_bad_ray_address_exits_2(command: str, address: str, message: str, tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch,
                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Refused before any work: no model loaded, no dataset read, nothing written."""
     pytest.importorskip("ray", reason="install the ray extra: pip install -e '.[ray]'")
-    code = main(["audit", "--model", "cxr-covid@v1", "--dataset", "covid_cxr",
-                 "--executor", "ray", "--ray-address", address])
+    monkeypatch.setenv("AUDITKIT_AUDITS", str(tmp_path / "audits"))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    import auditkit.models
+
+    def no_model(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a model was looked up before the address was checked")
+
+    monkeypatch.setattr(auditkit.models, "resolve_model", no_model)
+    monkeypatch.setattr(auditkit.models, "load_model", no_model)
+    code = main([*RUNS_MODELS[command], "--executor", "ray", "--ray-address", address,
+                 "--cache-dir", str(tmp_path / "cache")])
     assert code == 2
     assert __import__("re").search(message, capsys.readouterr().err)
+    assert not list(tmp_path.iterdir())  # no audit folder, no cache
 
 
-def test_ray_address_needs_ray_executor(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["audit", "--model", "cxr-covid@v1", "--dataset", "covid_cxr",
-                 "--ray-address", "127.0.0.1:6379"])
+@pytest.mark.parametrize("command", sorted(RUNS_MODELS))
+def test_ray_address_needs_ray_executor(command: str,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    code = main([*RUNS_MODELS[command], "--ray-address", "127.0.0.1:6379"])
     assert code == 2
-    assert "--ray-address 127.0.0.1:6379 needs --executor ray" in capsys.readouterr().err
+    assert ("--ray-address 127.0.0.1:6379 needs --executor ray; got --executor local."
+            in capsys.readouterr().err)
+
+
+def test_compare_of_audit_folders_refuses_the_ray_executor(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two stored audits run no model: --executor ray there is a mistake, said so."""
+    code = main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--executor", "ray"])
+    assert code == 2
+    assert ("--executor ray runs the audits of --models NAME@A,NAME@B --dataset D on a Ray "
+            "cluster; two audit folders are compared from their stored predictions, with no "
+            "model run. Expected --models, or no --executor; got 2 audit folder(s)."
+            ) in capsys.readouterr().err
 
 
 def test_settings_are_checked() -> None:
@@ -226,6 +262,117 @@ def test_cli_ray_matches_local_on_a_seeded_sample(ref: str, dataset: str, ray_cl
     assert images == local.images  # the drawn order, kept
     assert ray_outputs.dtype == np.float32
     assert np.array_equal(ray_outputs, local.outputs)
+
+
+def _cxr_covid_versions(registry: Path) -> None:
+    """``cxr-covid@v1`` (the demo model, copied) and a stand-in ``cxr-covid@v2``: the same
+    network with its output bias moved by +0.5 (other weights, other sha256, same split),
+    so that both versions really run rather than one reading the other's cache entry."""
+    from safetensors.torch import save_file
+
+    source = REPO / "models" / "cxr-covid" / "v1"
+    shutil.copytree(source, registry / "cxr-covid" / "v1")
+    v2 = registry / "cxr-covid" / "v2"
+    shutil.copytree(source, v2)
+    state = {k: v.detach().clone().contiguous()
+             for k, v in auditkit.load_model(source, device="cpu").module.state_dict().items()}
+    bias = [k for k, v in state.items() if k.endswith("bias") and v.shape == (1,)][-1]
+    state[bias] += 0.5
+    (v2 / "weights.pt").unlink()
+    save_file(state, v2 / "weights.safetensors")
+    card = json.loads((v2 / "card.json").read_text(encoding="utf-8"))
+    card.update(version="v2", weights="weights.safetensors",
+                sha256=auditkit.models.sha256_file(v2 / "weights.safetensors"))
+    (v2 / "card.json").write_text(json.dumps(card, indent=2), encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_cli_compare_runs_its_audits_on_ray(ray_cluster: str, data_root: Path,
+                                            tmp_path: Path) -> None:
+    """``auditkit compare --models … --executor ray`` on covid_cxr: both audits it has to
+    run are run on the cluster, with the local executor's numbers."""
+    registry, cache, audits = tmp_path / "reg", tmp_path / "cache", tmp_path / "audits"
+    _cxr_covid_versions(registry)
+    env_audits = {"AUDITKIT_AUDITS": str(audits)}
+    done = subprocess.run(
+        [sys.executable, "-m", "auditkit.cli", "compare", "--models",
+         "cxr-covid@v1,cxr-covid@v2", "--dataset", "covid_cxr", "--registry", str(registry),
+         "--data-root", str(data_root), "--executor", "ray", "--ray-address", ray_cluster,
+         "--device", "cpu", "--n-boot", "100", "--out", str(tmp_path / "cmp"),
+         "--cache-dir", str(cache)],
+        cwd=tmp_path, env={**_cli_env(tmp_path), **env_audits}, capture_output=True,
+        text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for version in ("v1", "v2"):
+        assert f"running cxr-covid@{version} on Ray (1 actor): 318/318 (100%)" in done.stderr
+    doc = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    assert doc["images"]["shared"] == 61  # the test split both versions hold out
+
+    ds = auditkit.load_dataset("covid_cxr", data_root=data_root)
+    entries = {}
+    for path in (cache / "predictions").glob("*.npz"):
+        with np.load(path, allow_pickle=False) as npz:
+            entries[path.stem] = np.asarray(npz["outputs"])
+    assert len(entries) == 2  # one run per version, no cache shared between them
+    for side in ("a", "b"):
+        audit = json.loads((Path(doc[side]["audit"]) / "audit.json").read_text())
+        assert audit["execution"]["executor"] == "ray"
+        assert audit["execution"]["ray_cluster"] == ray_cluster
+        assert audit["execution"]["predictions_from_cache"] is False
+        model = auditkit.load_model(registry / "cxr-covid" / doc[side]["version"], device="cpu")
+        local = predict(model, ds, executor=LocalExecutor(), cache=False)
+        ray_outputs = entries[audit["execution"]["prediction_cache_key"]]
+        assert np.array_equal(ray_outputs, local.outputs)  # bit for bit
+    assert not np.array_equal(*entries.values())  # two different versions really ran
+
+
+SEG_SAMPLE_SIZE = 48  # with batch 20: batches of 20, 20 and 8
+
+
+@pytest.mark.slow
+def test_cli_segmentation_model_matches_local_bit_for_bit(ray_cluster: str, data_root: Path,
+                                                          tmp_path: Path) -> None:
+    """``auditkit audit --executor ray`` of ``mri-tumor-seg@v1`` (SmallUNet) on 48 seeded
+    lgg_mri slices: the same logits, per-image rows, masks and metrics as a local audit.
+
+    The last batch holds 8 slices: under 16, PyTorch's single-threaded kernel for the
+    UNet's 1x1 head differs from its multi-threaded one, so this fails if the actors run
+    one thread (``MIN_ACTOR_THREADS``)."""
+    from auditkit._local import SECRET_FILE
+    from auditkit.segmentation import MASKS_FILE, read_masks_file
+
+    toml = _sample_dataset(tmp_path / "data", data_root, "lgg_mri", n=SEG_SAMPLE_SIZE, seed=17)
+    common = ["audit", "--model", "mri-tumor-seg@v1", "--dataset", str(toml), "--evaluate-on",
+              "all", "--device", "cpu", "--batch-size", "20", "--n-boot", "200"]
+    done = _run_cli([*common, "--executor", "ray", "--ray-address", ray_cluster,
+                     "--out", str(tmp_path / "ray"), "--cache-dir", str(tmp_path / "c-ray")],
+                    tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (f"running mri-tumor-seg@v1 on Ray (1 actor): {SEG_SAMPLE_SIZE}/{SEG_SAMPLE_SIZE} "
+            "(100%)") in done.stderr
+    (tmp_path / "c-local").mkdir()  # the same installation secret, so the same image keys
+    shutil.copy2(tmp_path / "c-ray" / SECRET_FILE, tmp_path / "c-local" / SECRET_FILE)
+    assert main([*common, "--out", str(tmp_path / "local"),
+                 "--cache-dir", str(tmp_path / "c-local")]) == 0
+
+    ray_outputs, ray_images = _cached_outputs(tmp_path / "c-ray")
+    local_outputs, local_images = _cached_outputs(tmp_path / "c-local")
+    assert ray_outputs.shape == (SEG_SAMPLE_SIZE, 1, 64, 64)  # logits at the model's size
+    assert ray_outputs.dtype == np.float32 and ray_images == local_images
+    assert np.array_equal(ray_outputs, local_outputs)  # bit for bit, in table order
+    audits = {side: json.loads((tmp_path / side / "audit.json").read_text())
+              for side in ("ray", "local")}
+    assert audits["ray"]["execution"]["executor"] == "ray"
+    assert audits["ray"]["execution"]["batch_size"] == 20
+    # the per-image rows (areas, Dice, IoU, HD95, missed / false lesion) in predictions.csv
+    rows = {side: pd.read_csv(tmp_path / side / "predictions.csv") for side in audits}
+    assert {"dice", "hd95_px"} <= set(rows["ray"].columns)
+    pd.testing.assert_frame_equal(rows["ray"], rows["local"], check_exact=True)
+    keys, masks = read_masks_file(tmp_path / "ray" / MASKS_FILE)  # at the reference size
+    keys_local, masks_local = read_masks_file(tmp_path / "local" / MASKS_FILE)
+    assert keys == keys_local and np.array_equal(masks, masks_local) and masks.any()
+    assert (audits["ray"]["results"]["performance"]["metrics"]
+            == audits["local"]["results"]["performance"]["metrics"])
 
 
 def _descendants(pid: int) -> set[int]:

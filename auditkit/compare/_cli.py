@@ -22,8 +22,9 @@ def _settings(args: argparse.Namespace) -> CompareSettings:
 
 
 def _audit_for(ref: str, dataset_name: str, args: argparse.Namespace, audits_dir: Path,
-               progress: Any) -> Path:
-    """The newest stored audit of ``ref`` on the dataset with these weights, or a new one."""
+               progress: Any, executor: Any = None) -> Path:
+    """The newest stored audit of ``ref`` on the dataset with these weights, or a new one
+    (its model run by ``executor``: default the local one, ``--executor ray`` a cluster)."""
     from ..audit import AuditConfig, run_audit
     from ..data import load_dataset
     from ..models import load_model, resolve_model
@@ -42,19 +43,33 @@ def _audit_for(ref: str, dataset_name: str, args: argparse.Namespace, audits_dir
           file=sys.stderr)
     model = load_model(ref, registry=args.registry, device=args.device,
                        trust_model_code=True if args.trust_model_code else None)
-    dataset = load_dataset(dataset_name, data_root=args.data_root, on_invalid="drop",
+    # args.dataset, not its name: a dataset given by path is not found by name
+    dataset = load_dataset(args.dataset, data_root=args.data_root, on_invalid="drop",
                            progress=progress)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     out = audits_dir / f"{found.card.ref}__{dataset.name}__{stamp}"
     config = AuditConfig(checks=["performance", "fairness"], seed=args.seed,
                          n_boot=args.n_boot, device=args.device,
                          min_group_size=args.min_group_size, small_cell_k=args.small_cell_k)
-    run_audit(model=model, dataset=dataset, config=config, out_dir=out,
+    run_audit(model=model, dataset=dataset, config=config, out_dir=out, executor=executor,
               cache_dir=args.cache_dir, progress=progress)
     return out
 
 
-def run(args: argparse.Namespace, progress: Any, audits_dir: Path) -> int:
+def check_executor_use(args: argparse.Namespace) -> None:
+    """Refuse ``--executor ray`` where no model runs: two audit folders are compared from
+    their stored predictions."""
+    if getattr(args, "executor", "local") == "ray" and not args.models:
+        raise ConfigError(
+            "--executor ray runs the audits of --models NAME@A,NAME@B --dataset D on a Ray "
+            "cluster; two audit folders are compared from their stored predictions, with no "
+            f"model run. Expected --models, or no --executor; got {len(args.audits)} audit "
+            "folder(s).")
+
+
+def run(args: argparse.Namespace, progress: Any, audits_dir: Path,
+        executor: Any = None) -> int:
+    """``auditkit compare``; ``executor`` runs the audits ``--models`` has to run."""
     settings = _settings(args)
     if args.models:
         if args.audits:
@@ -67,7 +82,7 @@ def run(args: argparse.Namespace, progress: Any, audits_dir: Path) -> int:
         from ..data import find_dataset
 
         spec, _ = find_dataset(args.dataset, data_root=args.data_root)
-        dirs = [_audit_for(r, spec.name, args, audits_dir, progress) for r in refs]
+        dirs = [_audit_for(r, spec.name, args, audits_dir, progress, executor) for r in refs]
     else:
         if len(args.audits) != 2:
             raise ConfigError("Expected two audit folders (AUDIT_DIR_A AUDIT_DIR_B) or --models "

@@ -14,10 +14,18 @@ The pipeline, for a dataset of N images and ``batch_size`` B:
 3. ``map_batches(_ModelActor)`` on an actor pool: each actor loads the model *once*
    from its folder with :func:`auditkit.load_model` (sha256 checked, the same trust
    the caller gave: nothing is pickled across), sets ``torch.set_num_threads`` to its
-   CPUs, takes one GPU when the actors run on CUDA, and runs
+   CPUs (at least 2: see :data:`MIN_ACTOR_THREADS`), takes one GPU when the actors run on CUDA, and runs
    :func:`auditkit.predict.forward_batch`, the local executor's own forward pass.
 4. The driver streams the results and places each batch at its start index, so the
    outputs come back in ``dataset.records`` order whatever order the batches finish.
+
+A segmentation model's outputs are its per-pixel logits ``(N, C, H, W)`` at the model's
+output size (``mri-tumor-seg@v1``: ``(N, 1, 64, 64)``), exactly what the local executor
+keeps; the masks at the reference size and the per-image rows are computed from them
+afterwards by the checks, as for the local executor. The logits travel back batch by
+batch and are copied into one preallocated array as they arrive: Ray Data's streaming
+executor bounds the blocks in flight, so the object store never holds every mask at
+once.
 
 Errors inside the cluster (an unreadable image, a model that fails, a hash that does
 not match) travel back as text and are raised here as the same auditkit exception, so
@@ -57,6 +65,17 @@ RAY_INSTALL_HINT = "install the ray extra: pip install -e '.[ray]'"
 _WORKER_ENV = ("AUDITKIT_MAX_PIXELS",)
 
 _ERROR_SEP = "\x1f"
+
+#: PyTorch's intra-op threads in a CPU model actor are never fewer than this. PyTorch
+#: picks its convolution kernel by thread count: a 1x1, unstrided convolution on a
+#: batch under 16 images runs the native kernel with one thread and oneDNN with more
+#: (``use_mkldnn`` in aten/src/ATen/native/Convolution.cpp), and the two differ in the
+#: last bits. SmallUNet's head is such a convolution, so a one-thread actor gave
+#: ``mri-tumor-seg@v1`` logits 2e-6 away from the local executor's on a short last
+#: batch. oneDNN's results did not depend on the number of threads (2, 3, 4 or 8 gave
+#: the same bits on batches of 1 to 25 images), so actors with two or more threads match the local executor on any
+#: machine with two or more cores, at the cost of a second thread on a one-CPU actor.
+MIN_ACTOR_THREADS = 2
 
 
 def _import_ray() -> Any:
@@ -120,12 +139,12 @@ class _ModelActor:
     """
 
     def __init__(self, *, folder: str, sha256: str, trust_model_code: bool, device: str,
-                 precision: str, threads: int, n_outputs: int, dataset_name: str,
+                 precision: str, threads: int, output_shape: list[int], dataset_name: str,
                  version: str, env: dict[str, str]) -> None:
         os.environ.update(env)
-        torch.set_num_threads(max(1, threads))
+        torch.set_num_threads(max(MIN_ACTOR_THREADS, threads))
         self.precision = precision
-        self.n_outputs = n_outputs
+        self.output_shape = tuple(int(v) for v in output_shape)
         self.dataset_name = dataset_name
         self.model: LoadedModel | None = None
         self.error = ""
@@ -148,7 +167,7 @@ class _ModelActor:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         start = int(batch["start"][0])
         error = str(batch["error"][0]) or self.error
-        outputs = np.zeros((0, self.n_outputs), dtype=np.float32)
+        outputs = np.zeros((0, *self.output_shape), dtype=np.float32)
         if not error and self.model is not None:
             images = torch.from_numpy(np.asarray(batch["pixels"][0], dtype=np.float32))
             try:
@@ -210,7 +229,8 @@ class RayExecutor:
         half the cluster's CPUs divided by ``cpus_per_actor`` (the other half decodes
         images), at least 1.
     cpus_per_actor : int
-        CPUs each model actor reserves; also its ``torch.set_num_threads``.
+        CPUs each model actor reserves; also its ``torch.set_num_threads`` (at least
+        :data:`MIN_ACTOR_THREADS`, so that PyTorch picks the local executor's kernels).
     num_cpus : int, optional
         CPUs of a local cluster (default: all of this machine's).
     object_store_memory : int, optional
@@ -358,7 +378,7 @@ class RayExecutor:
 
     def _pipeline(self, ray: Any, items: list[dict[str, Any]], *, blocks: int, card: Any,
                   model: LoadedModel, dataset: Dataset, device: str, precision: str,
-                  n_actors: int, expected: int, env: dict[str, str]) -> Any:
+                  n_actors: int, expected: tuple[int, ...], env: dict[str, str]) -> Any:
         """The Ray Data pipeline: batches -> decoding tasks -> model actors."""
         return (
             ray.data.from_items(items, override_num_blocks=blocks)
@@ -377,13 +397,16 @@ class RayExecutor:
                              "folder": str(model.folder), "sha256": model.sha256,
                              "trust_model_code": model.trust.get("trusted_by") == "user",
                              "device": device, "precision": precision,
-                             "threads": self.cpus_per_actor, "n_outputs": expected,
+                             "threads": self.cpus_per_actor, "output_shape": list(expected),
                              "dataset_name": dataset.name, "version": __version__, "env": env})
         )
 
     def outputs(self, model: LoadedModel, dataset: Dataset, *,
                 progress: ProgressFn | None = None) -> np.ndarray:
-        """Raw model outputs ``(N, K)`` float32 in ``dataset.records`` order, from the cluster.
+        """Raw model outputs in ``dataset.records`` order, from the cluster.
+
+        ``(N, K)`` float32 for a classifier; ``(N, C, H, W)`` float32 per-pixel logits for
+        a segmentation model (``card.output_shape`` per image), as :class:`LocalExecutor`.
 
         Raises
         ------
@@ -394,11 +417,6 @@ class RayExecutor:
             As the local executor: an image cannot be read, the model fails.
         """
         card = model.card
-        if card.output == "segmentation":  # its rows are (N, K); masks are (N, C, H, W)
-            raise ConfigError(
-                f"The Ray executor returns one row of outputs per image; {card.ref} is a "
-                "segmentation model whose outputs are masks. Expected the local executor "
-                "for it (--executor local).")
         if model.folder is None:
             raise ConfigError(
                 f"The Ray executor loads {card.ref} in each actor from its model folder, but "
@@ -415,7 +433,8 @@ class RayExecutor:
         precision = self._actor_precision(device)
         paths = dataset.records["path"].astype(str).tolist()
         n = len(paths)
-        expected = 1 if card.output == "binary_logit" else len(card.class_names)
+        # per image: (K,) outputs of a classifier, (C, H, W) logits of a segmentation model
+        expected = tuple(int(v) for v in card.output_shape)
         if n == 0:
             raise ModelError(f"{card.ref} produced no outputs for dataset {dataset.name!r}.")
         step = self.batch_size
@@ -436,7 +455,11 @@ class RayExecutor:
             pipeline = self._pipeline(ray, items, blocks=blocks, card=card, model=model,
                                       dataset=dataset, device=device, precision=precision,
                                       n_actors=n_actors, expected=expected, env=env)
-        outputs = np.zeros((n, expected), dtype=np.float32)
+        # the whole result, as the local executor keeps it (a segmentation model's logits
+        # at its output size, 64x64 for mri-tumor-seg: 16 KiB an image); filled batch by
+        # batch as the stream delivers them, so the object store only ever holds the
+        # blocks in flight, never every mask at once
+        outputs = np.zeros((n, *expected), dtype=np.float32)
         filled = np.zeros(n, dtype=bool)
         done = 0
         message = f"running {card.ref} on Ray ({n_actors} actor{'s' if n_actors > 1 else ''})"
@@ -450,10 +473,10 @@ class RayExecutor:
                     start = int(start)
                     arr = np.asarray(rows, dtype=np.float32)
                     size = len(items[start // step]["paths"])
-                    if arr.shape != (size, expected) or filled[start:start + size].any():
+                    if arr.shape != (size, *expected) or filled[start:start + size].any():
                         raise ModelError(
                             f"The Ray cluster returned outputs of shape {arr.shape} for images "
-                            f"{start + 1}-{start + size}; expected ({size}, {expected}), once."
+                            f"{start + 1}-{start + size}; expected {(size, *expected)}, once."
                         )
                     outputs[start:start + size] = arr
                     filled[start:start + size] = True
