@@ -552,6 +552,25 @@ def test_library_compare_uses_patients_and_hides_small_groups(two_versions: dict
     assert "PID-QX-" not in text  # planted patient ids never leave the library
 
 
+def test_audits_made_with_another_cache_dir_compare_on_the_same_images(
+        two_versions: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # audits written with --cache-dir name images by keys from that folder's secret; the
+    # comparison takes each audit's recorded split, not keys recomputed with the default
+    data, audits = two_versions["data"], {}
+    for v in ("v1", "v2"):
+        audits[v] = tmp_path / "elsewhere" / f"tiny@{v}"
+        assert main(["audit", "--model", f"tiny@{v}", "--dataset", str(data), "--out",
+                     str(audits[v]), "--checks", "fairness", "--n-boot", "50", "--device", "cpu",
+                     "--min-group-size", "3", "--cache-dir", str(tmp_path / "other-cache")]) == 0
+    keys = pd.read_csv(audits["v1"] / "predictions.csv", dtype=str)["image"]
+    default = pd.read_csv(two_versions["audits"]["v1"] / "predictions.csv", dtype=str)["image"]
+    assert not set(keys) & set(default)  # another secret: other keys for the same images
+    capsys.readouterr()
+    assert main(["compare", str(audits["v1"]), str(audits["v2"]), "--out",
+                 str(tmp_path / "cmp"), "--n-boot", "50", "--min-group-size", "3"]) == 0
+    assert "Compared on 60 of 80 images, held out from both versions" in capsys.readouterr().out
+
+
 def test_different_datasets_exit_2(two_versions: dict, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     other = make_dataset(tmp_path / "other" / "tiny", shift=3)  # same names, other pixels

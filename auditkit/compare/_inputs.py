@@ -144,6 +144,14 @@ def _test_images(folder: Path | None, ref: str) -> set[str]:
     return set(split.loc[split["split"] == "test", "image"])
 
 
+def _recorded_split(frame: pd.DataFrame) -> bool:
+    """Whether an audit's predictions table carries its model's split (``train``/``test``
+    per image, written by audits since the ``split`` column exists)."""
+    return "split" in frame.columns and bool(
+        frame["split"].astype(str).str.lower().isin(["train", "test", "val", "validation"])
+        .any())
+
+
 def _with_keys(names: set[str], dataset: str) -> set[str]:
     """split.csv names its images by file; exports by key: both, so either matches."""
     from .._local import image_keys, installation_secret
@@ -192,10 +200,20 @@ def _compare_frames(
     keep = in_b.to_numpy().copy()
     labels = (_label(model_a, model_b), _label(model_b, model_a))
     if settings.held_out_only:
-        test_a = _with_keys(_test_images(folders[0], f"{model_a['name']}@{model_a['version']}"),
-                            dataset_info["name"])
-        test_b = _with_keys(_test_images(folders[1], f"{model_b['name']}@{model_b['version']}"),
-                            dataset_info["name"])
+        if folders == (None, None) and _recorded_split(frame_a) and _recorded_split(frame_b):
+            # each audit recorded its model's split per image (predictions.csv "split"):
+            # no keys to recompute, so audits made with another --cache-dir (another
+            # secret, other keys) still meet on the same images
+            test_a = set(images[frame_a["split"].astype(str).str.lower() == "test"])
+            b_images = frame_b["image"].astype(str)
+            test_b = set(b_images[frame_b["split"].astype(str).str.lower() == "test"])
+        else:
+            test_a = _with_keys(_test_images(folders[0],
+                                             f"{model_a['name']}@{model_a['version']}"),
+                                dataset_info["name"])
+            test_b = _with_keys(_test_images(folders[1],
+                                             f"{model_b['name']}@{model_b['version']}"),
+                                dataset_info["name"])
         not_a = keep & ~images.isin(test_a).to_numpy()
         reasons["not_held_out_from_a"] = int(not_a.sum())
         keep &= ~not_a
@@ -356,7 +374,7 @@ def compare_audits(
             f"(content hash {str(hb)[:12]}…) in {audit_b}.")
     if model_folders is not None:
         folders: tuple[Path | None, Path | None] = (Path(model_folders[0]), Path(model_folders[1]))
-    elif settings.held_out_only:
+    elif settings.held_out_only and not (_recorded_split(frame_a) and _recorded_split(frame_b)):
         folders = (_model_folder(a["model"], registry), _model_folder(b["model"], registry))
     else:
         folders = (None, None)
