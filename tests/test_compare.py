@@ -13,6 +13,7 @@ from PIL import Image
 from statsmodels.stats.contingency_tables import mcnemar
 
 import auditkit
+from auditkit._local import installation_secret
 from auditkit._metrics import MetricInputs, compute_metrics, percentile_interval
 from auditkit.cli import main
 from auditkit.compare import (
@@ -569,6 +570,13 @@ def test_audits_made_with_another_cache_dir_compare_on_the_same_images(
     assert main(["compare", str(audits["v1"]), str(audits["v2"]), "--out",
                  str(tmp_path / "cmp"), "--n-boot", "50", "--min-group-size", "3"]) == 0
     assert "Compared on 60 of 80 images, held out from both versions" in capsys.readouterr().out
+    # with the records of the dataset keyed by this installation's secret: told what to do
+    with pytest.raises(auditkit.DataError, match="pass the same --cache-dir to `auditkit "
+                                                 "compare` as to `auditkit audit`"):
+        compare_audits(audits["v1"], audits["v2"], dataset=auditkit.load_dataset(data))
+    doc, _ = compare_audits(audits["v1"], audits["v2"], dataset=auditkit.load_dataset(
+        data, key_secret=installation_secret(tmp_path / "other-cache")))
+    assert doc["images"]["shared"] == 60
 
 
 def test_different_datasets_exit_2(two_versions: dict, tmp_path: Path,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import wording
+from .._local import installation_secret
 from ..exceptions import ConfigError
 from ._inputs import CompareSettings, compare_audits, find_audits, write_comparison
 
@@ -44,8 +45,9 @@ def _audit_for(ref: str, dataset_name: str, args: argparse.Namespace, audits_dir
     model = load_model(ref, registry=args.registry, device=args.device,
                        trust_model_code=True if args.trust_model_code else None)
     # args.dataset, not its name: a dataset given by path is not found by name
+    # keyed with the same folder's secret as `auditkit audit --cache-dir` would
     dataset = load_dataset(args.dataset, data_root=args.data_root, on_invalid="drop",
-                           progress=progress)
+                           progress=progress, key_secret=installation_secret(args.cache_dir))
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     out = audits_dir / f"{found.card.ref}__{dataset.name}__{stamp}"
     config = AuditConfig(checks=["performance", "fairness"], seed=args.seed,
@@ -90,6 +92,7 @@ def run(args: argparse.Namespace, progress: Any, audits_dir: Path,
         dirs = [Path(p) for p in args.audits]
     print(f"[auditkit] comparing {dirs[0]} (A) with {dirs[1]} (B)", file=sys.stderr)
     doc, paired = compare_audits(dirs[0], dirs[1], settings=settings, registry=args.registry,
+                                 key_secret=installation_secret(args.cache_dir),
                                  data_root=args.data_root, progress=progress)
     labels = doc["labels"]["a"], doc["labels"]["b"]
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())

@@ -251,7 +251,16 @@ def _compare_frames(
         # exports name images by key (audits before keys: by file name)
         by = "key" if "key" in records.columns and fa["image"].astype(str).str.startswith(
             KEY_PREFIX).all() else "image"
-        rec = records.set_index(records[by].astype(str)).loc[fa["image"].astype(str)]
+        indexed = records.set_index(records[by].astype(str))
+        unknown = ~fa["image"].astype(str).isin(indexed.index)
+        if unknown.any():
+            raise DataError(
+                f"Expected every compared image among the dataset's records (by {by}); "
+                f"{int(unknown.sum())} of {len(fa)} are not, e.g. "
+                f"{fa['image'].astype(str)[unknown].iloc[0]!r}. Image keys depend on the "
+                "installation secret of the cache folder the audits were made with: pass "
+                "the same --cache-dir to `auditkit compare` as to `auditkit audit`.")
+        rec = indexed.loc[fa["image"].astype(str)]
         groups = pd.DataFrame({a: rec[a].astype(str).to_numpy() for a in attributes})
         if rec["patient_id"].notna().any():
             patients = rec["patient_id"].astype(str).to_numpy()
@@ -333,6 +342,7 @@ def compare_audits(
     data_root: str | os.PathLike[str] | None = None,
     model_folders: tuple[str | os.PathLike[str], str | os.PathLike[str]] | None = None,
     progress: ProgressFn | None = None,
+    key_secret: bytes | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Compare two stored audits (folders with ``audit.json`` and ``predictions.csv``).
 
@@ -350,6 +360,11 @@ def compare_audits(
     data_root : path, optional
     model_folders : (path, path), optional
         The two model folders, instead of looking them up in the registry.
+    key_secret : bytes, optional
+        The installation secret the audits' image keys were made with (default: this
+        installation's, :func:`auditkit._local.installation_secret`; the CLI passes the one
+        of ``--cache-dir``), used to find each image's record when the dataset is loaded
+        by name.
 
     Returns
     -------
@@ -379,7 +394,7 @@ def compare_audits(
     else:
         folders = (None, None)
     if dataset is None:
-        dataset = _try_dataset(a["dataset"]["name"], data_root)
+        dataset = _try_dataset(a["dataset"]["name"], data_root, key_secret)
     records = None
     group_order: dict[str, list[str]] = {}
     if dataset is not None:
@@ -401,11 +416,13 @@ def compare_audits(
     return _finish(doc, paired, patients, settings, (a, b))
 
 
-def _try_dataset(name: str, data_root: str | os.PathLike[str] | None) -> Any:
+def _try_dataset(name: str, data_root: str | os.PathLike[str] | None,
+                 key_secret: bytes | None = None) -> Any:
     from ..data import load_dataset
 
     try:
-        return load_dataset(name, data_root=data_root, check_images=False, on_invalid="drop")
+        return load_dataset(name, data_root=data_root, check_images=False, on_invalid="drop",
+                            key_secret=key_secret)
     except DatasetNotFoundError:
         return None
 
