@@ -234,6 +234,13 @@ class FairnessAudit:
                                 "reason": wording.gap_not_assessed_reason(
                                     group_entries, parts, self.min_group_size)})
                     continue
+                if 1.0 / (self.n_permutations + 1) > self.alpha:
+                    # no p-value could reach alpha: "cannot tell" would hide a blind test
+                    out.append({**base, "status": "not_assessed", "gap": t["gap"],
+                                "n_permutations": self.n_permutations,
+                                "reason": wording.gap_permutations_too_few(
+                                    self.n_permutations, self.alpha)})
+                    continue
                 entry = {**base, "status": "assessed", "p_value": t["p_value"],
                          "p_adjusted": t["p_adjusted"], "real": t["real"],
                          "critical_gap": t["critical_gap"],

@@ -324,6 +324,10 @@ def fairness_table(per_image: pd.DataFrame, records: pd.DataFrame, *, attributes
         if t is None:
             tests.append({"attribute": attr, "metric": "dice", "status": "not_assessed",
                           "reason": "fewer than two groups with enough patients to compare"})
+        elif 1.0 / (n_permutations + 1) > alpha:  # no p-value could reach alpha
+            tests.append({"attribute": attr, "metric": "dice", "status": "not_assessed",
+                          "gap": t.get("gap"), "n_permutations": n_permutations,
+                          "reason": wording.gap_permutations_too_few(n_permutations, alpha)})
         else:
             tests.append({"attribute": attr, "metric": "dice", "status": "assessed", **t})
     assessed = [t for t in tests if t["status"] == "assessed"]

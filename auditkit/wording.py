@@ -552,6 +552,15 @@ def gap_not_assessed_reason(group_entries: Sequence[dict], parts: Sequence[str],
     return text + (": " + "; ".join(causes) if causes else "")
 
 
+def gap_permutations_too_few(n_permutations: int, alpha: float) -> str:
+    """Why no gap was judged: the permutation count cannot reach ``alpha``."""
+    need = math.ceil(1.0 / alpha - 1e-9) - 1
+    return (f"too few permutations to call any gap real: with {fmt_count(n_permutations)} the "
+            f"smallest possible p-value is {1.0 / (n_permutations + 1):.3f}, above "
+            f"α = {alpha:g}; rerun with at least {fmt_count(need)} (--n-boot; the default is "
+            "1,000)")
+
+
 def attribute_not_assessed(attribute: str, reason: str) -> str:
     """``"Sex: not assessed — <reason>."``"""
     return f"{_cap(attribute.replace('_', ' '))}: not assessed — {reason}."

@@ -334,3 +334,25 @@ def test_paired_difference_interval_covers_the_truth(n, p_a, p_b, discordant, mo
     # 95% nominal; Monte Carlo error at 1,000 runs is about 0.7 points
     assert 0.93 <= hits / reps <= most, hits / reps
     assert min(widths) > 0  # never [0, 0], even when no image changed
+
+
+def test_too_few_permutations_are_named_not_read_as_no_gap() -> None:
+    # a planted gap (one group's scores far noisier) that 19 permutations already call
+    # real; with 10 no p-value can reach 0.05, so "cannot tell" would hide a blind test
+    rng = np.random.default_rng(1)
+    n = 3000
+    g = rng.integers(0, 3, n)
+    y = (rng.random(n) < 0.4).astype(int)
+    score = np.clip(0.2 + 0.6 * y + rng.normal(0, np.where(g == 2, 0.45, 0.15)), 0, 1)
+    args = {"y": y, "pred": (score >= 0.5).astype(int),
+            "proba": np.column_stack([1 - score, score]), "positive": 1,
+            "groups": pd.DataFrame({"site": np.array(["a", "b", "c"])[g]})}
+    enough = FairnessAudit(n_boot=0, n_permutations=19).compute(**args)
+    sens = next(d for d in enough["disparities"] if d["metric"] == "sensitivity")
+    assert sens["status"] == "assessed" and sens["real"]
+    blind = FairnessAudit(n_boot=0, n_permutations=10).compute(**args)
+    for d in blind["disparities"]:
+        assert d["status"] == "not_assessed" and "real" not in d, d
+        assert d["reason"].startswith("too few permutations to call any gap real: with 10 "
+                                      "the smallest possible p-value is 0.091, above α = 0.05; "
+                                      "rerun with at least 19")
