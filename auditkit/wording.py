@@ -1321,12 +1321,30 @@ def attribute_label(name: str, description: str | None = None) -> str:
     return f"{words} ({description})" if description else words
 
 
-def whatif_scope(n_evaluated: int, n_total: int, evaluated_on: str) -> str:
-    """Which rows the fairness what-if counts (the same rows as the group table)."""
-    return (f"Counted on the same {fmt_count(n_evaluated)} images as the group table above "
+def whatif_scope(n_evaluated: int, n_total: int, evaluated_on: str,
+                 n_patients: int | None = None, several_per_patient: bool = False) -> str:
+    """Which rows the fairness what-if counts (the same rows as the group table).
+
+    ``n_patients``: the evaluated images' patients, when known (``several_per_patient``:
+    the group table shows fewer patients than images, the total unknown). The exported
+    table carries no patient ids (privacy), so the what-if's intervals count images as
+    independent; with several images per patient they are too narrow, and the caption
+    says so.
+    """
+    text = (f"Counted on the same {fmt_count(n_evaluated)} images as the group table above "
             f"({evaluated_on}); the other {fmt_count(n_total - n_evaluated)} rows of "
             "predictions.csv were not evaluated (training or validation images) and are left "
             "out. Intervals: 95% Wilson intervals per group.")
+    if n_patients is not None and 0 < n_patients < n_evaluated:
+        text += (f" These {fmt_count(n_evaluated)} images come from {fmt_count(n_patients)} "
+                 "patients, but the what-if counts each image as independent (the exported "
+                 "table holds no patient ids), so its intervals are too narrow; the group "
+                 "table above allows for patients.")
+    elif several_per_patient:
+        text += (" Some patients have several images, but the what-if counts each image as "
+                 "independent (the exported table holds no patient ids), so its intervals are "
+                 "too narrow; the group table above allows for patients.")
+    return text
 
 
 def whatif_no_scope() -> str:

@@ -203,7 +203,11 @@ else:
     ], key="fairness_threshold_table",
         file_name=f"{ref}__{dataset_name}__{attribute}__threshold_{threshold:.2f}.csv",
         caption=wording.whatif_scope(n_evaluated, int(audit["dataset"].get("n_images") or 0),
-                                     str(result["evaluated_on"])))
+                                     str(result["evaluated_on"]),
+                                     n_patients=perf.get("n_patients")
+                                     if isinstance(perf.get("n_patients"), int) else None,
+                                     several_per_patient=bool(
+                                         (table["n_patients"] < table["n"]).any())))
 mit = result["threshold_mitigation"].get(attribute)
 if mit and "groups" in mit:
     st.markdown(f"**Possible mitigation (fairlearn ThresholdOptimizer, {md_text(mit['constraint'])}):** "
