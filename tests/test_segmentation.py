@@ -231,3 +231,33 @@ def test_new_audit_draft_recognises_a_segmentation_model(tmp_path: Path) -> None
     assert card["segmentation"] == {"activation": "sigmoid", "threshold": 0.5,
                                     "output_size": None}
     assert any("1 channel(s) of" in n and "so output is 'segmentation'" in n for n in notes)
+
+
+def test_dice_gap_with_too_few_permutations_is_not_assessed() -> None:
+    # known truth: group "b" segments far worse (Dice 0.3 against 0.9); 19 permutations
+    # call it real, 10 cannot reach alpha = 0.05 and say so instead of "cannot tell"
+    from auditkit.segmentation import fairness_table
+
+    rng = np.random.default_rng(0)
+    n = 120
+    group = np.array(["a", "b"] * (n // 2))
+    dice = np.clip(np.where(group == "a", 0.9, 0.3) + rng.normal(0, 0.05, n), 0, 1)
+    per_image = pd.DataFrame({
+        "lesion": True, "dice": dice, "iou": dice / (2 - dice), "hd95_px": 3.0,
+        "missed": False, "false_lesion": False, "ref_area_px": 100, "pred_area_px": 100})
+    records = pd.DataFrame({"site": group})
+    patients = np.array([f"p{i // 2}" for i in range(n)])  # one patient per group pair
+    patients = np.char.add(patients, group)
+
+    def gap(n_permutations: int) -> dict:
+        res = fairness_table(per_image, records, attributes=["site"], group_order={},
+                             patients=patients, n_boot=50, n_permutations=n_permutations,
+                             alpha=0.05, level=0.95, min_count=10, small_cell_k=0,
+                             rng=np.random.default_rng(1))
+        (d,) = res["disparities"]
+        return d
+
+    assert gap(19)["status"] == "assessed" and gap(19)["real"]
+    blind = gap(10)
+    assert blind["status"] == "not_assessed" and "real" not in blind
+    assert "smallest possible p-value is 0.091" in blind["reason"]
