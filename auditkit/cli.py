@@ -285,8 +285,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from .compare._cli import check_executor_use, run
 
     check_executor_use(args)
-    # the audits compare runs use AuditConfig's batch size and precision, on --device
-    executor = _executor_from_args(args, AuditConfig(device=args.device))  # bad address: now
+    # the audits compare runs: --device, --batch-size and --precision (checked here, first)
+    config = AuditConfig(device=args.device, batch_size=args.batch_size,
+                         precision=args.precision)
+    executor = _executor_from_args(args, config)  # a bad address is refused now
+    if executor is None:  # local: built now, so a bad --batch-size or --precision is too
+        from .predict import LocalExecutor
+
+        executor = LocalExecutor(batch_size=config.batch_size, precision=config.precision)
     try:
         return run(args, _ProgressLine(), default_audits_dir(), executor=executor)
     finally:
@@ -320,7 +326,13 @@ def _add_compare_parser(sub: Any) -> None:
     p.add_argument("--intersection", action="append", default=[], metavar="ATTR:ATTR")
     p.add_argument("--all-images", action="store_true",
                    help="compare every shared image, not only those held out from both")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto",
+                   help="for the audits --models has to run: auto (default), cpu, cuda or "
+                        "cuda:N")
+    p.add_argument("--precision", default="auto",
+                   help="for those audits: auto (default), float32, bf16 or fp16 (GPU)")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="for those audits: images per forward pass (default 64)")
     _add_executor_arguments(p, runs="the audits --models has to run (stored audits are "
                                     "reused as they are)")
     p.add_argument("--registry", help="model registry folder")

@@ -579,6 +579,23 @@ def test_audits_made_with_another_cache_dir_compare_on_the_same_images(
     assert doc["images"]["shared"] == 60
 
 
+def test_compare_runs_its_audits_with_the_batch_size_and_precision_given(
+        two_versions: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["compare", "--models", "tiny@v1,tiny@v2", "--dataset", str(two_versions["data"]),
+            "--n-boot", "50", "--min-group-size", "3", "--device", "cpu"]
+    assert main([*args, "--batch-size", "0"]) == 2  # refused before any audit runs
+    assert "batch_size must be >= 1; got 0 instead." in capsys.readouterr().err
+    monkeypatch.setenv("AUDITKIT_AUDITS", str(tmp_path / "fresh"))  # no stored audits
+    assert main([*args, "--batch-size", "7", "--precision", "float32",
+                 "--out", str(tmp_path / "cmp")]) == 0
+    made = sorted((tmp_path / "fresh").glob("tiny@*/audit.json"))
+    assert len(made) == 2
+    for path in made:
+        config = json.loads(path.read_text())["config"]
+        assert (config["batch_size"], config["precision"]) == (7, "float32")
+
+
 def test_different_datasets_exit_2(two_versions: dict, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     other = make_dataset(tmp_path / "other" / "tiny", shift=3)  # same names, other pixels

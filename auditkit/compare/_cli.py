@@ -52,6 +52,7 @@ def _audit_for(ref: str, dataset_name: str, args: argparse.Namespace, audits_dir
     out = audits_dir / f"{found.card.ref}__{dataset.name}__{stamp}"
     config = AuditConfig(checks=["performance", "fairness"], seed=args.seed,
                          n_boot=args.n_boot, device=args.device,
+                         batch_size=args.batch_size, precision=args.precision,
                          min_group_size=args.min_group_size, small_cell_k=args.small_cell_k)
     run_audit(model=model, dataset=dataset, config=config, out_dir=out, executor=executor,
               cache_dir=args.cache_dir, progress=progress)
