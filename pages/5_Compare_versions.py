@@ -125,8 +125,9 @@ for metric, ni in res["noninferiority"]["by_metric"].items():
 st.caption(md_text(doc["images"]["description"]) + f" Non-inferiority margin δ = {margin_pts} points; "
            f"{res['multiplicity']['family_size']} differences are judged together "
            "(Westfall–Young step-down), so a change is called real only if it stands out among "
-           "all of "
-           "them.")
+           "all of them. For accuracy, sensitivity and specificity a range is never narrower "
+           "than the paired score interval (Newcombe), so a group where few images changed "
+           "answer is not over-read.")
 
 st.header("1. Differences by group")
 metric = st.selectbox("Metric", list(COMPARED_METRICS), format_func=wording.metric_name,

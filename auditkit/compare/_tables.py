@@ -42,7 +42,9 @@ def forest_table(doc: dict[str, Any], metric: str) -> pd.DataFrame:
                      "n": r["n"], "n_patients": r.get("n_patients"), "too_few": r["too_few"],
                      "a": e["a"], "b": e["b"], "difference": e["difference"],
                      "low": ci[0], "high": ci[1], "adj_low": adj[0], "adj_high": adj[1],
-                     "p_adjusted": e.get("p_adjusted"), "change": e.get("change"),
+                     "p_adjusted": e.get("p_adjusted"),
+                     "change": (f"{e.get('change')} ({e['change_reason'].split(':')[0]})"
+                                if e.get("change_reason") else e.get("change")),
                      "noninferiority": (e.get("noninferiority") or {}).get("verdict"),
                      "size": wording.fmt_n(r["n"], r.get("n_patients")),
                      "a_text": wording.fmt_interval(e["a"], e.get("a_ci")),
