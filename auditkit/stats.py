@@ -185,7 +185,10 @@ def paired_difference_interval(success_a: np.ndarray, success_b: np.ndarray,
     n01 = float(np.sum(~a & b))
     n00 = float(np.sum(~a & ~b))
     margins = (n11 + n10) * (n01 + n00) * (n11 + n01) * (n10 + n00)
-    phi = (n11 * n00 - n10 * n01) / np.sqrt(margins) if margins > 0 else 0.0
+    # method 10's phi: a positive association is shrunk by n / 2 (and never below 0)
+    cross = n11 * n00 - n10 * n01
+    shrunk = max(cross - (n11 + n10 + n01 + n00) / 2.0, 0.0) if cross > 0 else cross
+    phi = shrunk / np.sqrt(margins) if margins > 0 else 0.0
     theta = p2 - p1
     low = theta - np.sqrt(max(0.0, (p2 - l2) ** 2 - 2 * phi * (p2 - l2) * (u1 - p1)
                               + (u1 - p1) ** 2))
