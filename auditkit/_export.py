@@ -69,6 +69,22 @@ def _checked_audience(audience: str) -> str:
     return audience
 
 
+def with_audience(frame: pd.DataFrame, audience: str) -> pd.DataFrame:
+    """``frame`` with a last ``audience`` column stating ``audience`` in every row.
+
+    Replaces one the frame already had (e.g. read from an earlier file); a data column of
+    that name (values other than the two audiences) is refused.
+    """
+    if AUDIENCE_COLUMN in frame.columns and not set(frame[AUDIENCE_COLUMN].astype(str)) <= {
+            "in-house", "release"}:
+        raise ConfigError(f"the column {AUDIENCE_COLUMN!r} is reserved for the file's "
+                          "audience; found a data column of that name (rename it, e.g. "
+                          "in the dataset's auditkit.toml).")
+    out = frame.drop(columns=[AUDIENCE_COLUMN], errors="ignore")
+    out[AUDIENCE_COLUMN] = _checked_audience(audience)
+    return out
+
+
 def write_frame_csv(frame: pd.DataFrame, path: str | os.PathLike[str], *,
                     audience: str | None = None) -> Path:
     """Write ``frame`` (formulas neutralised) to ``path`` atomically.
@@ -79,13 +95,7 @@ def write_frame_csv(frame: pd.DataFrame, path: str | os.PathLike[str], *,
     path = Path(path)
     out = csv_safe_frame(frame)
     if audience is not None:
-        if AUDIENCE_COLUMN in out.columns and not set(out[AUDIENCE_COLUMN].astype(str)) <= {
-                "in-house", "release"}:
-            raise ConfigError(f"the column {AUDIENCE_COLUMN!r} is reserved for the file's "
-                              "audience; found a data column of that name (rename it, e.g. "
-                              "in the dataset's auditkit.toml).")
-        out = out.drop(columns=[AUDIENCE_COLUMN], errors="ignore")
-        out[AUDIENCE_COLUMN] = _checked_audience(audience)
+        out = with_audience(out, audience)
     tmp = _atomic(path)
     out.to_csv(tmp, index=False)
     os.replace(tmp, path)

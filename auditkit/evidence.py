@@ -30,8 +30,8 @@ from typing import Any
 
 import pandas as pd
 
-from ._export import write_frame_csv
-from .exceptions import ConfigError, DataError
+from ._export import with_audience, write_frame_csv
+from .exceptions import DataError
 
 __all__ = [
     "PARQUET_MIN_ROWS",
@@ -76,20 +76,6 @@ def _parquet_text_safe(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _with_audience(frame: pd.DataFrame, audience: str) -> pd.DataFrame:
-    """``frame`` with a last ``audience`` column (the rule of the CSV writer)."""
-    from ._export import AUDIENCE_COLUMN, _checked_audience
-
-    if AUDIENCE_COLUMN in frame.columns and not set(frame[AUDIENCE_COLUMN].astype(str)) <= {
-            "in-house", "release"}:
-        raise ConfigError(f"the column {AUDIENCE_COLUMN!r} is reserved for the file's "
-                          "audience; found a data column of that name (rename it, e.g. "
-                          "in the dataset's auditkit.toml).")
-    out = frame.drop(columns=[AUDIENCE_COLUMN], errors="ignore")
-    out[AUDIENCE_COLUMN] = _checked_audience(audience)
-    return out
-
-
 #: Rows per Parquet row group (the unit a reader decodes at once).
 ROW_GROUP_ROWS = 65_536
 
@@ -127,7 +113,7 @@ def write_table(frame: pd.DataFrame, folder: str | os.PathLike[str], stem: str, 
     else:
         out = _parquet_text_safe(frame)
         if audience is not None:
-            out = _with_audience(out, audience)
+            out = with_audience(out, audience)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         # row groups of ROW_GROUP_ROWS: a page of the table (EvidenceTable.page) then
         # decodes one or two groups, not the whole column
