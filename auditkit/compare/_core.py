@@ -66,10 +66,12 @@ PAIRED_PROPORTIONS = ("accuracy", "sensitivity", "specificity")
 def _successes(metric: str, y: np.ndarray, pred: np.ndarray, positive: int,
                mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(images of ``metric``'s denominator within ``mask``, 0/1 success per such image)."""
+    if metric == "accuracy":
+        return mask, (pred == y)[mask]
     pos, called = y == positive, pred == positive
-    den, hit = {"accuracy": (mask, pred == y), "sensitivity": (mask & pos, called),
-                "specificity": (mask & ~pos, ~called), "ppv": (mask & called, pos),
-                "npv": (mask & ~called, ~pos)}[metric]
+    den, hit = {"sensitivity": (pos, called), "specificity": (~pos, ~called),
+                "ppv": (called, pos), "npv": (~called, ~pos)}[metric]
+    den = mask & den
     return den, hit[den]
 
 
@@ -324,19 +326,17 @@ def compare_predictions(
                 }
                 if metric in PROPORTION_METRICS:
                     entry = row["metrics"][metric]
+                    hits = {}
                     for version, pred in (("a", pred_a_int), ("b", pred_b_int)):
-                        den, hit = _successes(metric, y, pred, positive, mask)
+                        den, hits[version] = _successes(metric, y, pred, positive, mask)
                         entry[f"{version}_ci"] = proportion_interval(
-                            hit.astype(float), None if pid is None else pid[den],
+                            hits[version].astype(float), None if pid is None else pid[den],
                             level=confidence)[1]
-                if metric in PAIRED_PROPORTIONS:
-                    den, hit_a = _successes(metric, y, pred_a_int, positive, mask)
-                    hit_b = _successes(metric, y, pred_b_int, positive, mask)[1]
-                    paired[(len(rows), metric)] = (hit_a, hit_b,
-                                                   None if pid is None else pid[den])
-                    entry = row["metrics"][metric]
-                    entry["ci"] = _widen(entry["ci"], paired_difference_interval(
-                        hit_a, hit_b, paired[(len(rows), metric)][2], level=confidence))
+                    if metric in PAIRED_PROPORTIONS:  # one denominator for both versions
+                        paired[(len(rows), metric)] = (hits["a"], hits["b"],
+                                                       None if pid is None else pid[den])
+                        entry["ci"] = _widen(entry["ci"], paired_difference_interval(
+                            *paired[(len(rows), metric)], level=confidence))
                 point_d.append(vb - va)
                 reps_d.append(rb - ra)
             rows.append(row)
