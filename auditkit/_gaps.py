@@ -56,6 +56,12 @@ class GapTest:
     metrics: Sequence[str] = field(default_factory=lambda: list(GAP_METRICS + PARITY_STATISTICS))
 
 
+def cannot_reach(n_permutations: int, alpha: float) -> bool:
+    """Whether no permutation p-value could reach ``alpha``: its smallest possible value,
+    ``1 / (n_permutations + 1)``, is above it (fewer than 19 permutations at 0.05)."""
+    return 1.0 / (n_permutations + 1) > alpha
+
+
 def _unit_sums(y: np.ndarray, pred: np.ndarray, proba: np.ndarray, positive: int,
                unit: np.ndarray, m: int, classes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """Per-unit sums ``(m, 9 + 2K)`` and per-unit presence indicators ``(m, 5 + K)``."""

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from . import wording
-from ._gaps import GAP_METRICS, PARITY_STATISTICS, GapTest, run_gap_tests
+from ._gaps import GAP_METRICS, PARITY_STATISTICS, GapTest, cannot_reach, run_gap_tests
 from ._metrics import METRICS, MetricInputs, metric_table
 from .data import UNKNOWN
 from .exceptions import ConfigError
@@ -234,7 +234,7 @@ class FairnessAudit:
                                 "reason": wording.gap_not_assessed_reason(
                                     group_entries, parts, self.min_group_size)})
                     continue
-                if 1.0 / (self.n_permutations + 1) > self.alpha:
+                if cannot_reach(self.n_permutations, self.alpha):
                     # no p-value could reach alpha: "cannot tell" would hide a blind test
                     out.append({**base, "status": "not_assessed", "gap": t["gap"],
                                 "n_permutations": self.n_permutations,

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from . import wording
+from ._gaps import cannot_reach
 from ._metrics import bootstrap_weights, percentile_interval
 from .exceptions import ConfigError, DataError
 from .stats import holm_adjust, proportion_interval
@@ -324,7 +325,7 @@ def fairness_table(per_image: pd.DataFrame, records: pd.DataFrame, *, attributes
         if t is None:
             tests.append({"attribute": attr, "metric": "dice", "status": "not_assessed",
                           "reason": "fewer than two groups with enough patients to compare"})
-        elif 1.0 / (n_permutations + 1) > alpha:  # no p-value could reach alpha
+        elif cannot_reach(n_permutations, alpha):  # no p-value could reach alpha
             tests.append({"attribute": attr, "metric": "dice", "status": "not_assessed",
                           "gap": t.get("gap"), "n_permutations": n_permutations,
                           "reason": wording.gap_permutations_too_few(n_permutations, alpha)})
